@@ -1,0 +1,1 @@
+"""Command-line interfaces: ``rhesis-pipeline`` (users) and ``rhesis-monitor`` (operators)."""

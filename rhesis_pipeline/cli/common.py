@@ -1,0 +1,44 @@
+"""What both command-line tools share: error handling, exit codes, database announcement."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import db
+from ..errors import RhesisError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0   success
+  1   failure (an operation failed or problems were found)
+  2   usage error or invalid setting
+  3   database unreachable (or the embedded server did not start)
+  4   database not migrated (run `rhesis-pipeline migrate`)
+  130 interrupted (Ctrl-C)
+"""
+
+
+class RhesisGroup(click.Group):
+    """A click group that turns RhesisError into one line on stderr and its exit code,
+    and Ctrl-C into exit code 130, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RhesisError as exc:
+            click.echo(f"{ctx.find_root().info_name}: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo(f"{ctx.find_root().info_name}: interrupted", err=True)
+            ctx.exit(130)
+
+
+def use_database(*, migrated: bool = True) -> None:
+    """Resolve the database, say on stderr which one is used, and (by default) check that
+    it is reachable and migrated. Raises RhesisError subclasses with one-line messages."""
+    db.settings()  # validate settings before anything else
+    db.announce_database(sys.stderr)
+    if migrated:
+        db.check_migrated()

@@ -1,0 +1,305 @@
+"""The one boundary between rhesis-pipeline and the database driver.
+
+Everything else talks to Postgres through this module: it resolves the database
+(``DATABASE_URL`` or the embedded server), owns the process's single SQLAlchemy engine
+and its connection pool, lends raw psycopg2 connections from that same pool to the
+dramatiq-pg broker (:class:`BrokerPool`), and translates driver errors into
+:mod:`rhesis_pipeline.errors` exceptions with one-line messages.
+
+One pool per process, sized once: a worker sizes it from its threads and queues before
+it boots (see :mod:`rhesis_pipeline.middleware.pool_sizing`), every other process uses
+``RHESIS_DB_POOL_SIZE`` or 5. The pool waits up to ``RHESIS_DB_POOL_TIMEOUT`` seconds for
+a free connection instead of failing at once as psycopg2's own pool does.
+
+Nothing here connects at import time; the engine is created on first use, and dropped
+without closing its connections in a child after ``fork()`` (they belong to the parent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .errors import DatabaseUnavailable, NotMigrated
+from .settings import Settings, redact_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+logger = logging.getLogger(__name__)
+
+#: Schema of the pipeline's own tables and of its Alembic version table.
+SCHEMA = "rhesis"
+#: Alembic's version table, kept in our schema so it never collides with the host
+#: application's own ``public.alembic_version``.
+VERSION_TABLE = "alembic_version"
+
+#: Connections per process when nothing sized the pool (CLI, web application).
+DEFAULT_POOL_SIZE = 5
+
+_lock = threading.RLock()
+_state: dict[str, Any] = {"settings": None, "url": None, "engine": None, "pool_size": None}
+
+
+def settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    with _lock:
+        if _state["settings"] is None:
+            _state["settings"] = Settings.from_env()
+        return _state["settings"]
+
+
+def database_url() -> str:
+    """The normalised SQLAlchemy URL of the database, starting the embedded server if needed."""
+    with _lock:
+        if _state["url"] is None:
+            s = settings()
+            if s.database_url is not None:
+                _state["url"] = s.database_url
+            else:
+                from . import embedded
+
+                _state["url"] = embedded.database_url(s.data_dir)
+        return _state["url"]
+
+
+def describe_database() -> str:
+    """One line saying which database this process uses, password hidden."""
+    s = settings()
+    url = redact_url(database_url())
+    if s.embedded:
+        from .embedded import pgdata_dir
+
+        return f"embedded Postgres in {pgdata_dir(s.data_dir)} ({url})"
+    return f"{url} (from DATABASE_URL)"
+
+
+def announce_database(stream=None) -> None:
+    """Say on stderr which database this process uses."""
+    print(f"rhesis-pipeline: using database {describe_database()}", file=stream or sys.stderr)
+
+
+def configure(*, settings_: Settings | None = None, url: str | None = None) -> None:
+    """Replace the settings and/or database URL (tests, CLI); drops the current engine."""
+    with _lock:
+        dispose()
+        if settings_ is not None:
+            _state["settings"] = settings_
+        if url is not None:
+            _state["url"] = url
+        elif settings_ is not None:
+            _state["url"] = None
+
+
+def reset() -> None:
+    """Forget settings, URL, pool size and engine; the next use reads the environment again."""
+    with _lock:
+        dispose()
+        _state.update(settings=None, url=None, pool_size=None)
+
+
+def set_pool_size(size: int) -> None:
+    """Size the process's pool; takes effect now if no connection was made yet, else on
+    the next engine (the current one is disposed)."""
+    with _lock:
+        if _state["pool_size"] == size:
+            return
+        _state["pool_size"] = size
+        if _state["engine"] is not None:
+            _state["engine"].dispose()
+            _state["engine"] = None
+
+
+def pool_size() -> int:
+    explicit = settings().db_pool_size
+    if explicit:
+        return explicit
+    return _state["pool_size"] or DEFAULT_POOL_SIZE
+
+
+def engine() -> Engine:
+    """The process's engine, created on first use."""
+    with _lock:
+        if _state["engine"] is None:
+            from sqlalchemy import create_engine
+
+            size = pool_size()
+            _state["engine"] = create_engine(
+                database_url(),
+                pool_size=size,
+                max_overflow=0,
+                pool_timeout=settings().db_pool_timeout,
+                pool_pre_ping=True,
+                connect_args={
+                    "application_name": _application_name(),
+                    "connect_timeout": 10,
+                    "keepalives": 1,
+                    "keepalives_idle": 5,
+                    "keepalives_interval": 2,
+                    "keepalives_count": 2,
+                },
+            )
+            logger.debug("database pool of %d connections for %s", size, redact_url(database_url()))
+        return _state["engine"]
+
+
+def dispose() -> None:
+    """Close the pool's idle connections and forget the engine."""
+    with _lock:
+        if _state["engine"] is not None:
+            _state["engine"].dispose()
+            _state["engine"] = None
+
+
+def _after_fork_in_child() -> None:
+    # The parent's connections must not be used (or closed) by the child.
+    if _state["engine"] is not None:
+        _state["engine"].dispose(close=False)
+        _state["engine"] = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _application_name() -> str:
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return f"rhesis-pipeline:{prog}"[:63]
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """A DatabaseUnavailable for driver error *exc*, naming the database and the fix."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = detail[0] if detail else type(exc).__name__
+    try:
+        where = redact_url(database_url())
+    except Exception:
+        where = "the database"
+    return DatabaseUnavailable(
+        f"cannot use database {where}: {first}. "
+        "Check DATABASE_URL and that the server is running and accepts connections"
+    )
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn connection-level driver errors into DatabaseUnavailable."""
+    import psycopg2
+    from sqlalchemy import exc as sa_exc
+
+    try:
+        yield
+    except sa_exc.TimeoutError as exc:
+        raise DatabaseUnavailable(
+            f"no free database connection after {settings().db_pool_timeout:g}s: "
+            f"the pool of {pool_size()} is exhausted; raise RHESIS_DB_POOL_SIZE"
+        ) from exc
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg2.OperationalError) as exc:
+        raise unavailable(exc) from exc
+
+
+@contextmanager
+def begin() -> Iterator[Connection]:
+    """A connection inside a transaction that commits on success, rolls back on error."""
+    with translate_errors(), engine().begin() as conn:
+        yield conn
+
+
+@contextmanager
+def connect() -> Iterator[Connection]:
+    """A connection without an implicit commit (read-only work, explicit transactions)."""
+    with translate_errors(), engine().connect() as conn:
+        yield conn
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The Alembic revision the database is at, or None if never migrated."""
+    from sqlalchemy import text
+
+    exists = conn.execute(
+        text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{SCHEMA}.{VERSION_TABLE}"}
+    ).scalar()
+    if not exists:
+        return None
+    return conn.execute(text(f"SELECT version_num FROM {SCHEMA}.{VERSION_TABLE}")).scalar()
+
+
+def check_migrated() -> None:
+    """Raise NotMigrated, naming the fix, unless the database is at this version's head."""
+    from .migrate import head_revision
+
+    with connect() as conn:
+        current = current_revision(conn)
+    head = head_revision()
+    where = redact_url(database_url())
+    if current is None:
+        raise NotMigrated(
+            f"database {where} is not migrated: run `rhesis-pipeline migrate` "
+            "(or the Procfile's release step)"
+        )
+    if current != head:
+        from .migrate import known_revisions
+
+        if current in known_revisions():
+            raise NotMigrated(
+                f"database {where} is at revision {current}, this version needs {head}: "
+                "run `rhesis-pipeline migrate`"
+            )
+        raise NotMigrated(
+            f"database {where} is at revision {current}, which this version of rhesis-pipeline "
+            "does not know (it was migrated by a newer release): upgrade rhesis-pipeline"
+        )
+
+
+class BrokerPool:
+    """The psycopg2 pool interface dramatiq-pg expects, served from the engine's pool.
+
+    dramatiq-pg calls ``getconn()``, ``putconn(conn)`` and reads ``minconn``; it sets
+    autocommit and LISTENs on connections it keeps for a consumer's lifetime. Returning
+    such a connection undoes both, so the next borrower gets a clean one. Session
+    advisory locks (dramatiq-pg's claims) are deliberately left in place: a message may
+    still be running in a worker thread when its consumer is closed.
+    """
+
+    #: dramatiq-pg's pool_sanitizer walks ``minconn`` idle connections after a
+    #: disconnect; SQLAlchemy's pre-ping already discards broken ones.
+    minconn = 0
+
+    def __init__(self) -> None:
+        self._borrowed: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def getconn(self):
+        with translate_errors():
+            fairy = engine().raw_connection()
+        raw = fairy.dbapi_connection
+        with self._lock:
+            self._borrowed[id(raw)] = fairy
+        return raw
+
+    def putconn(self, conn, key=None, close=False) -> None:
+        with self._lock:
+            fairy = self._borrowed.pop(id(conn), None)
+        if fairy is None:  # not ours (or returned twice): just close it
+            if not conn.closed:
+                conn.close()
+            return
+        if conn.closed or close:
+            fairy.invalidate()
+            return
+        try:
+            if conn.autocommit:
+                with conn.cursor() as cur:
+                    cur.execute("UNLISTEN *")
+                conn.autocommit = False
+        except Exception:
+            fairy.invalidate()
+            return
+        fairy.close()
+
+    def closeall(self) -> None:
+        dispose()

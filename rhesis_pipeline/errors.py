@@ -1,0 +1,49 @@
+"""Exceptions of rhesis-pipeline.
+
+Every error a user or operator can cause carries a one-line message that names the
+problem and the fix. The CLI prints ``error: <message>`` and exits with ``exit_code``
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from dramatiq.errors import ConnectionError as DramatiqConnectionError
+
+
+class RhesisError(Exception):
+    """Base class. ``str(exc)`` is a complete, one-line message for the user."""
+
+    exit_code = 1
+
+
+class ConfigurationError(RhesisError):
+    """A setting (environment variable or option) is invalid."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(RhesisError, DramatiqConnectionError):
+    """The database cannot be reached or refused the connection.
+
+    Subclasses dramatiq's ConnectionError so a worker treats it as a broker outage.
+    """
+
+    exit_code = 3
+
+
+class NotMigrated(RhesisError):
+    """The database lacks the schema this version needs."""
+
+    exit_code = 4
+
+
+class EmbeddedServerError(RhesisError):
+    """The embedded Postgres could not be started."""
+
+    exit_code = 3
+
+
+class MessageTooLarge(RhesisError, ValueError):
+    """An encoded message is larger than RHESIS_MAX_MESSAGE_BYTES."""
+
+    exit_code = 2

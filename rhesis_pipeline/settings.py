@@ -1,0 +1,225 @@
+"""Every setting of rhesis-pipeline, read from the environment in one place.
+
+``DATABASE_URL`` names the Postgres database that holds both the queue (dramatiq-pg's
+``dramatiq`` schema) and the pipeline's own tables (the ``rhesis`` schema). It accepts
+``postgres://``, ``postgresql://`` and ``postgresql+psycopg2://`` and is normalised to
+``postgresql+psycopg2://``: SQLAlchemy 2.1 maps a plain ``postgresql://`` to psycopg 3,
+which this project does not ship. When it is unset, an embedded Postgres is used
+(see :mod:`rhesis_pipeline.embedded`).
+
+All other settings are ``RHESIS_*`` variables:
+
+=============================  ==========================================================
+``RHESIS_DATA_DIR``            Directory of the embedded server's data. Default: the
+                               per-user data directory (``~/.local/share/rhesis-pipeline``).
+``RHESIS_LOG_LEVEL``           DEBUG, INFO, WARNING or ERROR. Default INFO.
+``RHESIS_WORKER_PROCESSES``    Worker processes started by ``bin/worker``. Default: the
+                               number of CPUs.
+``RHESIS_WORKER_THREADS``      Threads per worker process. Default 8.
+``RHESIS_QUEUES``              Space- or comma-separated queues ``bin/worker`` consumes.
+                               Default: empty, meaning every queue the actors declare.
+``RHESIS_DB_POOL_SIZE``        Database connections per process. Default 0: sized
+                               automatically (workers: from threads and queues; other
+                               processes: 5).
+``RHESIS_DB_POOL_TIMEOUT``     Seconds to wait for a free pooled connection before
+                               failing. Default 30.
+``RHESIS_MAX_MESSAGE_BYTES``   Largest encoded message accepted by ``enqueue``, in bytes.
+                               Default 1048576 (1 MiB). Larger payloads are refused with
+                               an error naming the actor; store big data in a table and
+                               pass its id.
+``RHESIS_QUEUE_RETENTION_HOURS`` Hours that done and rejected queue rows are kept before
+                               the periodic purge deletes them. Default 168 (7 days).
+``RHESIS_PURGE_CRON``          periodiq cron of the purge actor, in UTC. Default
+                               ``*/10 * * * *``.
+=============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigurationError
+
+#: Schemes accepted in DATABASE_URL, all normalised to the psycopg2 driver.
+ACCEPTED_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
+NORMALISED_SCHEME = "postgresql+psycopg2"
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_QUEUE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]*$")
+
+
+def normalise_database_url(url: str) -> str:
+    """Return *url* with its scheme rewritten to ``postgresql+psycopg2://``.
+
+    Raises :class:`ConfigurationError` naming the problem for anything that is not a
+    Postgres URL this project can use.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    raw = url.strip()
+    if not raw:
+        raise ConfigurationError(
+            "DATABASE_URL is set but empty; unset it to use the embedded database"
+        )
+    scheme, sep, _rest = raw.partition("://")
+    if not sep:
+        raise ConfigurationError(
+            f"DATABASE_URL {_redact(raw)!r} is not a URL; expected "
+            "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        )
+    if scheme.lower() not in ACCEPTED_SCHEMES:
+        raise ConfigurationError(
+            f"DATABASE_URL has scheme {scheme!r}; use one of "
+            + ", ".join(f"{s}://" for s in ACCEPTED_SCHEMES)
+        )
+    candidate = NORMALISED_SCHEME + "://" + raw.split("://", 1)[1]
+    try:
+        parsed = make_url(candidate)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(f"DATABASE_URL {_redact(raw)!r} cannot be parsed: {exc}") from None
+    if not parsed.database:
+        raise ConfigurationError(
+            f"DATABASE_URL {redact_url(candidate)!r} names no database; add /DBNAME at the end"
+        )
+    return candidate
+
+
+def redact_url(url: str) -> str:
+    """*url* with its password replaced by ``***``, for logs and messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a URL we could not parse: hide everything between : and @
+        return _redact(url)
+
+
+def libpq_url(url: str) -> str:
+    """The normalised SQLAlchemy *url* as a plain libpq URI for psycopg2.connect."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _redact(raw: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", raw)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("rhesis-pipeline", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Build one with :meth:`from_env`; every field has a default."""
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=_default_data_dir)
+    log_level: str = "INFO"
+    worker_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    worker_threads: int = 8
+    queues: tuple[str, ...] = ()
+    db_pool_size: int = 0
+    db_pool_timeout: float = 30.0
+    max_message_bytes: int = 1024 * 1024
+    queue_retention_hours: float = 168.0
+    purge_cron: str = "*/10 * * * *"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no DATABASE_URL is set and the embedded server is used."""
+        return self.database_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings from *env* (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        raw_url = env.get("DATABASE_URL")
+        database_url = normalise_database_url(raw_url) if raw_url is not None else None
+
+        level = env.get("RHESIS_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if level not in _LOG_LEVELS:
+            raise ConfigurationError(
+                f"RHESIS_LOG_LEVEL={level!r} is not one of {', '.join(_LOG_LEVELS)}"
+            )
+
+        queues = tuple(q for q in re.split(r"[\s,]+", env.get("RHESIS_QUEUES", "")) if q)
+        for q in queues:
+            if not _QUEUE_NAME.match(q):
+                raise ConfigurationError(
+                    f"RHESIS_QUEUES names {q!r}, which is not a valid queue name "
+                    "(letters, digits, '.', '_' and '-'; not starting with a digit)"
+                )
+
+        data_dir_raw = env.get("RHESIS_DATA_DIR", "").strip()
+        data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else _default_data_dir()
+
+        cron = env.get("RHESIS_PURGE_CRON", "").strip() or cls.purge_cron
+        _check_cron("RHESIS_PURGE_CRON", cron)
+
+        return cls(
+            database_url=database_url,
+            data_dir=data_dir,
+            log_level=level,
+            worker_processes=_int(env, "RHESIS_WORKER_PROCESSES", os.cpu_count() or 1, minimum=1),
+            worker_threads=_int(env, "RHESIS_WORKER_THREADS", 8, minimum=1),
+            queues=queues,
+            db_pool_size=_int(env, "RHESIS_DB_POOL_SIZE", 0),
+            db_pool_timeout=_float(env, "RHESIS_DB_POOL_TIMEOUT", 30.0, minimum=0.1),
+            max_message_bytes=_int(env, "RHESIS_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024),
+            queue_retention_hours=_float(env, "RHESIS_QUEUE_RETENTION_HOURS", 168.0),
+            purge_cron=cron,
+        )
+
+
+def _check_cron(name: str, spec: str) -> None:
+    """Refuse cron specs periodiq would parse but mis-schedule (Sunday as 0 never fires)."""
+    from periodiq import CronSpec
+
+    fields = spec.split()
+    if spec.startswith("@"):
+        if spec in ("@weekly",):
+            raise ConfigurationError(
+                f"{name}={spec!r}: periodiq never fires @weekly (Sunday is 0); write '0 0 * * 7'"
+            )
+    elif len(fields) == 5 and re.search(r"(^|[,-])(0|sun)($|[,-/])", fields[4].lower()):
+        raise ConfigurationError(
+            f"{name}={spec!r}: periodiq never fires on Sunday written as 0 or 'sun'; write 7"
+        )
+    try:
+        CronSpec.parse(spec)
+    except Exception as exc:
+        raise ConfigurationError(f"{name}={spec!r} is not a valid cron spec: {exc}") from None

@@ -1,0 +1,40 @@
+"""Running the installed console scripts as real subprocesses, as users do."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def script(name: str) -> str:
+    """Path of console script *name* installed next to this Python (the venv's bin)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    assert found, f"console script {name!r} is not installed: run pip install -e '.[dev]'"
+    return found
+
+
+def run(
+    name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run console script *name* with *args*; *env* is added to a copy of os.environ
+    (a value of None removes that variable)."""
+    full = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    return subprocess.run(
+        [script(name), *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
