@@ -1,3 +1,35 @@
-"""rhesis-pipeline: run test suites in parallel on Dramatiq workers with a Postgres broker."""
+"""rhesis-pipeline: run test suites in parallel on Dramatiq workers with a Postgres broker.
+
+The Python API::
+
+    from rhesis_pipeline import launch_test_run, get_progress, get_run, on_run_finished
+
+Importing this package does not connect to the database or install a broker; the
+functions below import ``rhesis_pipeline.actors`` (which installs the broker) on use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0.dev0"
+
+__all__ = [
+    "InvalidSubmission",
+    "RunOptions",
+    "RunSummary",
+    "get_progress",
+    "get_results",
+    "get_run",
+    "launch_test_run",
+    "on_run_finished",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import rhesis_pipeline` stays cheap and side-effect free.
+    if name in __all__:
+        from . import runs
+
+        return getattr(runs, name)
+    raise AttributeError(f"module 'rhesis_pipeline' has no attribute {name!r}")

@@ -1,39 +1,110 @@
-"""Entry point of workers and of the scheduler.
+"""Entry point of workers and of the scheduler; declares every actor.
 
     dramatiq rhesis_pipeline.actors      # workers (or bin/worker)
     periodiq rhesis_pipeline.actors      # scheduler (or bin/scheduler, which sets TZ=UTC)
 
-Importing this module installs the rhesis-pipeline broker as dramatiq's global broker and
-declares every actor. It does not connect to the database: the pool connects on first
-use.
+Importing this module installs the rhesis-pipeline broker as dramatiq's global broker.
+It does not connect to the database: the pool connects on first use.
+
+Actors:
+
+* ``execute_single_test(run_id, test_id)`` — one member of a run (queue rhesis-tests).
+  Retries, backoff and time limit come from the run's options, carried on each message.
+* ``collect_results(run_id)`` — the completion callback (queue rhesis-callbacks),
+  enqueued exactly once per run by the transaction that stores its last outcome.
+* ``apply_retention()`` — periodic (RHESIS_PURGE_CRON): deletes finished queue rows past
+  retention and expired rate-limit keys.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 from periodiq import cron
 
-from . import db, queues
+from . import db, executors, queues, runs
 from .broker import build_broker
-from .maintenance import PurgeConfig, PurgeFinishedMessages
+from .consumer import ACKED_IN_TRANSACTION
+from .identity import worker_id
+from .maintenance import Retention, RetentionConfig
+
+logger = logging.getLogger(__name__)
 
 broker = build_broker()
 dramatiq.set_broker(broker)
 
 
-def _settings():
-    return db.settings()
+@dramatiq.actor(queue_name=queues.TESTS, max_retries=2, time_limit=60_000)
+def execute_single_test(run_id: str, test_id: str) -> None:
+    """Run one test of a run and store its outcome (passed or failed).
+
+    An exception fails the attempt; dramatiq retries it with backoff and, after the last
+    attempt, MemberOutcomes stores ``error``. A redelivered member whose outcome is
+    already stored does nothing.
+    """
+    message = CurrentMessage.get_current_message()
+    assert message is not None, "CurrentMessage middleware is missing"
+    me = worker_id()
+    attempts = message.options.get("retries", 0) + 1
+    start = runs.start_member(run_id, test_id)
+    if start is None:
+        logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
+        return
+    if start.cancel_requested:
+        runs.record_outcome(
+            run_id,
+            test_id,
+            status="cancelled",
+            error="run cancelled",
+            worker=me,
+            ack=(message.message_id, message.queue_name),
+        )
+        return
+    execution = executors.execute(start.executor, start.test)
+    recorded = runs.record_outcome(
+        run_id,
+        test_id,
+        status=execution.status,
+        output=execution.output,
+        metrics=execution.metrics,
+        duration_ms=execution.duration_ms,
+        worker=me,
+        attempts=attempts,
+        started_at=start.started_at,
+        ack=(message.message_id, message.queue_name),
+    )
+    if recorded.acked:
+        setattr(message, ACKED_IN_TRANSACTION, True)
+
+
+@dramatiq.actor(
+    queue_name=queues.CALLBACKS,
+    max_retries=10,
+    min_backoff=500,
+    max_backoff=30_000,
+    time_limit=300_000,
+)
+def collect_results(run_id: str) -> None:
+    """Finish a run: aggregate its results, set its status, call run-finished hooks.
+
+    Harmless if delivered twice: a run already final is left as it is.
+    """
+    summary = runs.finish_run(run_id)
+    if summary is not None:
+        runs.run_hooks(summary)
 
 
 @dramatiq.actor(
     queue_name=queues.MAINTENANCE,
-    periodic=cron(_settings().purge_cron),
+    periodic=cron(db.settings().purge_cron),
     max_retries=0,
     time_limit=10 * 60 * 1000,
 )
-def purge_finished_messages() -> None:
-    """Delete done and rejected queue rows older than RHESIS_QUEUE_RETENTION_HOURS."""
+def apply_retention() -> None:
+    """Delete finished queue rows older than RHESIS_QUEUE_RETENTION_HOURS and expired
+    rate-limit keys."""
     retention = timedelta(hours=db.settings().queue_retention_hours)
-    PurgeFinishedMessages(PurgeConfig(retention=retention)).run_once()
+    Retention(RetentionConfig(message_retention=retention)).run_once()

@@ -31,6 +31,7 @@ from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
     CurrentMessage,
+    GroupCallbacks,
     Pipelines,
     Retries,
     ShutdownNotifications,
@@ -46,9 +47,11 @@ from tenacity import (
 )
 
 from . import db
+from .consumer import RhesisConsumer, channel
 from .errors import DatabaseUnavailable, MessageTooLarge
-from .middleware import LogContext, PoolSizing
+from .middleware import LogContext, MemberOutcomes, PoolSizing, TenantContext
 from .queries import Q
+from .rate_limits import PostgresRateLimiterBackend
 
 logger = logging.getLogger(__name__)
 
@@ -64,25 +67,35 @@ def middleware_list() -> list[dramatiq.Middleware]:
 
     1. LogContext first: its before hook sets the message id/actor for every later
        hook's log lines, and its after hook, running last, clears them.
-    2. PoolSizing: sizes the database pool in ``before_worker_boot``, before any
+    2. TenantContext: restores the message's tenant before any other hook and keeps it
+       until every other after-hook (MemberOutcomes writes with it) has run. Its
+       ``before_enqueue`` adds the tenant to every message sent, retries included.
+    3. PoolSizing: sizes the database pool in ``before_worker_boot``, before any
        consumer borrows a connection.
-    3. dramatiq's AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines and
-       Retries, in dramatiq's default order. A middleware that must see Retries'
-       verdict (``message.failed``) in an after hook has to come *before* Retries.
-    4. CurrentMessage: lets actor code read its message (options, id).
-    5. PeriodiqMiddleware: drops scheduled messages older than PERIODIQ_SKIP_DELAY_S.
+    4. dramatiq's AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, in
+       dramatiq's default order.
+    5. MemberOutcomes *before* Retries: after-hooks run in reverse, so it sees Retries'
+       verdict (``message.failed``) and stores ``error`` only when retries are over.
+    6. Retries.
+    7. GroupCallbacks on the Postgres rate-limiter backend, for dramatiq's own
+       ``group(...).add_completion_callback(...)``.
+    8. CurrentMessage: lets actor code read its message (options, id).
+    9. PeriodiqMiddleware: drops scheduled messages older than PERIODIQ_SKIP_DELAY_S.
 
     dramatiq's Prometheus middleware is left out: it binds a fixed HTTP port per host.
     """
     return [
         LogContext(),
+        TenantContext(),
         PoolSizing(),
         AgeLimit(),
         TimeLimit(),
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        MemberOutcomes(),
         Retries(),
+        GroupCallbacks(PostgresRateLimiterBackend()),
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY_S),
     ]
@@ -93,12 +106,22 @@ class RhesisBroker(PostgresBroker):
 
     def __init__(self, *, middleware: list[dramatiq.Middleware] | None = None) -> None:
         super().__init__(
-            pool=db.BrokerPool(),
+            pool=db.BROKER_POOL,
             results=False,
             middleware=middleware_list() if middleware is None else middleware,
         )
 
-    def enqueue(self, message, *, delay=None):
+    def consume(self, queue_name, prefetch=1, timeout=30000):
+        return RhesisConsumer(
+            broker=self, queue_name=queue_name, prefetch=prefetch, timeout=timeout
+        )
+
+    def prepare(self, message, *, delay=None, hooks=None):
+        """Run the ``before_enqueue`` middleware on *message* and encode it.
+
+        Returns ``(message, payload)``; *message* is a copy on the delay queue when
+        *delay* (ms) is given. Raises ActorNotFound or MessageTooLarge, naming the actor.
+        """
         if message.actor_name not in self.actors:
             raise ActorNotFound(
                 f"cannot enqueue message for unknown actor {message.actor_name!r}; "
@@ -107,9 +130,12 @@ class RhesisBroker(PostgresBroker):
         if delay:
             message = message.copy(queue_name=dq_name(message.queue_name))
             message.options["eta"] = current_millis() + delay
-
         # The fix: middleware first, so options it adds are part of what is stored.
-        self.emit_before("enqueue", message, delay)
+        if hooks is None:
+            self.emit_before("enqueue", message, delay)
+        else:
+            for hook in hooks:
+                hook(self, message, delay)
         encoded = message.encode()
         limit = db.settings().max_message_bytes
         if len(encoded) > limit:
@@ -118,10 +144,70 @@ class RhesisBroker(PostgresBroker):
                 f"over RHESIS_MAX_MESSAGE_BYTES={limit}; store large data in a table and "
                 "pass its id"
             )
-        self._store(message.queue_name, str(message.message_id), encoded.decode("utf-8"))
+        return message, encoded.decode("utf-8")
+
+    def enqueue(self, message, *, delay=None, connection=None):
+        """Store *message* as queued and wake its consumers.
+
+        With *connection* (a SQLAlchemy Connection inside a transaction) the message is
+        part of that transaction: it exists, and is delivered, only if it commits.
+        """
+        message, payload = self.prepare(message, delay=delay)
+        params = {
+            "queue_name": message.queue_name,
+            "message_id": str(message.message_id),
+            "message": payload,
+        }
+        if connection is not None:
+            connection.execute(Q["enqueue"], params)
+        else:
+            self._store(params)
         logger.debug("enqueued %s on %s", message.message_id, message.queue_name)
         self.emit_after("enqueue", message, delay)
         return message
+
+    def enqueue_many(self, messages, *, connection) -> int:
+        """Store many messages for one queue with one COPY and one NOTIFY.
+
+        Part of *connection*'s transaction, like ``enqueue(connection=…)``. Runs the
+        enqueue hooks of every middleware that has them, per message, as ``enqueue``
+        does (only those: with thousands of messages the no-op calls added up).
+        Returns how many were stored.
+        """
+        messages = list(messages)
+        if not messages:
+            return 0
+        queues = {m.queue_name for m in messages}
+        if len(queues) != 1:
+            raise ValueError(f"enqueue_many takes messages of one queue, got {sorted(queues)}")
+        (queue_name,) = queues
+        before = self._hooks("before_enqueue")
+        payloads = [self.prepare(m, hooks=before)[1] for m in messages]
+        db.copy_rows(
+            connection,
+            "dramatiq.queue",
+            ("queue_name", "message_id", "state", "message"),
+            (
+                (queue_name, m.message_id, "queued", p)
+                for m, p in zip(messages, payloads, strict=True)
+            ),
+        )
+        connection.execute(
+            Q["notify_queue"],
+            {"channel": channel(queue_name), "payload": f'{{"batch": {len(payloads)}}}'},
+        )
+        after = self._hooks("after_enqueue")
+        for m in messages:
+            for hook in after:
+                hook(self, m, None)
+        return len(payloads)
+
+    def _hooks(self, name: str) -> list:
+        """Bound *name* hooks of the middleware that override dramatiq's no-op."""
+        base = getattr(dramatiq.Middleware, name)
+        return [
+            getattr(m, name) for m in self.middleware if getattr(type(m), name, base) is not base
+        ]
 
     @retry(
         retry=retry_if_exception_type(DatabaseUnavailable),
@@ -129,12 +215,9 @@ class RhesisBroker(PostgresBroker):
         wait=wait_random_exponential(multiplier=0.2, max=2),
         reraise=True,
     )
-    def _store(self, queue_name: str, message_id: str, payload: str) -> None:
+    def _store(self, params: dict) -> None:
         with db.begin() as conn:
-            conn.execute(
-                Q["enqueue"],
-                {"queue_name": queue_name, "message_id": message_id, "message": payload},
-            )
+            conn.execute(Q["enqueue"], params)
 
     def close(self) -> None:
         """Close the pool and release the embedded server (a worker process's last act)."""

@@ -47,3 +47,9 @@ class MessageTooLarge(RhesisError, ValueError):
     """An encoded message is larger than RHESIS_MAX_MESSAGE_BYTES."""
 
     exit_code = 2
+
+
+class InvalidSubmission(RhesisError, ValueError):
+    """A run cannot be submitted as given; the message names the field and the fix."""
+
+    exit_code = 2

@@ -31,6 +31,8 @@ All other settings are ``RHESIS_*`` variables:
                                the periodic purge deletes them. Default 168 (7 days).
 ``RHESIS_PURGE_CRON``          periodiq cron of the purge actor, in UTC. Default
                                ``*/10 * * * *``.
+``RHESIS_RUN_HOOKS``           Comma-separated ``module:function`` callables called with
+                               the RunSummary when a run finishes. Default: none.
 =============================  ==========================================================
 """
 
@@ -49,6 +51,7 @@ ACCEPTED_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
 NORMALISED_SCHEME = "postgresql+psycopg2"
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _QUEUE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]*$")
 
 
@@ -157,6 +160,7 @@ class Settings:
     max_message_bytes: int = 1024 * 1024
     queue_retention_hours: float = 168.0
     purge_cron: str = "*/10 * * * *"
+    run_hooks: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -190,7 +194,15 @@ class Settings:
         cron = env.get("RHESIS_PURGE_CRON", "").strip() or cls.purge_cron
         _check_cron("RHESIS_PURGE_CRON", cron)
 
+        hooks = tuple(h for h in re.split(r"[\s,]+", env.get("RHESIS_RUN_HOOKS", "")) if h)
+        for hook in hooks:
+            if not _TARGET.match(hook):
+                raise ConfigurationError(
+                    f"RHESIS_RUN_HOOKS names {hook!r}; write module.path:function"
+                )
+
         return cls(
+            run_hooks=hooks,
             database_url=database_url,
             data_dir=data_dir,
             log_level=level,

@@ -159,7 +159,7 @@ def test_bin_scheduler_runs_periodiq_in_utc_and_a_worker_runs_the_purge(
             start_new_session=True,
         )
     try:
-        wait_until(lambda: "purge: deleted" in worker.log(), timeout=60, what="scheduled purge")
+        wait_until(lambda: "retention: deleted" in worker.log(), timeout=60, what="scheduled purge")
         text = log.read_text()
         assert "exec periodiq rhesis_pipeline.actors" in text
         assert "Scheduling" in text and "+00:00" in text  # scheduled_at in UTC, not Tokyo time

@@ -57,14 +57,16 @@ def test_migrate_worker_and_producer_share_one_embedded_server(tmp_path):
             [
                 sys.executable,
                 "-c",
-                "import rhesis_pipeline.actors as a; a.purge_finished_messages.send()",
+                "import rhesis_pipeline.actors as a; a.apply_retention.send()",
             ],
             env=full_env,
             check=True,
             timeout=60,
         )
         # Then: the worker consumed what the other process enqueued.
-        wait_until(lambda: "purge: deleted" in log.read_text(), timeout=30, what="purge by worker")
+        wait_until(
+            lambda: "retention: deleted" in log.read_text(), timeout=30, what="purge by worker"
+        )
         assert postmaster_running(data_dir)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, log.read_text()

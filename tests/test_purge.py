@@ -1,4 +1,4 @@
-"""Retention of finished queue rows: PurgeFinishedMessages.run_once on a real database."""
+"""Retention of finished queue rows and expired rate-limit keys, on a real database."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from rhesis_pipeline import db
-from rhesis_pipeline.maintenance import PurgeConfig, PurgeFinishedMessages
+from rhesis_pipeline.maintenance import Retention, RetentionConfig
 from rhesis_pipeline.maintenance.purge import LOCK_KEY
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -31,8 +31,8 @@ def counts() -> dict[str, int]:
         return dict(rows.all())
 
 
-def purge(**config) -> PurgeFinishedMessages:
-    return PurgeFinishedMessages(PurgeConfig(**config), clock=lambda: NOW, sleep=lambda s: None)
+def purge(**config) -> Retention:
+    return Retention(RetentionConfig(**config), clock=lambda: NOW, sleep=lambda s: None)
 
 
 def test_deletes_only_finished_rows_past_retention_in_batches(database_url):
@@ -42,33 +42,54 @@ def test_deletes_only_finished_rows_past_retention_in_batches(database_url):
     insert("queued", timedelta(days=90), n=2)  # never purged: still to do
     insert("consumed", timedelta(days=90), n=1)
 
-    result = purge(retention=timedelta(days=7), batch_size=10).run_once()
+    result = purge(message_retention=timedelta(days=7), batch_size=10).run_once()
 
-    assert result.deleted == 30
-    assert result.batches == 4  # 10 + 10 + 10 full batches, then a short (empty) one ends it
+    assert result.messages == 30
+    # 10 + 10 + 10 full batches, then a short (empty) one ends the step; one for rate limits
+    assert result.batches == 5
     assert counts() == {"done": 3, "queued": 2, "consumed": 1}
 
 
 def test_second_run_changes_nothing(database_url):
     insert("done", timedelta(days=8), n=4)
-    assert purge(retention=timedelta(days=7)).run_once().deleted == 4
-    again = purge(retention=timedelta(days=7)).run_once()
-    assert again.deleted == 0 and not again.skipped
+    assert purge(message_retention=timedelta(days=7)).run_once().messages == 4
+    again = purge(message_retention=timedelta(days=7)).run_once()
+    assert again.messages == 0 and not again.skipped
 
 
 def test_a_purge_already_running_makes_the_second_one_skip(database_url):
     insert("done", timedelta(days=8), n=2)
     with db.begin() as holder:
         holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
-        result = purge(retention=timedelta(days=7)).run_once()
-    assert result.skipped and result.deleted == 0
+        result = purge(message_retention=timedelta(days=7)).run_once()
+    assert result.skipped and result.messages == 0
     assert counts() == {"done": 2}
 
 
 @pytest.mark.parametrize(
     "bad",
-    [{"retention": timedelta(seconds=-1)}, {"batch_size": 0}, {"pause_s": -1}, {"max_batches": 0}],
+    [
+        {"message_retention": timedelta(seconds=-1)},
+        {"batch_size": 0},
+        {"pause_s": -1},
+        {"max_batches": 0},
+    ],
 )
 def test_config_is_validated(bad):
     with pytest.raises(ValueError):
-        PurgeConfig(**bad)
+        RetentionConfig(**bad)
+
+
+def test_expired_rate_limit_keys_are_deleted_live_ones_kept(database_url):
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO rhesis.rate_limits (key, value, expires_at) VALUES "
+                "('old', 1, :past), ('live', 1, :future)"
+            ),
+            {"past": NOW - timedelta(seconds=1), "future": NOW + timedelta(hours=1)},
+        )
+    assert purge().run_once().rate_limit_keys == 1
+    with db.connect() as conn:
+        keys = conn.execute(text("SELECT key FROM rhesis.rate_limits")).scalars().all()
+    assert keys == ["live"]

@@ -130,8 +130,9 @@ def test_ten_queues_in_one_process_do_not_exhaust_the_pool(workers):
     wait_until(lambda: len(records()) == 30, timeout=30, what="30 records on 10 queues")
     log = worker.log()
     assert "pool exhausted" not in log and "exhausted" not in log
-    # 10 test queues + smoke + maintenance, each with a delay queue: 24 consumers.
-    assert "database pool: 58 connections (24 consumers, 8 threads)" in log
+    # 10 test queues + smoke + the 3 product queues, each with a delay queue: 28
+    # consumers; one connection each, one per thread, and a reserve of 4.
+    assert "database pool: 40 connections (28 consumers, 8 threads)" in log
 
 
 def test_every_worker_line_written_while_a_message_runs_names_it(workers):
@@ -182,7 +183,7 @@ def test_importing_the_actors_module_does_not_connect(tmp_path):
             timeout=60,
         )
         assert out.returncode == 0, out.stderr
-        assert "purge_finished_messages" in out.stdout
+        assert "apply_retention" in out.stdout
     assert not (tmp_path / "data").exists()
 
 

@@ -1,7 +1,9 @@
-"""Retention of the queue table: deletes done and rejected messages after a while.
+"""Retention: deletes what is no longer needed, in batches.
 
-dramatiq-pg deletes them only on a random 1-in-100,000 idle tick of a consumer, so the
-``dramatiq.queue`` table grows without bound on a busy system.
+* Done and rejected queue rows older than the retention. dramatiq-pg deletes them only
+  on a random 1-in-100,000 idle tick of a consumer, so ``dramatiq.queue`` grew without
+  bound on a busy system.
+* Expired rate-limit keys (barriers, limiters) of :mod:`rhesis_pipeline.rate_limits`.
 """
 
 from __future__ import annotations
@@ -27,25 +29,27 @@ def utcnow() -> datetime:
 
 
 @dataclass(frozen=True)
-class PurgeConfig:
-    """Settings of :class:`PurgeFinishedMessages`.
+class RetentionConfig:
+    """Settings of :class:`Retention`.
 
-    retention: how long done/rejected messages are kept after their last change.
-        Zero purges every finished message.
+    message_retention: how long done/rejected messages are kept after their last
+        change. Zero purges every finished message.
     batch_size: rows deleted per transaction (1 to 100,000).
-    pause_s: seconds between batches, jittered by +/-50 %, so the purge yields to
-        the workers on a large backlog. 0 disables the pause.
-    max_batches: batches in one run at most; the next run continues.
+    pause_s: seconds between batches, jittered by +/-50 %, so the purge yields to the
+        workers on a large backlog. 0 disables the pause.
+    max_batches: batches per step in one run at most; the next run continues.
     """
 
-    retention: timedelta = timedelta(days=7)
+    message_retention: timedelta = timedelta(days=7)
     batch_size: int = 1000
     pause_s: float = 0.05
     max_batches: int = 1000
 
     def __post_init__(self) -> None:
-        if self.retention < timedelta(0):
-            raise ValueError(f"retention must not be negative, got {self.retention}")
+        if self.message_retention < timedelta(0):
+            raise ValueError(
+                f"message_retention must not be negative, got {self.message_retention}"
+            )
         if not 1 <= self.batch_size <= 100_000:
             raise ValueError(f"batch_size must be 1..100000, got {self.batch_size}")
         if self.pause_s < 0:
@@ -55,46 +59,56 @@ class PurgeConfig:
 
 
 @dataclass
-class PurgeResult:
-    deleted: int = 0
+class RetentionResult:
+    messages: int = 0
+    rate_limit_keys: int = 0
     batches: int = 0
-    skipped: bool = False  # another purge held the lock
+    skipped: bool = False  # another run held the lock
     duration_s: float = 0.0
 
 
 @dataclass
-class PurgeFinishedMessages:
-    config: PurgeConfig = field(default_factory=PurgeConfig)
+class Retention:
+    config: RetentionConfig = field(default_factory=RetentionConfig)
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
 
-    def run_once(self) -> PurgeResult:
-        """Delete finished messages older than the retention, batch by batch."""
+    def run_once(self) -> RetentionResult:
+        """Delete finished messages past retention and expired rate-limit keys."""
         started = time.monotonic()
-        result = PurgeResult()
-        cutoff = self.clock() - self.config.retention
-        while result.batches < self.config.max_batches:
+        result = RetentionResult()
+        now = self.clock()
+        result.messages = self._step(
+            result, "purge_finished_messages", now - self.config.message_retention
+        )
+        if not result.skipped:
+            result.rate_limit_keys = self._step(result, "purge_expired_rate_limits", now)
+        result.duration_s = time.monotonic() - started
+        logger.info(
+            "retention: deleted %d finished messages, %d expired rate-limit keys "
+            "in %d batches (%.2fs)%s",
+            result.messages,
+            result.rate_limit_keys,
+            result.batches,
+            result.duration_s,
+            "; another run holds the lock, skipped" if result.skipped else "",
+        )
+        return result
+
+    def _step(self, result: RetentionResult, query: str, cutoff: datetime) -> int:
+        deleted_total = 0
+        for _ in range(self.config.max_batches):
             with db.begin() as conn:
                 if not conn.execute(Q["try_maintenance_lock"], {"key": LOCK_KEY}).scalar():
                     result.skipped = True
                     break
                 deleted = conn.execute(
-                    Q["purge_finished_messages"],
-                    {"cutoff": cutoff, "batch": self.config.batch_size},
+                    Q[query], {"cutoff": cutoff, "batch": self.config.batch_size}
                 ).rowcount
             result.batches += 1
-            result.deleted += deleted
+            deleted_total += deleted
             if deleted < self.config.batch_size:
                 break
             if self.config.pause_s:
                 self.sleep(self.config.pause_s * random.uniform(0.5, 1.5))
-        result.duration_s = time.monotonic() - started
-        logger.info(
-            "purge: deleted %d finished messages older than %s in %d batches (%.2fs)%s",
-            result.deleted,
-            cutoff.isoformat(timespec="seconds"),
-            result.batches,
-            result.duration_s,
-            "; another purge is running" if result.skipped else "",
-        )
-        return result
+        return deleted_total

@@ -4,6 +4,8 @@ Their order is decided in one place only: :func:`rhesis_pipeline.broker.middlewa
 """
 
 from .log_context import LogContext
+from .outcomes import MemberOutcomes
 from .pool_sizing import PoolSizing
+from .tenant import TenantContext
 
-__all__ = ["LogContext", "PoolSizing"]
+__all__ = ["LogContext", "MemberOutcomes", "PoolSizing", "TenantContext"]

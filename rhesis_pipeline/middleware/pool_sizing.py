@@ -1,11 +1,12 @@
 """Sizes the process's database pool from the worker's threads and queues.
 
-dramatiq-pg's default pool of 16 connections was exhausted by ten queues in one process:
-each consumer (one per queue, plus one per delay queue) keeps two connections for its
-lifetime (LISTEN and claims), and each worker thread borrows one to ack, retry or store
-an outcome. The pool is sized before the worker starts its consumers:
+dramatiq-pg's default pool of 16 connections was exhausted by ten queues in one process.
+Here each consumer (one per queue, plus one per delay queue) keeps one connection for its
+lifetime (LISTEN) and borrows one briefly to claim or ack; each worker thread borrows one
+to store an outcome or enqueue a retry. The pool is sized before the worker starts its
+consumers:
 
-    size = 2 x consumers + threads + RESERVE
+    size = consumers + threads + RESERVE
 
 ``RHESIS_DB_POOL_SIZE`` overrides the computation.
 """
@@ -21,14 +22,14 @@ from .. import db
 
 logger = logging.getLogger(__name__)
 
-#: Connections beyond consumers and threads: the periodic actors and the log line
-#: that describes the database at boot.
-RESERVE = 2
+#: Connections beyond consumers and threads: consumers claiming or acking at the
+#: same moment, the log line that describes the database at boot.
+RESERVE = 4
 
 
 def worker_pool_size(*, consumers: int, threads: int) -> int:
-    """Connections a worker process needs: two per consumer, one per thread, a reserve."""
-    return 2 * consumers + threads + RESERVE
+    """Connections a worker process needs: one per consumer and per thread, a reserve."""
+    return consumers + threads + RESERVE
 
 
 def consumer_count(broker, queues) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import uuid
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 import rhesis_pipeline.actors  # noqa: F401  (installs the broker)
 from rhesis_pipeline import db
+from rhesis_pipeline.runs import on_run_finished
 
 logger = logging.getLogger("tests.support.actors")
 
@@ -47,3 +49,11 @@ def _make_queue_actor(queue: str):
 
 
 QUEUE_ACTORS = {q: _make_queue_actor(q) for q in MANY_QUEUES}
+
+
+@on_run_finished
+def record_hook_call(summary) -> None:
+    """Counts callback executions: one row per call."""
+    _record(f"hook:{summary.run_id}:{uuid.uuid4()}", summary.as_dict())
+    if summary.name == "hook-raises":
+        raise RuntimeError("hook failed on purpose")

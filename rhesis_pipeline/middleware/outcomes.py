@@ -1,0 +1,68 @@
+"""Stores the terminal outcome of a member whose execution failed for good.
+
+A member that returns stores its own outcome (passed/failed). One that raises is
+retried by dramatiq's Retries middleware; when Retries gives up (``message.failed``)
+— retries exhausted, a time limit on the last attempt, an exception in ``throws`` —
+this middleware stores ``error`` with the exception's text, which counts the member and
+may fire the completion callback. A skipped member (AgeLimit, or a revoked run) is
+stored as ``cancelled`` if its run was cancelled, else ``error``.
+
+It must come *before* Retries in the middleware list: after-hooks run in reverse order,
+so its ``after_process_message`` then runs after Retries has decided.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dramatiq import Middleware
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+from .. import runs
+from ..identity import worker_id
+
+logger = logging.getLogger(__name__)
+
+#: The actor whose messages are run members.
+MEMBER_ACTOR = "execute_single_test"
+
+
+def describe(exception: BaseException, message) -> str:
+    if isinstance(exception, TimeLimitExceeded):
+        limit = message.options.get("time_limit")
+        return f"time limit of {limit / 1000:g}s exceeded" if limit else "time limit exceeded"
+    text = str(exception).strip()
+    return f"{type(exception).__name__}: {text}" if text else type(exception).__name__
+
+
+class MemberOutcomes(Middleware):
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is None or message.actor_name != MEMBER_ACTOR or not message.failed:
+            return
+        run_id, test_id = message.args
+        attempts = message.options.get("retries", 1)
+        error = describe(exception, message)
+        logger.warning(
+            "test %s of run %s errored after %d attempt(s): %s", test_id, run_id, attempts, error
+        )
+        runs.record_outcome(
+            run_id,
+            test_id,
+            status="error",
+            error=error[:10_000],
+            worker=worker_id(),
+            attempts=attempts,
+        )
+
+    def after_skip_message(self, broker, message):
+        if message.actor_name != MEMBER_ACTOR:
+            return
+        run_id, test_id = message.args
+        cancelled = runs.is_cancel_requested(run_id)
+        runs.record_outcome(
+            run_id,
+            test_id,
+            status="cancelled" if cancelled else "error",
+            error="run cancelled" if cancelled else "skipped before execution (message too old)",
+            worker=worker_id(),
+        )

@@ -1,0 +1,593 @@
+"""Test runs: submission, progress, completion. The fan-out/fan-in on Postgres.
+
+Design note — why the callback fires exactly once
+-------------------------------------------------
+A run of N tests is one ``test_runs`` row with counters and N ``test_results`` rows
+(status ``queued``), plus N member messages, all written in **one transaction**
+(:func:`launch_test_run`). A member's *terminal* outcome (passed, failed, error after the
+last retry, time limit after the last retry, skipped, cancelled, lost) is stored by
+:func:`record_outcome` in one statement that
+
+1. moves the result row to its terminal status *only if it is not terminal yet* — a
+   redelivered or superseded member changes nothing;
+2. only if (1) changed a row, adds one to ``done`` and to the status's counter;
+3. only if that made ``done = total``, inserts the ``collect_results`` message into the
+   queue (same database, same transaction — no outbox), with a message id derived from
+   the run id so that even a repeated insert is a no-op.
+
+``done`` counts terminal transitions, each of which happens once per test, so it reaches
+``total`` exactly once, whatever failed: the callback cannot be skipped or doubled.
+:func:`finish_run` (the callback's body) locks the run, aggregates the result rows and
+sets the final status only if the run is not final yet, so a second delivery is harmless.
+Progress is read from the counters, never by counting result rows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from dramatiq import Message
+
+from . import db
+from .errors import InvalidSubmission, RhesisError
+from .outcomes import Outcome, Recorded, writer
+from .queries import Q
+from .tenant import current_tenant
+
+logger = logging.getLogger(__name__)
+
+#: Run statuses. QUEUED until the first member starts, then IN_PROGRESS; then final.
+FINAL_STATUSES = ("COMPLETED", "PARTIAL", "FAILED", "CANCELLED")
+#: Terminal statuses of one test.
+TERMINAL_RESULTS = ("passed", "failed", "error", "lost", "cancelled")
+
+#: Names the callback message ids of runs: uuid5(CALLBACK_NAMESPACE, run_id).
+CALLBACK_NAMESPACE = uuid.UUID("6f1c1d43-5c56-4d1e-9a53-52a7f7c1e0b1")
+
+MAX_TESTS = 1_000_000
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-run execution settings.
+
+    max_retries: retries after a failed attempt (0 = one attempt only); 0..20.
+    min_backoff_ms / max_backoff_ms: exponential backoff between attempts, with jitter
+        (dramatiq's: the delay is min_backoff * 2**retry, capped, then jittered).
+    time_limit_ms: the most one attempt may take; exceeding it fails the attempt
+        (and is retried like any failure).
+    """
+
+    max_retries: int = 2
+    min_backoff_ms: int = 1_000
+    max_backoff_ms: int = 60_000
+    time_limit_ms: int = 60_000
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any] | RunOptions | None) -> RunOptions:
+        if options is None:
+            return cls()
+        if isinstance(options, RunOptions):
+            return options
+        if not isinstance(options, Mapping):
+            raise InvalidSubmission(f"options must be a mapping, got {type(options).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InvalidSubmission(
+                f"options: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+            )
+        values: dict[str, int] = {}
+        for key, value in options.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidSubmission(f"options.{key} must be a whole number, got {value!r}")
+            values[key] = value
+        parsed = cls(**values)
+        parsed.validate()
+        return parsed
+
+    def validate(self) -> None:
+        if not 0 <= self.max_retries <= 20:
+            raise InvalidSubmission(f"options.max_retries must be 0..20, got {self.max_retries}")
+        if self.min_backoff_ms < 1:
+            raise InvalidSubmission("options.min_backoff_ms must be at least 1")
+        if self.max_backoff_ms < self.min_backoff_ms:
+            raise InvalidSubmission("options.max_backoff_ms must be at least min_backoff_ms")
+        if self.time_limit_ms < 1:
+            raise InvalidSubmission("options.time_limit_ms must be at least 1")
+
+    def message_options(self) -> dict[str, int]:
+        """The options dramatiq's Retries and TimeLimit middleware read from a message."""
+        return {
+            "max_retries": self.max_retries,
+            "min_backoff": self.min_backoff_ms,
+            "max_backoff": self.max_backoff_ms,
+            "time_limit": self.time_limit_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    run_id: str
+    status: str
+    total: int
+    done: int
+    passed: int
+    failed: int
+    errored: int
+    lost: int
+    cancelled: int
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.done / self.total, 2) if self.total else 100.0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+@dataclass
+class RunSummary:
+    """What the completion callback decided, handed to run-finished hooks."""
+
+    run_id: str
+    name: str
+    status: str
+    organization_id: str | None
+    user_id: str | None
+    total: int
+    passed: int
+    failed: int
+    errored: int
+    lost: int
+    cancelled: int
+    duration_s: float | None
+    callback_latency_ms: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- submission ---------------------------------------------------------------------
+
+
+def _validate_tests(tests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(tests, str | bytes) or not isinstance(tests, Iterable):
+        raise InvalidSubmission("tests must be a list of test objects")
+    items = list(tests)
+    if not items:
+        raise InvalidSubmission("a run needs at least one test; tests is empty")
+    if len(items) > MAX_TESTS:
+        raise InvalidSubmission(f"a run takes at most {MAX_TESTS} tests, got {len(items)}")
+    seen: dict[str, int] = {}
+    out = []
+    for i, test in enumerate(items):
+        if not isinstance(test, Mapping):
+            raise InvalidSubmission(f"tests[{i}] must be an object, got {type(test).__name__}")
+        test_id = test.get("id")
+        if isinstance(test_id, bool) or not isinstance(test_id, str | int) or str(test_id) == "":
+            raise InvalidSubmission(f"tests[{i}].id is missing or empty; give every test an id")
+        key = str(test_id)
+        if key in seen:
+            raise InvalidSubmission(
+                f"tests[{i}].id {key!r} duplicates tests[{seen[key]}].id; ids must be unique"
+            )
+        seen[key] = i
+        out.append({**test, "id": key})
+    return out
+
+
+def _uuid4s(n: int) -> list[str]:
+    """*n* random (version 4) UUIDs from one read of the OS's random source."""
+    raw = os.urandom(16 * n)
+    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16)]
+
+
+def _executor_spec(executor: str | Mapping[str, Any]) -> dict[str, Any]:
+    from .executors import validate_executor
+
+    return validate_executor(executor)
+
+
+def launch_test_run(
+    tests: Sequence[Mapping[str, Any]],
+    *,
+    executor: str | Mapping[str, Any],
+    name: str | None = None,
+    organization_id: str | None = None,
+    user_id: str | None = None,
+    session=None,
+    options: Mapping[str, Any] | RunOptions | None = None,
+) -> str:
+    """Submit a test run and return its id (a UUID string).
+
+    tests: the tests, each a mapping with a unique ``id`` (str or int) and any other
+        fields (``prompt``, ``metrics`` …); each is stored and handed to the executor.
+    executor: ``"module:function"`` (a Python callable importable by the workers, called
+        with the test mapping) or a mapping such as ``{"type": "python", "target": …}``.
+    name: shown by the CLI; defaults to ``run-<id prefix>``.
+    organization_id, user_id: the tenant; default: the current ``tenant_context``.
+        It travels with every member message and with the callback.
+    session: a SQLAlchemy ``Session`` or ``Connection`` on the same database; the run is
+        written inside its transaction and exists — and runs — only if the caller commits.
+        Without it, the run is committed before this returns.
+    options: :class:`RunOptions` or a mapping of its fields (max_retries, min_backoff_ms,
+        max_backoff_ms, time_limit_ms).
+
+    Everything — the run, one result row per test, one message per test — is written in
+    one transaction with bulk statements and one NOTIFY: a run is there with all of its
+    members or not at all. Raises :class:`InvalidSubmission` (naming the field) before
+    writing anything if the input is malformed.
+    """
+    from .actors import broker, execute_single_test
+
+    items = _validate_tests(tests)
+    spec = _executor_spec(executor)
+    run_options = RunOptions.parse(options)
+    tenant = current_tenant()
+    org = organization_id if organization_id is not None else (tenant and tenant.organization_id)
+    user = user_id if user_id is not None else (tenant and tenant.user_id)
+
+    run_id = str(uuid.uuid4())
+    tenant_option = {"tenant": {"organization_id": org, "user_id": user}} if org or user else {}
+    message_options: dict[str, Any] = {**run_options.message_options(), **tenant_option}
+    now_ms = int(time.time() * 1000)
+    messages: list[Message[Any]] = [
+        Message(
+            queue_name=execute_single_test.queue_name,
+            actor_name=execute_single_test.actor_name,
+            args=(run_id, t["id"]),
+            kwargs={},
+            options=dict(message_options),
+            message_id=message_id,
+            message_timestamp=now_ms,
+        )
+        for t, message_id in zip(items, _uuid4s(len(items)), strict=True)
+    ]
+    params = {
+        "id": run_id,
+        "organization_id": org,
+        "user_id": user,
+        "name": name or f"run-{run_id[:8]}",
+        "executor": json.dumps(spec),
+        "options": json.dumps(asdict(run_options)),
+        "total": len(items),
+    }
+
+    def write(conn) -> None:
+        conn.execute(Q["insert_run"], params)
+        db.copy_rows(
+            conn,
+            "rhesis.test_results",
+            ("run_id", "test_id", "position", "test", "message_id"),
+            (
+                (run_id, t["id"], str(i), json.dumps(t, default=str), m.message_id)
+                for i, (t, m) in enumerate(zip(items, messages, strict=True))
+            ),
+        )
+        broker.enqueue_many(messages, connection=conn)
+
+    if session is None:
+        with db.begin() as conn:
+            write(conn)
+    else:
+        conn = session.connection() if hasattr(session, "connection") else session
+        with db.translate_errors():
+            write(conn)
+    logger.info("submitted run %s (%d tests, executor %s)", run_id, len(items), spec)
+    return run_id
+
+
+# -- member outcomes -------------------------------------------------------------------
+
+
+@dataclass
+class MemberStart:
+    test: dict[str, Any]
+    executor: dict[str, Any]
+    run_status: str
+    cancel_requested: bool
+    started_at: datetime
+
+
+def start_member(run_id: str, test_id: str) -> MemberStart | None:
+    """Load what a member needs to execute, and move its run from QUEUED to IN_PROGRESS.
+
+    Returns None if the member's outcome is already stored (a redelivery): the caller
+    must then do nothing. One read; a write only for a run's first members.
+    """
+    started_at = datetime.now(timezone.utc)
+    rows = db.run_prepared("load_member", {"run_id": run_id, "test_id": test_id})
+    if not rows:
+        raise RunNotFound(f"run {run_id} has no test {test_id!r}")
+    status, test, executor, run_status, cancel_requested = rows[0]
+    if status in TERMINAL_RESULTS:
+        return None
+    if run_status == "QUEUED":
+        with db.begin() as conn:
+            conn.execute(Q["mark_run_started"], {"run_id": run_id})
+        run_status = "IN_PROGRESS"
+    return MemberStart(
+        test=test,
+        executor=executor,
+        run_status=run_status,
+        cancel_requested=cancel_requested,
+        started_at=started_at,
+    )
+
+
+def callback_message_id(run_id: str) -> str:
+    return str(uuid.uuid5(CALLBACK_NAMESPACE, str(run_id)))
+
+
+def record_outcome(
+    run_id: str,
+    test_id: str,
+    *,
+    status: str,
+    output: Any = None,
+    metrics: Any = None,
+    error: str | None = None,
+    duration_ms: float | None = None,
+    worker: str | None = None,
+    attempts: int | None = None,
+    started_at: datetime | None = None,
+    ack: tuple[str, str] | None = None,
+) -> Recorded:
+    """Store a member's terminal outcome once and count it; fire the callback on the last.
+
+    Returns once committed (through the process's outcome writer, which commits waiting
+    outcomes together; see :mod:`rhesis_pipeline.outcomes`).
+    attempts: executions so far, this one included (None keeps the stored count).
+    ack: (message_id, queue_name) of the member's message, marked done in the same
+    transaction so that a crash after the commit does not redeliver it.
+    """
+    if status not in TERMINAL_RESULTS:
+        raise ValueError(f"status must be one of {TERMINAL_RESULTS}, got {status!r}")
+    result = writer().record(
+        Outcome(
+            run_id=str(run_id),
+            test_id=str(test_id),
+            status=status,
+            output=output,
+            metrics=metrics,
+            error=error,
+            duration_ms=duration_ms,
+            worker=worker,
+            attempts=attempts,
+            started_at=started_at,
+            ack_message_id=ack[0] if ack else None,
+            ack_queue_name=ack[1] if ack else None,
+        )
+    )
+    if not result.recorded:
+        logger.info("outcome of %s/%s already stored; %s ignored", run_id, test_id, status)
+    elif result.callback_enqueued:
+        logger.info(
+            "run %s: last outcome counted (%d/%d), collect_results enqueued",
+            run_id,
+            result.done,
+            result.total,
+        )
+    return result
+
+
+# -- completion --------------------------------------------------------------------
+
+
+def decide_status(
+    *, total: int, errored: int, lost: int, cancelled: int, cancel_requested: bool
+) -> str:
+    """COMPLETED: every test executed (passed or failed). FAILED: none executed (all
+    errored or lost). PARTIAL: some did not execute. CANCELLED: the run was revoked."""
+    if cancel_requested:
+        return "CANCELLED"
+    not_executed = errored + lost + cancelled
+    if not_executed == 0:
+        return "COMPLETED"
+    if errored + lost == total:
+        return "FAILED"
+    return "PARTIAL"
+
+
+def finish_run(run_id: str) -> RunSummary | None:
+    """Aggregate a run's results and set its final status. Returns the summary, or None
+    if the run was already final (a second delivery of the callback changes nothing)."""
+    with db.begin() as conn:
+        run = conn.execute(Q["lock_run"], {"run_id": run_id}).one_or_none()
+        if run is None:
+            logger.error("collect_results: run %s does not exist", run_id)
+            return None
+        if run.status in FINAL_STATUSES:
+            logger.info("collect_results: run %s is already %s; nothing to do", run_id, run.status)
+            return None
+        counts: dict[str, int] = {
+            status: n for status, n in conn.execute(Q["count_results"], {"run_id": run_id})
+        }
+        unfinished = counts.get("queued", 0)
+        if unfinished:
+            # Cannot happen through record_outcome (done = total only when every test is
+            # terminal); refuse rather than finish a run with tests still running.
+            raise RuntimeError(f"run {run_id} has {unfinished} unfinished tests; not finishing")
+        c = {s: counts.get(s, 0) for s in TERMINAL_RESULTS}
+        status = decide_status(
+            total=run.total,
+            errored=c["error"],
+            lost=c["lost"],
+            cancelled=c["cancelled"],
+            cancel_requested=run.cancel_requested,
+        )
+        finished = conn.execute(
+            Q["finish_run"],
+            {
+                "run_id": run_id,
+                "status": status,
+                "passed": c["passed"],
+                "failed": c["failed"],
+                "errored": c["error"],
+                "lost": c["lost"],
+                "cancelled": c["cancelled"],
+            },
+        ).one()
+    summary = RunSummary(
+        run_id=str(run_id),
+        name=run.name,
+        status=status,
+        organization_id=run.organization_id,
+        user_id=run.user_id,
+        total=run.total,
+        passed=c["passed"],
+        failed=c["failed"],
+        errored=c["error"],
+        lost=c["lost"],
+        cancelled=c["cancelled"],
+        duration_s=finished.duration_s,
+        callback_latency_ms=finished.callback_latency_ms,
+    )
+    logger.info(
+        "run %s finished %s: %d passed, %d failed, %d errored, %d lost, %d cancelled of %d",
+        run_id,
+        status,
+        c["passed"],
+        c["failed"],
+        c["error"],
+        c["lost"],
+        c["cancelled"],
+        run.total,
+    )
+    return summary
+
+
+# -- hooks -------------------------------------------------------------------------
+
+RunHook = Callable[[RunSummary], object]
+_hooks: list[RunHook] = []
+
+
+def on_run_finished(hook: RunHook) -> RunHook:
+    """Register *hook* to be called with the RunSummary when a run is finished.
+
+    Hooks run in the worker that executes the callback, after the final status is
+    committed; one that raises is logged and does not un-finish the run. Register them
+    in a module the workers import (``dramatiq rhesis_pipeline.actors myapp.hooks``), or
+    name them in ``RHESIS_RUN_HOOKS=module:function,…``. Usable as a decorator.
+    """
+    if hook not in _hooks:
+        _hooks.append(hook)
+    return hook
+
+
+def _configured_hooks() -> list[RunHook]:
+    hooks = list(_hooks)
+    for target in db.settings().run_hooks:
+        module_name, _, attr = target.partition(":")
+        hook = getattr(importlib.import_module(module_name), attr)
+        if hook not in hooks:
+            hooks.append(hook)
+    return hooks
+
+
+def run_hooks(summary: RunSummary) -> None:
+    for hook in _configured_hooks():
+        try:
+            hook(summary)
+        except Exception:
+            logger.exception(
+                "run-finished hook %s raised for run %s; the run stays %s",
+                getattr(hook, "__qualname__", hook),
+                summary.run_id,
+                summary.status,
+            )
+
+
+# -- reading -----------------------------------------------------------------------
+
+
+def get_progress(run_id: str) -> Progress:
+    """Done/total and counters of a run, from its row (cheap enough to poll)."""
+    with db.connect() as conn:
+        row = conn.execute(Q["run_progress"], {"run_id": str(run_id)}).one_or_none()
+    if row is None:
+        raise RunNotFound(f"no test run with id {run_id}")
+    return Progress(
+        run_id=str(row.id),
+        status=row.status,
+        total=row.total,
+        done=row.done,
+        passed=row.passed,
+        failed=row.failed,
+        errored=row.errored,
+        lost=row.lost,
+        cancelled=row.cancelled,
+    )
+
+
+def is_cancel_requested(run_id: str) -> bool:
+    with db.connect() as conn:
+        return bool(conn.execute(Q["run_cancel_requested"], {"run_id": str(run_id)}).scalar())
+
+
+class RunNotFound(RhesisError, LookupError):
+    exit_code = 1
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str
+    status: str
+    organization_id: str | None
+    user_id: str | None
+    total: int
+    done: int
+    passed: int
+    failed: int
+    errored: int
+    lost: int
+    cancelled: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    collected_count: int
+    summary: dict[str, Any] | None
+
+
+def get_run(run_id: str) -> RunRecord:
+    with db.connect() as conn:
+        row = conn.execute(Q["get_run"], {"run_id": str(run_id)}).one_or_none()
+    if row is None:
+        raise RunNotFound(f"no test run with id {run_id}")
+    data: dict[str, Any] = dict(row._mapping)
+    data["id"] = str(data["id"])
+    return RunRecord(**data)
+
+
+def get_results(run_id: str) -> list[dict[str, Any]]:
+    with db.connect() as conn:
+        rows = conn.execute(Q["get_results"], {"run_id": str(run_id)}).all()
+    return [dict(r._mapping) for r in rows]
+
+
+__all__ = [
+    "InvalidSubmission",
+    "Progress",
+    "RunNotFound",
+    "RunOptions",
+    "RunSummary",
+    "get_progress",
+    "get_results",
+    "get_run",
+    "launch_test_run",
+    "on_run_finished",
+]

@@ -1,0 +1,58 @@
+"""Python executor targets used by tests (imported by test workers as 'tests.support.targets')."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from sqlalchemy import text
+
+from rhesis_pipeline import db
+from rhesis_pipeline.tenant import current_tenant
+
+
+def noop(test):
+    return None
+
+
+def echo(test):
+    """Passes, with the prompt as output; fails when the test says expect_pass: false."""
+    return {"passed": test.get("expect_pass", True), "output": test.get("prompt")}
+
+
+def boom_if_asked(test):
+    """Raises on every attempt when the test has "fail": true."""
+    if test.get("fail"):
+        raise RuntimeError(f"boom in {test['id']}")
+    return True
+
+
+def always_raise(test):
+    raise ValueError(f"cannot run {test['id']}")
+
+
+def sleep(test):
+    """Sleeps sleep_s seconds in short steps, so that a time limit can interrupt it (an
+    asynchronous exception reaches a thread only between Python bytecodes)."""
+    deadline = time.monotonic() + float(test.get("sleep_s", 1))
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"output": os.getpid()}
+
+
+def tenant_probe(test):
+    """Reports the tenant the actor sees and what its database session sees."""
+    tenant = current_tenant()
+    with db.actor_transaction() as conn:
+        org, user = conn.execute(
+            text(
+                "SELECT current_setting('app.current_organization', true), "
+                "current_setting('app.current_user', true)"
+            )
+        ).one()
+    return {
+        "output": {
+            "accessor": None if tenant is None else [tenant.organization_id, tenant.user_id],
+            "session": [org, user],
+        }
+    }
