@@ -25,7 +25,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from periodiq import cron
 
-from . import db, executors, queues, runs
+from . import db, executors, metrics, queues, runs
 from .broker import build_broker
 from .consumer import ACKED_IN_TRANSACTION
 from .identity import worker_id
@@ -37,13 +37,18 @@ broker = build_broker()
 dramatiq.set_broker(broker)
 
 
-@dramatiq.actor(queue_name=queues.TESTS, max_retries=2, time_limit=60_000)
+@dramatiq.actor(
+    queue_name=queues.TESTS,
+    max_retries=2,
+    time_limit=60_000,
+    throws=(executors.PermanentExecutionError,),
+)
 def execute_single_test(run_id: str, test_id: str) -> None:
-    """Run one test of a run and store its outcome (passed or failed).
+    """Run one test of a run, evaluate its metrics, store its outcome (passed or failed).
 
     An exception fails the attempt; dramatiq retries it with backoff and, after the last
-    attempt, MemberOutcomes stores ``error``. A redelivered member whose outcome is
-    already stored does nothing.
+    attempt, MemberOutcomes stores ``error``. A PermanentExecutionError (an HTTP 4xx) is
+    not retried. A redelivered member whose outcome is already stored does nothing.
     """
     message = CurrentMessage.get_current_message()
     assert message is not None, "CurrentMessage middleware is missing"
@@ -64,12 +69,17 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         )
         return
     execution = executors.execute(start.executor, start.test)
+    status, verdicts = execution.status, execution.metrics
+    if start.test.get("metrics"):
+        passed, verdicts = metrics.evaluate(start.test["metrics"], execution)
+        if not passed:
+            status = "failed"
     recorded = runs.record_outcome(
         run_id,
         test_id,
-        status=execution.status,
+        status=status,
         output=execution.output,
-        metrics=execution.metrics,
+        metrics=verdicts,
         duration_ms=execution.duration_ms,
         worker=me,
         attempts=attempts,

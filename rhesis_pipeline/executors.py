@@ -1,25 +1,33 @@
 """Executors: how one test is run.
 
-An executor spec is stored on the run (``test_runs.executor``) and applied by
-``execute_single_test`` to each test:
+The executor spec is stored on the run (``test_runs.executor``) and applied by
+``execute_single_test`` to each test.
 
-* ``{"type": "python", "target": "module:function"}`` (or just ``"module:function"``):
-  calls ``function(test)`` with the test mapping. The function must be importable by
-  the workers. It may return
+``{"type": "python", "target": "module:function"}`` (or just ``"module:function"``)
+    Calls ``function(test)`` with the test mapping; the function must be importable by
+    the workers. It may return a mapping with any of ``passed`` (bool), ``output``,
+    ``metrics``; a bool (passed or failed); or anything else, which is the output. An
+    exception fails the attempt, which is retried.
 
-  - a mapping with any of ``passed`` (bool), ``output``, ``metrics``: used as given;
-  - a bool: passed or failed, no output;
-  - anything else (including None): the output; the test passed (it executed).
+``{"type": "http", "url", "method", "headers", "body", "response_path", "timeout_s"}``
+    Sends one request with ``{{field}}`` placeholders in url, headers and body replaced
+    by the test's fields (``{{prompt}}``, any other). One httpx client per worker process
+    reuses connections. Connection errors, timeouts, 5xx and 429 fail the attempt and are
+    retried with the run's backoff; any other 4xx is not retried and ends the test as
+    ``error`` with the status and a short excerpt of the body. The answer is the value at
+    ``response_path`` (JSONPath) in a JSON response, or the whole body. Latency is
+    recorded as the test's duration.
 
-  An exception is an execution error: the attempt fails and is retried.
-
-The result of an execution is an :class:`Execution`; ``status`` is never None.
+The result of an execution is an :class:`Execution`; its status is never None.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,18 +37,35 @@ from typing import Any
 from .errors import InvalidSubmission
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+#: Characters of a response body quoted in an error.
+EXCERPT = 200
 
 
 class InvalidExecutor(InvalidSubmission):
     """The executor spec is malformed or its target cannot be imported."""
 
 
+class ExecutionError(Exception):
+    """An attempt failed; ``str()`` is the one-line reason stored on the result."""
+
+
+class RetryableExecutionError(ExecutionError):
+    """The attempt failed for a reason that may pass (connection, 5xx, 429): retried."""
+
+
+class PermanentExecutionError(ExecutionError):
+    """The attempt failed for a reason a retry will not change (4xx): not retried."""
+
+
 @dataclass
 class Execution:
     status: str  # "passed" or "failed"
     output: Any = None
-    metrics: dict[str, Any] | None = None
+    metrics: Any = None
     duration_ms: float = 0.0
+    #: The parsed JSON response (HTTP) or the returned value (python), for metrics.
+    document: Any = None
 
 
 def validate_executor(executor: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -54,18 +79,41 @@ def validate_executor(executor: str | Mapping[str, Any]) -> dict[str, Any]:
             f"executor must be 'module:function' or a mapping, got {type(executor).__name__}"
         )
     kind = spec.get("type")
-    if kind != "python":
-        raise InvalidExecutor(f"executor.type {kind!r} is not supported; use 'python'")
-    unknown = sorted(set(spec) - {"type", "target"})
-    if unknown:
-        raise InvalidExecutor(
-            f"executor: unknown key(s) {', '.join(unknown)}; allowed: type, target"
-        )
-    target = spec.get("target")
-    if not isinstance(target, str) or not _TARGET.match(target):
-        raise InvalidExecutor(f"executor.target {target!r} must be 'module.path:function'")
-    resolve_target(target)  # importable here, or a clear error before anything is stored
-    return spec
+    if kind == "python":
+        unknown = sorted(set(spec) - {"type", "target"})
+        if unknown:
+            raise InvalidExecutor(
+                f"executor: unknown key(s) {', '.join(unknown)}; allowed: type, target"
+            )
+        target = spec.get("target")
+        if not isinstance(target, str) or not _TARGET.match(target):
+            raise InvalidExecutor(f"executor.target {target!r} must be 'module.path:function'")
+        resolve_target(target)  # importable here, or a clear error before anything is stored
+        return spec
+    if kind == "http":
+        allowed = {"type", "url", "method", "headers", "body", "response_path", "timeout_s"}
+        unknown = sorted(set(spec) - allowed)
+        if unknown:
+            raise InvalidExecutor(
+                f"executor: unknown key(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+        from urllib.parse import urlsplit
+
+        url = spec.get("url")
+        parts = urlsplit(_PLACEHOLDER.sub("x", url)) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidExecutor(f"executor.url {url!r} is not an absolute http(s) URL")
+        return {
+            "type": "http",
+            "url": url,
+            "method": spec.get("method", "POST"),
+            "headers": dict(spec.get("headers") or {}),
+            "body": spec.get("body"),
+            "response_path": spec.get("response_path"),
+            "timeout_s": float(spec.get("timeout_s", 30)),
+        }
+    raise InvalidExecutor(f"executor.type {kind!r} is not supported; use 'python' or 'http'")
 
 
 @lru_cache(maxsize=256)
@@ -92,6 +140,8 @@ def resolve_target(target: str) -> Callable[..., Any]:
 
 def execute(spec: Mapping[str, Any], test: Mapping[str, Any]) -> Execution:
     """Run *test* through the executor *spec*. Exceptions propagate (the attempt failed)."""
+    if spec.get("type") == "http":
+        return execute_http(spec, test)
     fn = resolve_target(spec["target"])
     started = time.perf_counter()
     value = fn(dict(test))
@@ -106,10 +156,115 @@ def interpret(value: Any, duration_ms: float = 0.0) -> Execution:
     if isinstance(value, Mapping) and ({"passed", "output", "metrics"} & set(value)):
         passed = value.get("passed", True)
         metrics = value.get("metrics")
+        output = value.get("output")
         return Execution(
             "passed" if passed else "failed",
-            output=value.get("output"),
+            output=output,
             metrics=dict(metrics) if isinstance(metrics, Mapping) else metrics,
             duration_ms=duration_ms,
+            document=output,
         )
-    return Execution("passed", output=value, duration_ms=duration_ms)
+    return Execution("passed", output=value, duration_ms=duration_ms, document=value)
+
+
+# -- HTTP ------------------------------------------------------------------------------
+
+_client_lock = threading.Lock()
+_client: dict[int, Any] = {}
+
+
+def _http_client():
+    """One httpx.Client per process (connection reuse); a forked child makes its own."""
+    import httpx
+
+    pid = os.getpid()
+    with _client_lock:
+        if pid not in _client:
+            _client.clear()
+            _client[pid] = httpx.Client(
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                follow_redirects=True,
+            )
+        return _client[pid]
+
+
+def render(template: Any, test: Mapping[str, Any]) -> Any:
+    """Replace ``{{field}}`` in every string of *template* with the test's field. A string
+    that is only a placeholder takes the field's value as it is (a number stays one)."""
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template.strip())
+        if whole and template.strip() == template:
+            return test.get(whole.group(1))
+        return _PLACEHOLDER.sub(lambda m: _text(test.get(m.group(1))), template)
+    if isinstance(template, list):
+        return [render(t, test) for t in template]
+    if isinstance(template, dict):
+        return {k: render(v, test) for k, v in template.items()}
+    return template
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "…"
+
+
+def execute_http(spec: Mapping[str, Any], test: Mapping[str, Any]) -> Execution:
+    import httpx
+
+    url = render(spec["url"], test)
+    headers = {k: _text(render(v, test)) for k, v in (spec.get("headers") or {}).items()}
+    body = render(spec.get("body"), test)
+    kwargs: dict[str, Any] = {"headers": headers, "timeout": spec.get("timeout_s", 30)}
+    if body is not None:
+        if isinstance(body, str):
+            kwargs["content"] = body
+        else:
+            kwargs["json"] = body
+    started = time.perf_counter()
+    try:
+        response = _http_client().request(spec.get("method", "POST"), str(url), **kwargs)
+    except httpx.TimeoutException as exc:
+        raise RetryableExecutionError(
+            f"timeout after {spec.get('timeout_s', 30)}s: {exc}"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise RetryableExecutionError(f"connection error: {type(exc).__name__}: {exc}") from None
+    latency_ms = (time.perf_counter() - started) * 1000
+    code = response.status_code
+    if code >= 500 or code == 429:
+        raise RetryableExecutionError(
+            f"HTTP {code} {response.reason_phrase}: {excerpt(response.text)}"
+        )
+    if code >= 400:
+        raise PermanentExecutionError(
+            f"HTTP {code} {response.reason_phrase}: {excerpt(response.text)}"
+        )
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    answer: Any = response.text if document is None else document
+    path = spec.get("response_path")
+    if path:
+        if document is None:
+            raise PermanentExecutionError(
+                f"response_path {path!r} needs a JSON response; got: {excerpt(response.text)}"
+            )
+        matches = _json_path(path).find(document)
+        if not matches:
+            raise PermanentExecutionError(
+                f"response_path {path!r} matched nothing in the response: {excerpt(response.text)}"
+            )
+        answer = matches[0].value
+    return Execution("passed", output=answer, duration_ms=latency_ms, document=document)
+
+
+@lru_cache(maxsize=256)
+def _json_path(path: str):
+    from jsonpath_ng.ext import parse
+
+    return parse(path)

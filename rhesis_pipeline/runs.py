@@ -285,7 +285,7 @@ def launch_test_run(
         conn = session.connection() if hasattr(session, "connection") else session
         with db.translate_errors():
             write(conn)
-    logger.info("submitted run %s (%d tests, executor %s)", run_id, len(items), spec)
+    logger.info("submitted run %s: %d tests, %s executor", run_id, len(items), spec["type"])
     return run_id
 
 
@@ -571,6 +571,13 @@ def get_run(run_id: str) -> RunRecord:
     data: dict[str, Any] = dict(row._mapping)
     data["id"] = str(data["id"])
     return RunRecord(**data)
+
+
+def recent_runs(limit: int = 20) -> list[dict[str, Any]]:
+    """The newest runs, as dicts (run_id, name, status, counts, created/finished)."""
+    with db.connect() as conn:
+        rows = conn.execute(Q["recent_runs"], {"limit": limit}).all()
+    return [{**dict(r._mapping), "run_id": str(r.run_id)} for r in rows]
 
 
 def get_results(run_id: str) -> list[dict[str, Any]]:

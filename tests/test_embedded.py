@@ -76,3 +76,16 @@ def test_migrate_worker_and_producer_share_one_embedded_server(tmp_path):
             worker.wait()
     # And: once the last process using it has exited, the server stops.
     wait_until(lambda: not postmaster_running(data_dir), timeout=30, what="embedded server stop")
+
+
+def test_demo_on_the_embedded_default(tmp_path):
+    # The README's first command, after installation: no DATABASE_URL, a fresh data dir.
+    out = cli.run("rhesis-pipeline", "demo", env=embedded_env(tmp_path / "demo-data"), timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "using database embedded Postgres" in out.stderr
+    assert "demo ran as designed" in out.stderr
+    wait_until(
+        lambda: not postmaster_running(tmp_path / "demo-data"),
+        timeout=30,
+        what="embedded server stop after the demo",
+    )

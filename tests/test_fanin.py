@@ -105,7 +105,8 @@ def test_a_run_with_no_tests_is_rejected_and_nothing_is_stored(database_url):
         ),
         ([{"id": "a"}], "tests.support.targets:missing", None, "has no attribute 'missing'"),
         ([{"id": "a"}], "not a target", None, "must be 'module.path:function'"),
-        ([{"id": "a"}], {"type": "http"}, None, "executor.type 'http' is not supported"),
+        ([{"id": "a"}], {"type": "smtp"}, None, "executor.type 'smtp' is not supported"),
+        ([{"id": "a"}], {"type": "http", "url": "localhost/x"}, None, "is not an absolute http"),
         ([{"id": "a"}], "tests.support.targets:noop", {"retries": 3}, "unknown key\\(s\\) retries"),
         (
             [{"id": "a"}],

@@ -112,3 +112,187 @@ def scheduler(ctx: click.Context) -> None:
     """
     use_database(migrated=True)
     _exec("periodiq", ["rhesis_pipeline.actors", *ctx.args], env={"TZ": "UTC"})
+
+
+def _exit_code(run_id: str) -> int:
+    from ..runs import get_run
+
+    run = get_run(run_id)
+    return 0 if run.status == "COMPLETED" and run.passed == run.total else 1
+
+
+def _finish(run_id: str, *, finished: bool, as_json: bool, timeout: float | None) -> None:
+    import json as json_
+    import sys
+
+    from ..report import run_json, summary_text
+
+    if as_json:
+        data = run_json(run_id)
+        if not finished:
+            data["timed_out"] = True
+        click.echo(json_.dumps(data, indent=2, default=str))
+    else:
+        click.echo(summary_text(run_id))
+    if not finished:
+        click.echo(
+            f"rhesis-pipeline: --timeout of {timeout:g}s expired; run {run_id} goes on "
+            f"(rhesis-pipeline show {run_id})",
+            err=True,
+        )
+        sys.exit(1)
+    sys.exit(_exit_code(run_id))
+
+
+@main.command(
+    epilog="""\\b
+Exit codes:
+  0   the run is COMPLETED and every test passed (or, without --wait, it was submitted)
+  1   a test failed or errored, the run is PARTIAL/FAILED/CANCELLED, or --timeout expired
+  2   bad input (the suite file, an option)
+  3   database unreachable
+  4   database not migrated
+"""
+)
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--wait", is_flag=True, help="Show progress until the run is finished.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--org", help="Organization id (tenant) of the run.")
+@click.option("--user", help="User id of the run.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --wait: give up waiting after SECONDS (exit 1).",
+)
+def run(
+    suite: str, wait: bool, as_json: bool, org: str | None, user: str | None, timeout: float | None
+) -> None:
+    """Submit the tests of a suite file (JSON or YAML) as one run.
+
+    The suite is validated before anything is enqueued. Prints the run id; with --wait,
+    shows live progress until the completion callback has finished the run, then a
+    summary and a table of the tests that did not pass. A python target is imported from
+    the current directory too (as dramatiq does), and must be importable by the workers.
+    """
+    import json as json_
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+    from ..report import ProgressPrinter, wait_for
+    from ..runs import launch_test_run
+    from ..suites import load_suite
+
+    parsed = load_suite(suite)
+    use_database(migrated=True)
+    run_id = launch_test_run(
+        parsed.tests,
+        executor=parsed.endpoint,
+        name=parsed.name,
+        organization_id=org,
+        user_id=user,
+        options=parsed.options,
+    )
+    if not wait:
+        if as_json:
+            click.echo(
+                json_.dumps({"run_id": run_id, "status": "QUEUED", "total": len(parsed.tests)})
+            )
+        else:
+            click.echo(run_id)
+        return
+    click.echo(f"run {run_id}: {len(parsed.tests)} tests of {parsed.name!r}", err=True)
+    finished = wait_for(run_id, timeout_s=timeout, progress=ProgressPrinter())
+    _finish(run_id, finished=finished, as_json=as_json, timeout=timeout)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def show(run_id: str, as_json: bool) -> None:
+    """Show a run: status, counts, and the tests that did not pass (all with --json)."""
+    import json as json_
+
+    from ..report import run_json, summary_text
+
+    use_database(migrated=True)
+    _check_uuid(run_id)
+    if as_json:
+        click.echo(json_.dumps(run_json(run_id), indent=2, default=str))
+    else:
+        click.echo(summary_text(run_id))
+
+
+@main.command("runs", epilog=EXIT_CODES_HELP)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_runs(limit: int, as_json: bool) -> None:
+    """List recent runs, newest first."""
+    import json as json_
+
+    from ..report import age, table
+    from ..runs import recent_runs
+
+    use_database(migrated=True)
+    rows = recent_runs(limit)
+    if as_json:
+        click.echo(json_.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no runs yet")
+        return
+    click.echo(
+        table(
+            [
+                [
+                    r["run_id"],
+                    r["name"],
+                    r["status"],
+                    f"{r['done']}/{r['total']}",
+                    str(r["passed"]),
+                    str(r["failed"]),
+                    str(r["errored"]),
+                    age(r["created_at"]),
+                ]
+                for r in rows
+            ],
+            ["RUN", "NAME", "STATUS", "DONE", "PASSED", "FAILED", "ERRORED", "AGE"],
+        )
+    )
+
+
+def _check_uuid(value: str) -> None:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a run id (a UUID)", param_hint="RUN_ID"
+        ) from None
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--suite",
+    "suite_path",
+    type=click.Path(dir_okay=False),
+    help="Suite to run instead of the bundled examples/demo-suite.yaml.",
+)
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 32))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+def demo(suite_path: str | None, processes: int, threads: int) -> None:
+    """Run the bundled example suite end to end on this machine.
+
+    Migrates the database (embedded by default), starts worker processes and a local
+    chat-like HTTP endpoint, runs the suite with live progress and prints the summary.
+    Some tests fail on purpose. Exits 0 when every test ended as the suite expects.
+    """
+    import sys
+
+    from ..demo import run_demo
+
+    use_database(migrated=False)
+    sys.exit(run_demo(suite_path=suite_path, processes=processes, threads=threads))

@@ -19,6 +19,7 @@ from dramatiq import Middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from .. import runs
+from ..executors import ExecutionError
 from ..identity import worker_id
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ MEMBER_ACTOR = "execute_single_test"
 
 
 def describe(exception: BaseException, message) -> str:
+    if isinstance(exception, ExecutionError):
+        return str(exception)
     if isinstance(exception, TimeLimitExceeded):
         limit = message.options.get("time_limit")
         return f"time limit of {limit / 1000:g}s exceeded" if limit else "time limit exceeded"
@@ -35,12 +38,20 @@ def describe(exception: BaseException, message) -> str:
     return f"{type(exception).__name__}: {text}" if text else type(exception).__name__
 
 
+def _not_retried(broker, message, exception: BaseException) -> int:
+    throws = message.options.get("throws") or broker.get_actor(message.actor_name).options.get(
+        "throws"
+    )
+    return 1 if throws and isinstance(exception, throws) else 0
+
+
 class MemberOutcomes(Middleware):
     def after_process_message(self, broker, message, *, result=None, exception=None):
         if exception is None or message.actor_name != MEMBER_ACTOR or not message.failed:
             return
         run_id, test_id = message.args
-        attempts = message.options.get("retries", 1)
+        # Retries counts failures it retried; one it did not retry (throws) is one more.
+        attempts = message.options.get("retries", 0) + _not_retried(broker, message, exception)
         error = describe(exception, message)
         logger.warning(
             "test %s of run %s errored after %d attempt(s): %s", test_id, run_id, attempts, error

@@ -329,3 +329,11 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM rhesis.rate_limits r USING doomed WHERE r.key = doomed.key;
+
+-- name: recent_runs
+-- The newest runs with their counters.
+SELECT id AS run_id, name, status, organization_id, user_id, total, done, passed, failed,
+       errored + lost AS errored, cancelled, created_at, finished_at
+FROM rhesis.test_runs
+ORDER BY created_at DESC
+LIMIT :limit;

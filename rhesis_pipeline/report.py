@@ -1,0 +1,155 @@
+"""What the CLI shows about a run: the JSON shape, the summary, the table, progress."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from . import runs
+
+
+def run_json(run_id: str) -> dict[str, Any]:
+    """The documented ``--json`` object of a run."""
+    run = runs.get_run(run_id)
+    results = runs.get_results(run_id)
+    return {
+        "run_id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "total": run.total,
+        "passed": run.passed,
+        "failed": run.failed,
+        "errored": run.errored + run.lost,
+        "cancelled": run.cancelled,
+        "duration_s": duration_s(run),
+        "results": [
+            {
+                "test_id": r["test_id"],
+                "status": r["status"],
+                "error": r["error"],
+                "metrics": r["metrics"],
+                "attempts": r["attempts"],
+            }
+            for r in results
+        ],
+    }
+
+
+def duration_s(run) -> float:
+    end = run.finished_at or datetime.now(timezone.utc)
+    return round((end - run.created_at).total_seconds(), 3)
+
+
+def age(when: datetime | None) -> str:
+    if when is None:
+        return "-"
+    seconds = int((datetime.now(timezone.utc) - when).total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def reason(result: dict[str, Any]) -> str:
+    if result["error"]:
+        return result["error"]
+    failed = [m for m in (result["metrics"] or []) if isinstance(m, dict) and not m.get("passed")]
+    return "; ".join(f"{m.get('name')}: {m.get('reason')}" for m in failed) or "-"
+
+
+def summary_text(run_id: str) -> str:
+    data = run_json(run_id)
+    lines = [
+        f"run {data['run_id']} ({data['name']}): {data['status']}",
+        f"  {data['total']} tests: {data['passed']} passed, {data['failed']} failed, "
+        f"{data['errored']} errored"
+        + (f", {data['cancelled']} cancelled" if data["cancelled"] else "")
+        + f" in {data['duration_s']:.1f}s",
+    ]
+    bad = [r for r in data["results"] if r["status"] != "passed"]
+    if bad:
+        lines.append("")
+        lines.append(
+            table(
+                [
+                    [r["test_id"], r["status"], str(r["attempts"]), _clip(reason(r), 100)]
+                    for r in bad
+                ],
+                ["TEST", "STATUS", "ATTEMPTS", "REASON"],
+            )
+        )
+    return "\n".join(lines)
+
+
+def _clip(text: str, n: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 1] + "…"
+
+
+class ProgressPrinter:
+    """A live progress line on a terminal; a line every few seconds otherwise (CI, logs)."""
+
+    def __init__(self, stream=None, interval_s: float = 2.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.interval_s = interval_s
+        self.started = time.monotonic()
+        self.last_print = 0.0
+        self.last_done = -1
+
+    def update(self, p: runs.Progress, *, final: bool = False) -> None:
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-6)
+        rate = p.done / elapsed
+        eta = (p.total - p.done) / rate if rate > 0 else float("inf")
+        width = 24
+        filled = int(width * p.done / p.total) if p.total else width
+        bar = "#" * filled + "-" * (width - filled)
+        line = (
+            f"[{bar}] {p.done}/{p.total} {p.percent:5.1f}%  passed {p.passed}  failed {p.failed}"
+            f"  errored {p.errored + p.lost}  {rate:6.1f}/s  ETA "
+            + ("-" if eta == float("inf") else f"{eta:4.0f}s")
+        )
+        if self.tty:
+            self.stream.write("\r" + line)
+            if final:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif final or (now - self.last_print >= self.interval_s and p.done != self.last_done):
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self.last_print = now
+            self.last_done = p.done
+
+
+def wait_for(
+    run_id: str, *, timeout_s: float | None, progress: ProgressPrinter | None, poll_s: float = 0.2
+) -> bool:
+    """Poll the run until the callback has finished it; False if *timeout_s* passed first."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        p = runs.get_progress(run_id)
+        if progress:
+            progress.update(p, final=p.finished)
+        if p.finished:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            if progress:
+                progress.update(p, final=True)
+            return False
+        time.sleep(poll_s)

@@ -1,0 +1,122 @@
+"""Suite files: validation errors name the file, the path, the problem and what is allowed."""
+
+import json
+import textwrap
+
+import pytest
+
+from rhesis_pipeline.suites import InvalidSuite, load_suite
+
+GOOD = """
+name: ok
+endpoint: {type: http, url: "http://127.0.0.1:9/v1/chat", body: {q: "{{prompt}}"},
+           response_path: "$.a"}
+defaults: {max_retries: 1, min_backoff_ms: 10, max_backoff_ms: 20, time_limit_s: 2}
+tests:
+  - {id: a, prompt: hi, metrics: [{type: contains, value: x}]}
+  - {id: 2, prompt: yo}
+"""
+
+
+def write(tmp_path, text, name="suite.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_good_suite_loads(tmp_path):
+    suite = load_suite(write(tmp_path, GOOD))
+    assert suite.name == "ok"
+    assert [t["id"] for t in suite.tests] == ["a", "2"]
+    assert suite.options == {
+        "max_retries": 1,
+        "min_backoff_ms": 10,
+        "max_backoff_ms": 20,
+        "time_limit_ms": 2000,
+    }
+    assert suite.endpoint["method"] == "POST" and suite.endpoint["timeout_s"] == 30
+
+
+def test_json_suites_load_too(tmp_path):
+    data = {
+        "name": "j",
+        "endpoint": {"type": "python", "target": "tests.support.targets:noop"},
+        "tests": [{"id": "x"}],
+    }
+    suite = load_suite(write(tmp_path, json.dumps(data), "s.json"))
+    assert suite.endpoint == {"type": "python", "target": "tests.support.targets:noop"}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("name: [unclosed\n", ["not valid JSON or YAML", "line"]),
+        ('{"name": "x",}', ["not valid JSON", "line 1"]),
+        ("just words", ["a suite is a mapping"]),
+        ("name: x\ntests: [{id: a}]\n", ["(top level): 'endpoint' is a required property"]),
+        (
+            GOOD.replace("type: contains", "type: sounds_good"),
+            [
+                "tests[0].metrics[0].type: 'sounds_good' is not allowed; use one of contains, "
+                "not_contains, equals, regex, json_path_equals, max_latency_ms"
+            ],
+        ),
+        (GOOD.replace("id: 2", "id: a"), ["tests[1].id: 'a' duplicates tests[0].id"]),
+        (
+            GOOD.replace("{type: contains, value: x}", "{type: regex, pattern: '(['}"),
+            ["tests[0].metrics[0].pattern: '([' is not a valid regular expression"],
+        ),
+        (
+            GOOD.replace('url: "http://127.0.0.1:9/v1/chat"', "url: 127.0.0.1:9/chat"),
+            ["endpoint.url: '127.0.0.1:9/chat' is not an absolute http(s) URL"],
+        ),
+        (GOOD.replace("prompt: yo", "prompt: yo, colour: red"), []),  # extra test fields are fine
+        (
+            GOOD.replace("name: ok", "name: ok\nowner: me"),
+            ["(top level): 'owner' was unexpected; allowed keys: defaults, endpoint, name, tests"],
+        ),
+        (
+            GOOD.replace('response_path: "$.a"', 'response_pth: "$.a"'),
+            ["endpoint: 'response_pth' was unexpected"],
+        ),
+        (
+            GOOD.replace("{type: contains, value: x}", "{type: contains, valu: x}"),
+            [
+                "tests[0].metrics[0]: 'value' is a required property",
+                "tests[0].metrics[0]: 'valu' was unexpected",
+            ],
+        ),
+        (
+            GOOD.replace("prompt: yo", "promptt: yo"),
+            ["tests[1]: the endpoint uses {{prompt}}, which this test does not have"],
+        ),
+        (
+            "name: p\nendpoint: {type: python, target: 'no.such.module:fn'}\ntests: [{id: a}]\n",
+            ["endpoint.target: executor.target 'no.such.module:fn': cannot import module"],
+        ),
+        (
+            "name: p\nendpoint: {type: smtp}\ntests: [{id: a}]\n",
+            ["endpoint.type: 'smtp' is not allowed; use one of http, python"],
+        ),
+        (
+            "name: p\nendpoint: {type: python, target: 'tests.support.targets:noop'}\ntests: []\n",
+            ["tests: [] should be non-empty"],
+        ),
+    ],
+)
+def test_malformed_suites_are_refused_with_every_problem_named(tmp_path, text, fragments):
+    path = write(tmp_path, text)
+    if not fragments:
+        load_suite(path)
+        return
+    with pytest.raises(InvalidSuite) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InvalidSuite, match="no such file"):
+        load_suite(tmp_path / "nope.yaml")
