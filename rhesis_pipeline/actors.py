@@ -12,14 +12,13 @@ Actors:
   Retries, backoff and time limit come from the run's options, carried on each message.
 * ``collect_results(run_id)`` — the completion callback (queue rhesis-callbacks),
   enqueued exactly once per run by the transaction that stores its last outcome.
-* ``apply_retention()`` — periodic (RHESIS_PURGE_CRON): deletes finished queue rows past
-  retention and expired rate-limit keys.
+* ``sweep()`` — periodic (RHESIS_SWEEP_CRON, every minute): rescues dead workers'
+  messages, expires overdue runs, applies retention.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -27,9 +26,9 @@ from periodiq import cron
 
 from . import db, executors, metrics, queues, runs
 from .broker import build_broker
-from .consumer import ACKED_IN_TRANSACTION
+from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN
 from .identity import worker_id
-from .maintenance import Retention, RetentionConfig
+from .maintenance.sweeper import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +57,19 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     if start is None:
         logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
         return
+    claim = (message.message_id, getattr(message, CLAIM_TOKEN, None))
     if start.cancel_requested:
-        runs.record_outcome(
+        recorded = runs.record_outcome(
             run_id,
             test_id,
             status="cancelled",
             error="run cancelled",
             worker=me,
             ack=(message.message_id, message.queue_name),
+            claim=claim,
         )
+        if recorded.acked:
+            setattr(message, ACKED_IN_TRANSACTION, True)
         return
     execution = executors.execute(start.executor, start.test)
     status, verdicts = execution.status, execution.metrics
@@ -85,6 +88,7 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         attempts=attempts,
         started_at=start.started_at,
         ack=(message.message_id, message.queue_name),
+        claim=claim,
     )
     if recorded.acked:
         setattr(message, ACKED_IN_TRANSACTION, True)
@@ -109,12 +113,11 @@ def collect_results(run_id: str) -> None:
 
 @dramatiq.actor(
     queue_name=queues.MAINTENANCE,
-    periodic=cron(db.settings().purge_cron),
+    periodic=cron(db.settings().sweep_cron),
     max_retries=0,
     time_limit=10 * 60 * 1000,
 )
-def apply_retention() -> None:
-    """Delete finished queue rows older than RHESIS_QUEUE_RETENTION_HOURS and expired
-    rate-limit keys."""
-    retention = timedelta(hours=db.settings().queue_retention_hours)
-    Retention(RetentionConfig(message_retention=retention)).run_once()
+def sweep() -> None:
+    """Rescue dead workers' messages, expire overdue runs, apply retention (one sweep at
+    a time; a second one started meanwhile does nothing)."""
+    Sweeper.from_settings().run_once()

@@ -49,7 +49,7 @@ from tenacity import (
 from . import db
 from .consumer import RhesisConsumer, channel
 from .errors import DatabaseUnavailable, MessageTooLarge
-from .middleware import LogContext, MemberOutcomes, PoolSizing, TenantContext
+from .middleware import LogContext, MemberOutcomes, PoolSizing, TenantContext, WorkerRegistry
 from .queries import Q
 from .rate_limits import PostgresRateLimiterBackend
 
@@ -71,7 +71,8 @@ def middleware_list() -> list[dramatiq.Middleware]:
        until every other after-hook (MemberOutcomes writes with it) has run. Its
        ``before_enqueue`` adds the tenant to every message sent, retries included.
     3. PoolSizing: sizes the database pool in ``before_worker_boot``, before any
-       consumer borrows a connection.
+       consumer borrows a connection; then WorkerRegistry registers the process (its
+       id goes on every claim its consumers make) and starts its heartbeat.
     4. dramatiq's AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, in
        dramatiq's default order.
     5. MemberOutcomes *before* Retries: after-hooks run in reverse, so it sees Retries'
@@ -88,6 +89,7 @@ def middleware_list() -> list[dramatiq.Middleware]:
         LogContext(),
         TenantContext(),
         PoolSizing(),
+        WorkerRegistry(),
         AgeLimit(),
         TimeLimit(),
         ShutdownNotifications(),

@@ -50,7 +50,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.message import Message
 
-from . import db
+from . import db, registry
 from .errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,9 @@ DELAY_POLL_INTERVAL_S = 1.0
 #: Most messages one claim statement takes.
 MAX_BATCH = 500
 
+
+#: Attribute set on each MessageProxy handed out: the token of the claim it runs under.
+CLAIM_TOKEN = "_rhesis_claim_token"
 
 #: Attribute set on a MessageProxy whose queue row was marked done by the transaction
 #: that stored its outcome (see rhesis_pipeline.outcomes), so ``ack`` has nothing to do.
@@ -85,7 +88,7 @@ class RhesisConsumer(Consumer):
         self.poll_interval = DELAY_POLL_INTERVAL_S if self.is_delay_queue else POLL_INTERVAL_S
         self._listen_conn = None
         self._prepared: set[str] = set()
-        self._buffer: deque[Message] = deque()
+        self._buffer: deque[tuple[Message, str | None]] = deque()
         self._outstanding: set[str] = set()
         self._outstanding_lock = threading.Lock()
         self._acks: SimpleQueue[tuple[str, Message]] = SimpleQueue()
@@ -147,7 +150,7 @@ class RhesisConsumer(Consumer):
         try:
             self._flush_acks()
             if self._buffer:
-                self.requeue(list(self._buffer))
+                self.requeue([m for m, _ in self._buffer])
                 self._buffer.clear()
         except Exception:
             logger.warning(
@@ -178,15 +181,16 @@ class RhesisConsumer(Consumer):
                 "limit": limit,
                 "check_eta": self.is_delay_queue,
                 "due_before_ms": due_before,
+                "worker_id": registry.current_worker_id(),
             },
         )
         self._next_poll = now + self.poll_interval
         self._claim_now = len(rows) == limit
         poison: list[tuple[str, str]] = []
-        for message_id, raw, _ in rows:
+        for message_id, raw, token, _ in rows:
             message = self._decode(str(message_id), raw, poison)
             if message is not None:
-                self._buffer.append(message)
+                self._buffer.append((message, None if token is None else str(token)))
         if poison:
             self._reject_poison(poison)
 
@@ -216,42 +220,53 @@ class RhesisConsumer(Consumer):
             )
 
     def _hand_out(self) -> MessageProxy:
-        message = self._buffer.popleft()
+        message, token = self._buffer.popleft()
         with self._outstanding_lock:
             self._outstanding.add(message.message_id)
-        return MessageProxy(message)
+        proxy = MessageProxy(message)
+        setattr(proxy, CLAIM_TOKEN, token)
+        return proxy
 
     # -- acks ------------------------------------------------------------------------
 
     def _flush_acks(self) -> None:
-        done: list[str] = []
-        rejected: list[tuple[str, str]] = []
+        done: list[tuple[str, str | None]] = []
+        rejected: list[tuple[str, str | None, str]] = []
         while True:
             try:
                 state, message = self._acks.get_nowait()
             except Empty:
                 break
+            token = getattr(message, CLAIM_TOKEN, None)
             if state == "done":
-                done.append(message.message_id)
+                done.append((message.message_id, token))
             else:
-                rejected.append((message.message_id, message.encode().decode("utf-8")))
+                rejected.append((message.message_id, token, message.encode().decode("utf-8")))
         if not done and not rejected:
             return
         # A message moved to another queue meanwhile (a retry to the delay queue, a
         # delayed message to its queue) is not ours to finish: the SQL checks queue_name.
         if done:
-            self._execute("ack_messages", {"ids": done, "queue_name": self.queue_name})
+            self._execute(
+                "ack_messages",
+                {
+                    "ids": [d[0] for d in done],
+                    "tokens": [d[1] for d in done],
+                    "queue_name": self.queue_name,
+                },
+            )
         if rejected:
             self._execute(
                 "nack_messages",
                 {
                     "ids": [r[0] for r in rejected],
-                    "messages": [r[1] for r in rejected],
+                    "tokens": [r[1] for r in rejected],
+                    "messages": [r[2] for r in rejected],
                     "queue_name": self.queue_name,
                 },
             )
         with self._outstanding_lock:
-            self._outstanding.difference_update(done)
+            self._outstanding.difference_update(d[0] for d in done)
             self._outstanding.difference_update(r[0] for r in rejected)
 
     # -- waiting -------------------------------------------------------------------

@@ -50,6 +50,10 @@ class Outcome:
     started_at: datetime | None = None
     ack_message_id: str | None = None
     ack_queue_name: str | None = None
+    #: The member's message and the token of the claim it ran under: an outcome whose
+    #: token is no longer the message's claim (rescued, claimed again) is refused.
+    message_id: str | None = None
+    claim_token: str | None = None
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Recorded:
     total: int | None
     callback_enqueued: bool
     acked: bool = False  # the member's queue row was marked done in the same transaction
+    fenced_out: bool = False  # refused: reported under a superseded claim
 
 
 class OutcomeWriter:
@@ -129,6 +134,8 @@ def write_batch(outcomes: list[Outcome]) -> list[Recorded]:
         "started": [o.started_at for o in outcomes],
         "ack_ids": [o.ack_message_id for o in outcomes],
         "ack_queues": [o.ack_queue_name for o in outcomes],
+        "message_ids": [o.message_id for o in outcomes],
+        "tokens": [o.claim_token for o in outcomes],
         "cb_run_ids": [c[0] for c in callbacks],
         "cb_ids": [c[1] for c in callbacks],
         "cb_queues": [c[2] for c in callbacks],
@@ -142,13 +149,15 @@ def write_batch(outcomes: list[Outcome]) -> list[Recorded]:
     fired: set[str] = set()
     for outcome, row in zip(outcomes, rows, strict=True):
         key = (outcome.run_id, outcome.test_id)
-        _ord, row_recorded, done, total, callback_enqueued, acked = row[:6]
+        _ord, row_recorded, done, total, callback_enqueued, acked, accepted = row[:7]
         recorded = bool(row_recorded) and key not in seen  # one delivery wins in a batch
         seen.add(key)
         fired_here = bool(callback_enqueued) and recorded and outcome.run_id not in fired
         if fired_here:
             fired.add(outcome.run_id)
-        results.append(Recorded(recorded, done, total, fired_here, bool(acked)))
+        results.append(
+            Recorded(recorded, done, total, fired_here, bool(acked), fenced_out=not accepted)
+        )
     return results
 
 

@@ -344,6 +344,7 @@ def record_outcome(
     attempts: int | None = None,
     started_at: datetime | None = None,
     ack: tuple[str, str] | None = None,
+    claim: tuple[str, str | None] | None = None,
 ) -> Recorded:
     """Store a member's terminal outcome once and count it; fire the callback on the last.
 
@@ -352,6 +353,8 @@ def record_outcome(
     attempts: executions so far, this one included (None keeps the stored count).
     ack: (message_id, queue_name) of the member's message, marked done in the same
     transaction so that a crash after the commit does not redeliver it.
+    claim: (message_id, claim token) the member ran under; if that claim was superseded
+    (the message was rescued and claimed again) the outcome is refused and logged.
     """
     if status not in TERMINAL_RESULTS:
         raise ValueError(f"status must be one of {TERMINAL_RESULTS}, got {status!r}")
@@ -369,9 +372,19 @@ def record_outcome(
             started_at=started_at,
             ack_message_id=ack[0] if ack else None,
             ack_queue_name=ack[1] if ack else None,
+            message_id=claim[0] if claim else None,
+            claim_token=claim[1] if claim else None,
         )
     )
-    if not result.recorded:
+    if result.fenced_out:
+        logger.warning(
+            "outcome of %s/%s refused: reported under claim %s, which was superseded "
+            "(the message was rescued and claimed again)",
+            run_id,
+            test_id,
+            claim[1] if claim else None,
+        )
+    elif not result.recorded:
         logger.info("outcome of %s/%s already stored; %s ignored", run_id, test_id, status)
     elif result.callback_enqueued:
         logger.info(

@@ -29,10 +29,16 @@ All other settings are ``RHESIS_*`` variables:
                                pass its id.
 ``RHESIS_QUEUE_RETENTION_HOURS`` Hours that done and rejected queue rows are kept before
                                the periodic purge deletes them. Default 168 (7 days).
-``RHESIS_PURGE_CRON``          periodiq cron of the purge actor, in UTC. Default
-                               ``*/10 * * * *``.
 ``RHESIS_RUN_HOOKS``           Comma-separated ``module:function`` callables called with
                                the RunSummary when a run finishes. Default: none.
+``RHESIS_SWEEP_CRON``          periodiq cron of the sweeper, in UTC. Default every minute.
+``RHESIS_HEARTBEAT_INTERVAL_S`` Seconds between a worker's heartbeats (and rescues). 5.
+``RHESIS_HEARTBEAT_TIMEOUT_S`` Seconds without a heartbeat after which a worker whose
+                               lock is still held is dead anyway (hung, cut off). 30.
+``RHESIS_MEMBER_GRACE_S``      Seconds past its time limit after which an orphaned test
+                               is an error (timeout) rather than run again. 30.
+``RHESIS_RUN_MAX_AGE_HOURS``   Hours after which a run's unfinished tests are lost. 24.
+``RHESIS_WORKER_RETENTION_HOURS`` Hours dead workers' rows are kept. 24.
 =============================  ==========================================================
 """
 
@@ -159,8 +165,13 @@ class Settings:
     db_pool_timeout: float = 30.0
     max_message_bytes: int = 1024 * 1024
     queue_retention_hours: float = 168.0
-    purge_cron: str = "*/10 * * * *"
     run_hooks: tuple[str, ...] = ()
+    sweep_cron: str = "* * * * *"
+    heartbeat_interval_s: float = 5.0
+    heartbeat_timeout_s: float = 30.0
+    member_grace_s: float = 30.0
+    run_max_age_hours: float = 24.0
+    worker_retention_hours: float = 24.0
 
     @property
     def embedded(self) -> bool:
@@ -191,9 +202,6 @@ class Settings:
         data_dir_raw = env.get("RHESIS_DATA_DIR", "").strip()
         data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else _default_data_dir()
 
-        cron = env.get("RHESIS_PURGE_CRON", "").strip() or cls.purge_cron
-        _check_cron("RHESIS_PURGE_CRON", cron)
-
         hooks = tuple(h for h in re.split(r"[\s,]+", env.get("RHESIS_RUN_HOOKS", "")) if h)
         for hook in hooks:
             if not _TARGET.match(hook):
@@ -201,8 +209,24 @@ class Settings:
                     f"RHESIS_RUN_HOOKS names {hook!r}; write module.path:function"
                 )
 
+        sweep_cron = env.get("RHESIS_SWEEP_CRON", "").strip() or cls.sweep_cron
+        _check_cron("RHESIS_SWEEP_CRON", sweep_cron)
+        interval = _float(env, "RHESIS_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
+        timeout = _float(env, "RHESIS_HEARTBEAT_TIMEOUT_S", 30.0, minimum=0.1)
+        if timeout <= interval:
+            raise ConfigurationError(
+                f"RHESIS_HEARTBEAT_TIMEOUT_S={timeout:g} must be greater than "
+                f"RHESIS_HEARTBEAT_INTERVAL_S={interval:g}"
+            )
+
         return cls(
             run_hooks=hooks,
+            sweep_cron=sweep_cron,
+            heartbeat_interval_s=interval,
+            heartbeat_timeout_s=timeout,
+            member_grace_s=_float(env, "RHESIS_MEMBER_GRACE_S", 30.0),
+            run_max_age_hours=_float(env, "RHESIS_RUN_MAX_AGE_HOURS", 24.0, minimum=0.001),
+            worker_retention_hours=_float(env, "RHESIS_WORKER_RETENTION_HOURS", 24.0),
             database_url=database_url,
             data_dir=data_dir,
             log_level=level,
@@ -213,7 +237,6 @@ class Settings:
             db_pool_timeout=_float(env, "RHESIS_DB_POOL_TIMEOUT", 30.0, minimum=0.1),
             max_message_bytes=_int(env, "RHESIS_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024),
             queue_retention_hours=_float(env, "RHESIS_QUEUE_RETENTION_HOURS", 168.0),
-            purge_cron=cron,
         )
 
 

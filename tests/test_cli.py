@@ -141,13 +141,13 @@ def test_bin_scheduler_runs_periodiq_in_utc_and_a_worker_runs_the_purge(
     database_url, workers, tmp_path
 ):
     # Every minute, so periodiq enqueues the purge as soon as it starts.
-    worker = workers.start(env={"RHESIS_PURGE_CRON": "* * * * *"})
+    worker = workers.start(env={"RHESIS_SWEEP_CRON": "* * * * *"})
     log = tmp_path / "scheduler.log"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "PATH": cli_path(),
-        "RHESIS_PURGE_CRON": "* * * * *",
+        "RHESIS_SWEEP_CRON": "* * * * *",
         "TZ": "Asia/Tokyo",
     }
     with open(log, "wb") as out:

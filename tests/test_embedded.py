@@ -57,7 +57,7 @@ def test_migrate_worker_and_producer_share_one_embedded_server(tmp_path):
             [
                 sys.executable,
                 "-c",
-                "import rhesis_pipeline.actors as a; a.apply_retention.send()",
+                "import rhesis_pipeline.actors as a; a.sweep.send()",
             ],
             env=full_env,
             check=True,

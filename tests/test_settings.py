@@ -82,10 +82,10 @@ def test_values_are_read_and_validated():
         ({"RHESIS_WORKER_THREADS": "0"}, "must be at least 1"),
         ({"RHESIS_QUEUES": "9bad"}, "not a valid queue name"),
         ({"RHESIS_LOG_LEVEL": "LOUD"}, "RHESIS_LOG_LEVEL"),
-        ({"RHESIS_PURGE_CRON": "0 0 * * 0"}, "Sunday"),
-        ({"RHESIS_PURGE_CRON": "0 0 * * sun"}, "Sunday"),
-        ({"RHESIS_PURGE_CRON": "@weekly"}, "@weekly"),
-        ({"RHESIS_PURGE_CRON": "every minute"}, "not a valid cron"),
+        ({"RHESIS_SWEEP_CRON": "0 0 * * 0"}, "Sunday"),
+        ({"RHESIS_SWEEP_CRON": "0 0 * * sun"}, "Sunday"),
+        ({"RHESIS_SWEEP_CRON": "@weekly"}, "@weekly"),
+        ({"RHESIS_SWEEP_CRON": "every minute"}, "not a valid cron"),
         ({"RHESIS_DB_POOL_TIMEOUT": "0"}, "RHESIS_DB_POOL_TIMEOUT"),
     ],
 )
@@ -95,4 +95,4 @@ def test_invalid_settings_name_the_variable(env, fragment):
 
 
 def test_sunday_written_as_seven_is_accepted():
-    assert Settings.from_env({"RHESIS_PURGE_CRON": "0 3 * * 7"}).purge_cron == "0 3 * * 7"
+    assert Settings.from_env({"RHESIS_SWEEP_CRON": "0 3 * * 7"}).sweep_cron == "0 3 * * 7"

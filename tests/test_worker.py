@@ -183,7 +183,7 @@ def test_importing_the_actors_module_does_not_connect(tmp_path):
             timeout=60,
         )
         assert out.returncode == 0, out.stderr
-        assert "apply_retention" in out.stdout
+        assert "sweep" in out.stdout
     assert not (tmp_path / "data").exists()
 
 

@@ -4,6 +4,8 @@
   on a random 1-in-100,000 idle tick of a consumer, so ``dramatiq.queue`` grew without
   bound on a busy system.
 * Expired rate-limit keys (barriers, limiters) of :mod:`rhesis_pipeline.rate_limits`.
+* Rows of workers stopped or silent for longer than the worker retention (and holding no
+  claim: those are the rescuer's first).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class RetentionConfig:
 
     message_retention: how long done/rejected messages are kept after their last
         change. Zero purges every finished message.
+    worker_retention: how long rows of dead workers are kept.
     batch_size: rows deleted per transaction (1 to 100,000).
     pause_s: seconds between batches, jittered by +/-50 %, so the purge yields to the
         workers on a large backlog. 0 disables the pause.
@@ -41,6 +44,7 @@ class RetentionConfig:
     """
 
     message_retention: timedelta = timedelta(days=7)
+    worker_retention: timedelta = timedelta(hours=24)
     batch_size: int = 1000
     pause_s: float = 0.05
     max_batches: int = 1000
@@ -62,6 +66,7 @@ class RetentionConfig:
 class RetentionResult:
     messages: int = 0
     rate_limit_keys: int = 0
+    workers: int = 0
     batches: int = 0
     skipped: bool = False  # another run held the lock
     duration_s: float = 0.0
@@ -72,23 +77,31 @@ class Retention:
     config: RetentionConfig = field(default_factory=RetentionConfig)
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
+    _dry_run: bool = field(default=False, init=False, repr=False)
 
-    def run_once(self) -> RetentionResult:
-        """Delete finished messages past retention and expired rate-limit keys."""
+    def run_once(self, *, dry_run: bool = False) -> RetentionResult:
+        """Delete finished messages past retention, expired rate-limit keys and dead
+        workers' rows. With dry_run, count what would go (in a rolled-back transaction)."""
         started = time.monotonic()
         result = RetentionResult()
         now = self.clock()
+        self._dry_run = dry_run
         result.messages = self._step(
             result, "purge_finished_messages", now - self.config.message_retention
         )
         if not result.skipped:
             result.rate_limit_keys = self._step(result, "purge_expired_rate_limits", now)
+        if not result.skipped:
+            result.workers = self._step(
+                result, "purge_dead_workers", now - self.config.worker_retention
+            )
         result.duration_s = time.monotonic() - started
         logger.info(
-            "retention: deleted %d finished messages, %d expired rate-limit keys "
-            "in %d batches (%.2fs)%s",
+            "retention: deleted %d finished messages, %d expired rate-limit keys, "
+            "%d dead workers in %d batches (%.2fs)%s",
             result.messages,
             result.rate_limit_keys,
+            result.workers,
             result.batches,
             result.duration_s,
             "; another run holds the lock, skipped" if result.skipped else "",
@@ -105,9 +118,11 @@ class Retention:
                 deleted = conn.execute(
                     Q[query], {"cutoff": cutoff, "batch": self.config.batch_size}
                 ).rowcount
+                if self._dry_run:
+                    conn.rollback()
             result.batches += 1
             deleted_total += deleted
-            if deleted < self.config.batch_size:
+            if deleted < self.config.batch_size or self._dry_run:
                 break
             if self.config.pause_s:
                 self.sleep(self.config.pause_s * random.uniform(0.5, 1.5))

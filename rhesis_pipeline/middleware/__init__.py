@@ -6,6 +6,7 @@ Their order is decided in one place only: :func:`rhesis_pipeline.broker.middlewa
 from .log_context import LogContext
 from .outcomes import MemberOutcomes
 from .pool_sizing import PoolSizing
+from .registry import WorkerRegistry
 from .tenant import TenantContext
 
-__all__ = ["LogContext", "MemberOutcomes", "PoolSizing", "TenantContext"]
+__all__ = ["LogContext", "MemberOutcomes", "PoolSizing", "TenantContext", "WorkerRegistry"]

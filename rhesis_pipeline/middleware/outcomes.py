@@ -19,6 +19,7 @@ from dramatiq import Middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from .. import runs
+from ..consumer import CLAIM_TOKEN
 from ..executors import ExecutionError
 from ..identity import worker_id
 
@@ -63,6 +64,7 @@ class MemberOutcomes(Middleware):
             error=error[:10_000],
             worker=worker_id(),
             attempts=attempts,
+            claim=(message.message_id, getattr(message, CLAIM_TOKEN, None)),
         )
 
     def after_skip_message(self, broker, message):

@@ -55,45 +55,86 @@ SELECT pg_notify(:channel, :payload);
 
 -- name: claim_messages
 -- Claim up to :limit queued messages of :queue_name, skipping rows another consumer is
--- claiming, oldest first; on delay queues only those due before :due_before_ms. As a
--- hot-path prepared statement (no seq scan, bitmap scan or sort) the inner scan walks
--- the (state, mtime) index and stops after :limit rows, and the outer UPDATE finds the
--- claimed rows by primary key. A claim lost in a crash only returns its messages to the
--- queue: it commits asynchronously.
-UPDATE dramatiq.queue
-SET "state" = 'consumed', mtime = (now() AT TIME ZONE 'UTC')
-WHERE message_id = ANY(ARRAY(
-        SELECT message_id
-        FROM dramatiq.queue
-        WHERE queue_name = :queue_name
-          AND "state" = 'queued'
-          AND (NOT :check_eta
-               OR COALESCE(CAST(message->'options'->>'eta' AS bigint), 0) <= :due_before_ms)
-        ORDER BY "state", mtime
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED))
-RETURNING message_id, message::text, set_config('synchronous_commit', 'off', true);
+-- claiming, oldest first; on delay queues only those due before :due_before_ms. Each
+-- claim is recorded for worker :worker_id with a fresh token (fencing: a result reported
+-- under a superseded token is refused). As a hot-path prepared statement (no seq scan,
+-- bitmap scan or sort) the inner scan walks the (state, mtime) index and stops after
+-- :limit rows. A claim lost in a crash only returns its messages to the queue: it
+-- commits asynchronously.
+WITH claimed AS (
+    UPDATE dramatiq.queue
+    SET "state" = 'consumed', mtime = (now() AT TIME ZONE 'UTC')
+    WHERE message_id = ANY(ARRAY(
+            SELECT message_id
+            FROM dramatiq.queue
+            WHERE queue_name = :queue_name
+              AND "state" = 'queued'
+              AND (NOT :check_eta
+                   OR COALESCE(CAST(message->'options'->>'eta' AS bigint), 0) <= :due_before_ms)
+            ORDER BY "state", mtime
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED))
+    RETURNING message_id, message
+), recorded AS (
+    INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, claimed_at)
+    SELECT message_id, CAST(:worker_id AS uuid), gen_random_uuid(), :queue_name, now()
+    FROM claimed
+    WHERE :worker_id IS NOT NULL
+    ON CONFLICT (message_id) DO UPDATE
+        SET worker_id = EXCLUDED.worker_id, token = EXCLUDED.token,
+            queue_name = EXCLUDED.queue_name, claimed_at = EXCLUDED.claimed_at
+    RETURNING message_id, token
+)
+SELECT c.message_id, c.message::text, r.token, set_config('synchronous_commit', 'off', true)
+FROM claimed c
+LEFT JOIN recorded r ON r.message_id = c.message_id;
 
 -- name: ack_messages
--- Mark claimed messages of :queue_name done (a message moved to another queue since,
--- by a retry or a delay, is left alone).
--- An ack lost in a crash means a redelivery, which rhesis actors ignore: commit async.
-UPDATE dramatiq.queue
-SET "state" = 'done', mtime = (now() AT TIME ZONE 'UTC')
-WHERE message_id = ANY(CAST(:ids AS uuid[]))
-  AND queue_name = :queue_name
-  AND "state" = 'consumed'
-RETURNING set_config('synchronous_commit', 'off', true);
+-- Mark claimed messages of :queue_name done, and forget their claims. Left alone: a
+-- message moved to another queue since (a retry, a delay), and one whose claim token is
+-- not :tokens' (it was rescued and claimed again: this ack comes from a superseded
+-- holder). An ack lost in a crash means a redelivery, which rhesis actors ignore: commit
+-- async.
+WITH input AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS u(message_id, token)
+), acked AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'done', mtime = (now() AT TIME ZONE 'UTC')
+    FROM input i
+    WHERE q.message_id = i.message_id
+      AND q.queue_name = :queue_name
+      AND q."state" = 'consumed'
+      AND (i.token IS NULL OR EXISTS (SELECT 1 FROM rhesis.claims c
+                                      WHERE c.message_id = i.message_id AND c.token = i.token))
+    RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING acked a WHERE c.message_id = a.message_id RETURNING 1
+)
+SELECT (SELECT count(*) FROM acked), (SELECT count(*) FROM forgotten),
+       set_config('synchronous_commit', 'off', true);
 
 -- name: nack_messages
--- Mark claimed messages of :queue_name rejected, storing the message as it failed
--- (its options carry the traceback).
-UPDATE dramatiq.queue q
-SET "state" = 'rejected', mtime = (now() AT TIME ZONE 'UTC'), message = CAST(u.message AS jsonb)
-FROM unnest(CAST(:ids AS uuid[]), CAST(:messages AS text[])) AS u(message_id, message)
-WHERE q.message_id = u.message_id
-  AND q.queue_name = :queue_name
-  AND q."state" = 'consumed';
+-- Mark claimed messages of :queue_name rejected, storing the message as it failed (its
+-- options carry the traceback), and forget their claims; fenced like ack_messages.
+WITH input AS (
+    SELECT *
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:messages AS text[]))
+        AS u(message_id, token, message)
+), rejected AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'rejected', mtime = (now() AT TIME ZONE 'UTC'),
+        message = CAST(i.message AS jsonb)
+    FROM input i
+    WHERE q.message_id = i.message_id
+      AND q.queue_name = :queue_name
+      AND q."state" = 'consumed'
+      AND (i.token IS NULL OR EXISTS (SELECT 1 FROM rhesis.claims c
+                                      WHERE c.message_id = i.message_id AND c.token = i.token))
+    RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING rejected r WHERE c.message_id = r.message_id RETURNING 1
+)
+SELECT (SELECT count(*) FROM rejected), (SELECT count(*) FROM forgotten);
 
 -- name: requeue_messages
 -- Return claimed, unprocessed messages to their queue (worker shutdown) and wake consumers.
@@ -103,9 +144,12 @@ WITH requeued AS (
     WHERE message_id = ANY(CAST(:ids AS uuid[]))
       AND queue_name = :queue_name
       AND "state" = 'consumed'
-    RETURNING 1
+    RETURNING message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING requeued r WHERE c.message_id = r.message_id RETURNING 1
 )
-SELECT pg_notify(:channel, 'requeued') WHERE EXISTS (SELECT 1 FROM requeued);
+SELECT pg_notify(:channel, 'requeued'), (SELECT count(*) FROM forgotten)
+WHERE EXISTS (SELECT 1 FROM requeued);
 
 -- name: reject_poison_messages
 -- Reject rows that are not decodable dramatiq messages, keeping the reason in result.
@@ -161,9 +205,18 @@ WITH input AS (
         CAST(:statuses AS text[]), CAST(:outputs AS jsonb[]), CAST(:metrics AS jsonb[]),
         CAST(:errors AS text[]), CAST(:durations AS double precision[]),
         CAST(:workers AS text[]), CAST(:attempts AS integer[]),
-        CAST(:started AS timestamptz[]), CAST(:ack_ids AS uuid[]), CAST(:ack_queues AS text[])
+        CAST(:started AS timestamptz[]), CAST(:ack_ids AS uuid[]), CAST(:ack_queues AS text[]),
+        CAST(:message_ids AS uuid[]), CAST(:tokens AS uuid[])
     ) AS i(ord, run_id, test_id, status, output, metrics, error, duration_ms, worker,
-           attempts, started_at, ack_id, ack_queue)
+           attempts, started_at, ack_id, ack_queue, message_id, token)
+), fenced AS (
+    -- Outcomes reported under a claim token that is no longer the message's (the
+    -- message was rescued from this worker and claimed again) are refused.
+    SELECT i.*
+    FROM input i
+    WHERE i.token IS NULL
+       OR EXISTS (SELECT 1 FROM rhesis.claims c
+                  WHERE c.message_id = i.message_id AND c.token = i.token)
 ), result AS (
     UPDATE rhesis.test_results r
     SET status = i.status,
@@ -175,7 +228,7 @@ WITH input AS (
         attempts = COALESCE(i.attempts, r.attempts),
         started_at = COALESCE(i.started_at, r.started_at),
         finished_at = clock_timestamp()
-    FROM input i
+    FROM fenced i
     WHERE r.run_id = i.run_id AND r.test_id = i.test_id AND r.status = 'queued'
     RETURNING r.run_id, r.test_id, r.status
 ), deltas AS (
@@ -223,9 +276,11 @@ WITH input AS (
 ), acked AS (
     UPDATE dramatiq.queue q
     SET "state" = 'done', mtime = (now() AT TIME ZONE 'UTC')
-    FROM input i
+    FROM fenced i
     WHERE q.message_id = i.ack_id AND q.queue_name = i.ack_queue AND q."state" = 'consumed'
     RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING acked a WHERE c.message_id = a.message_id RETURNING 1
 ), woken AS (
     SELECT pg_notify('dramatiq.' || q.queue_name || '.enqueue', 'callback')
     FROM (SELECT DISTINCT queue_name FROM enqueued) AS q
@@ -236,7 +291,9 @@ SELECT i.ord,
        run.total,
        (cb.message_id IS NOT NULL AND res.test_id IS NOT NULL) AS callback_enqueued,
        EXISTS (SELECT 1 FROM acked a WHERE a.message_id = i.ack_id) AS acked,
+       EXISTS (SELECT 1 FROM fenced f WHERE f.ord = i.ord) AS accepted,
        (SELECT count(*) FROM woken) AS notified,
+       (SELECT count(*) FROM forgotten) AS claims_forgotten,
        -- Commit without waiting for the WAL flush: a run's row is locked until commit,
        -- so a synchronous flush would serialise its members on the disk. Safe: the
        -- members' acks are in this transaction, so a commit lost in a crash loses them
@@ -337,3 +394,100 @@ SELECT id AS run_id, name, status, organization_id, user_id, total, done, passed
 FROM rhesis.test_runs
 ORDER BY created_at DESC
 LIMIT :limit;
+
+-- name: register_worker
+-- Register a worker process; returns its lock id.
+INSERT INTO rhesis.workers (id, host, pid, queues)
+VALUES (CAST(:id AS uuid), :host, :pid, CAST(:queues AS text[]))
+RETURNING lock_id;
+
+-- name: heartbeat
+-- A worker is alive.
+UPDATE rhesis.workers SET heartbeat_at = now() WHERE id = CAST(:id AS uuid);
+
+-- name: deregister_worker
+-- A worker stopped cleanly.
+UPDATE rhesis.workers SET stopped_at = now(), heartbeat_at = now() WHERE id = CAST(:id AS uuid);
+
+-- name: find_orphans
+-- Consumed messages whose claim belongs to a dead worker: stopped, silent for longer
+-- than :timeout_s, or no longer holding its liveness lock. Never decided by the
+-- message's age. Locked (SKIP LOCKED) so two rescuers never take the same one.
+SELECT q.message_id, q.queue_name, q.message->>'actor_name' AS actor_name,
+       q.message->'args' AS args, q.message->'options' AS options,
+       c.claimed_at, c.worker_id
+FROM dramatiq.queue q
+JOIN rhesis.claims c ON c.message_id = q.message_id
+LEFT JOIN rhesis.workers w ON w.id = c.worker_id
+WHERE q."state" = 'consumed'
+  AND (w.id IS NULL
+       OR w.stopped_at IS NOT NULL
+       OR w.heartbeat_at < CAST(:now AS timestamptz) - make_interval(secs => :timeout_s)
+       OR NOT EXISTS (
+           SELECT 1 FROM pg_locks l
+           WHERE l.locktype = 'advisory' AND l.granted
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND l.classid = :lock_class AND l.objid = w.lock_id AND l.objsubid = 2))
+LIMIT :batch
+FOR UPDATE OF q SKIP LOCKED;
+
+-- name: requeue_orphans
+-- Put rescued messages back in their queue, counting the lost attempt (options.retries
+-- + 1), forget their claims, and wake each queue's consumers.
+WITH requeued AS (
+    UPDATE dramatiq.queue
+    SET "state" = 'queued', mtime = (now() AT TIME ZONE 'UTC'),
+        message = jsonb_set(message, '{options,retries}',
+                            to_jsonb(COALESCE(CAST(message->'options'->>'retries' AS integer), 0) + 1))
+    WHERE message_id = ANY(CAST(:ids AS uuid[])) AND "state" = 'consumed'
+    RETURNING message_id, queue_name
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING requeued r WHERE c.message_id = r.message_id RETURNING 1
+), woken AS (
+    SELECT pg_notify('dramatiq.' || q.queue_name || '.enqueue', 'rescued')
+    FROM (SELECT DISTINCT queue_name FROM requeued) AS q
+)
+SELECT (SELECT count(*) FROM requeued), (SELECT count(*) FROM forgotten),
+       (SELECT count(*) FROM woken);
+
+-- name: reject_orphans
+-- Reject rescued messages that must not run again (a member past its time limit whose
+-- outcome is stored as a timeout) and forget their claims.
+WITH rejected AS (
+    UPDATE dramatiq.queue
+    SET "state" = 'rejected', mtime = (now() AT TIME ZONE 'UTC')
+    WHERE message_id = ANY(CAST(:ids AS uuid[])) AND "state" = 'consumed'
+    RETURNING message_id
+)
+DELETE FROM rhesis.claims c USING rejected r WHERE c.message_id = r.message_id;
+
+-- name: overdue_tests
+-- Tests without an outcome in unfinished runs created before :cutoff.
+SELECT r.run_id, r.test_id
+FROM rhesis.test_runs u
+JOIN rhesis.test_results r ON r.run_id = u.id
+WHERE u.status IN ('QUEUED', 'IN_PROGRESS')
+  AND u.created_at < :cutoff
+  AND r.status = 'queued'
+ORDER BY r.run_id, r.position
+LIMIT :batch;
+
+-- name: purge_dead_workers
+-- Delete up to :batch worker rows stopped or silent since before :cutoff that hold no
+-- claim; returns how many.
+WITH doomed AS (
+    SELECT w.id FROM rhesis.workers w
+    WHERE COALESCE(w.stopped_at, w.heartbeat_at) < :cutoff
+      AND NOT EXISTS (SELECT 1 FROM rhesis.claims c WHERE c.worker_id = w.id)
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM rhesis.workers w USING doomed WHERE w.id = doomed.id;
+
+-- name: try_sweep_lock
+-- Take the sweeper's session lock (one sweep at a time); false if another holds it.
+SELECT pg_try_advisory_lock(:key);
+
+-- name: release_sweep_lock
+-- Release the sweeper's session lock.
+SELECT pg_advisory_unlock(:key);

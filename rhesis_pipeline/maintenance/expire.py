@@ -1,0 +1,97 @@
+"""Expiry of overdue runs: no run stays IN_PROGRESS forever.
+
+A run older than ``max_age`` (``RHESIS_RUN_MAX_AGE_HOURS``, default 24 h) that still has
+tests without an outcome gets those tests stored as ``lost``, through the normal outcome
+path: they are counted like any outcome, so the last one enqueues the run's callback
+exactly once and the run ends PARTIAL (or FAILED, if nothing executed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from .. import db
+from ..queries import Q
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ExpireConfig:
+    """max_age: age (from creation) after which a run's unfinished tests are lost.
+    batch_size: tests marked per transaction."""
+
+    max_age: timedelta = timedelta(hours=24)
+    batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.max_age <= timedelta(0):
+            raise ValueError("max_age must be positive")
+        if not 1 <= self.batch_size <= 100_000:
+            raise ValueError("batch_size must be 1..100000")
+
+
+@dataclass
+class ExpireResult:
+    runs: int = 0
+    lost: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass
+class ExpireOverdueRuns:
+    config: ExpireConfig = field(default_factory=ExpireConfig)
+    clock: Callable[[], datetime] = utcnow
+
+    def run_once(self, *, dry_run: bool = False) -> ExpireResult:
+        from ..outcomes import Outcome, write_batch
+
+        started = time.monotonic()
+        result = ExpireResult()
+        cutoff = self.clock() - self.config.max_age
+        runs_seen: set[str] = set()
+        hours = self.config.max_age.total_seconds() / 3600
+        while True:
+            with db.connect() as conn:
+                rows = conn.execute(
+                    Q["overdue_tests"], {"cutoff": cutoff, "batch": self.config.batch_size}
+                ).all()
+            if not rows:
+                break
+            runs_seen.update(str(r.run_id) for r in rows)
+            if dry_run:
+                result.lost += len(rows)
+                break
+            recorded = write_batch(
+                [
+                    Outcome(
+                        str(r.run_id),
+                        r.test_id,
+                        "lost",
+                        error=f"lost: the run was still unfinished after {hours:g}h "
+                        "(RHESIS_RUN_MAX_AGE_HOURS)",
+                    )
+                    for r in rows
+                ]
+            )
+            result.lost += sum(1 for x in recorded if x.recorded)
+            if len(rows) < self.config.batch_size:
+                break
+        result.runs = len(runs_seen)
+        result.duration_s = time.monotonic() - started
+        if result.lost:
+            logger.warning(
+                "expired %d overdue runs: %d tests lost%s",
+                result.runs,
+                result.lost,
+                " (dry run)" if dry_run else "",
+            )
+        return result
