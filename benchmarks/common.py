@@ -71,8 +71,9 @@ def fresh_database():
 
 
 @contextmanager
-def workers(url: str, *, processes: int, threads: int):
-    log = open(REPO / "benchmarks" / ".workers.log", "wb")  # noqa: SIM115
+def workers(url: str, *, processes: int, threads: int, log_name: str = ".workers.log"):
+    path = REPO / "benchmarks" / log_name
+    log = open(path, "wb")  # noqa: SIM115
     env = {**os.environ, "DATABASE_URL": url, "RHESIS_LOG_LEVEL": "INFO", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [
@@ -94,16 +95,16 @@ def workers(url: str, *, processes: int, threads: int):
     )
     try:
         deadline = time.monotonic() + 60
-        path = REPO / "benchmarks" / ".workers.log"
         while path.read_text(errors="replace").count("ready for action") < processes:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("workers did not start:\n" + path.read_text(errors="replace"))
             time.sleep(0.05)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
         log.close()

@@ -3,3 +3,10 @@
 
 def noop(test):
     return None
+
+
+def sleep(test):
+    import time
+
+    time.sleep(float(test.get("sleep_s", 1)))
+    return None

@@ -432,11 +432,16 @@ LIMIT :batch
 FOR UPDATE OF q SKIP LOCKED;
 
 -- name: requeue_orphans
--- Put rescued messages back in their queue, counting the lost attempt (options.retries
--- + 1), forget their claims, and wake each queue's consumers.
+-- Put rescued messages back in their queue at their original place (mtime = when they
+-- were first enqueued, so they do not wait behind the backlog), counting the lost
+-- attempt (options.retries + 1); forget their claims, wake each queue's consumers.
 WITH requeued AS (
     UPDATE dramatiq.queue
-    SET "state" = 'queued', mtime = (now() AT TIME ZONE 'UTC'),
+    SET "state" = 'queued',
+        mtime = COALESCE(
+            to_timestamp(CAST(message->>'message_timestamp' AS bigint) / 1000.0)
+                AT TIME ZONE 'UTC',
+            now() AT TIME ZONE 'UTC'),
         message = jsonb_set(message, '{options,retries}',
                             to_jsonb(COALESCE(CAST(message->'options'->>'retries' AS integer), 0) + 1))
     WHERE message_id = ANY(CAST(:ids AS uuid[])) AND "state" = 'consumed'

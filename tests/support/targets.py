@@ -56,3 +56,15 @@ def tenant_probe(test):
             "session": [org, user],
         }
     }
+
+
+def counted_sleep(test):
+    """Records one row per execution (to detect duplicates), then sleeps sleep_s."""
+    import uuid
+
+    with db.begin() as conn:
+        conn.execute(
+            text("INSERT INTO public.test_records (key, payload, pid) VALUES (:k, '{}', :pid)"),
+            {"k": f"exec:{test['id']}:{uuid.uuid4()}", "pid": os.getpid()},
+        )
+    return sleep(test)
