@@ -270,6 +270,13 @@ def _prepared(name: str) -> tuple[str, str]:
     return _prepared_sql[name]
 
 
+def pyformat(name: str) -> str:
+    """Named query *name* with psycopg2's ``%(param)s`` placeholders, for raw connections."""
+    from .queries import Q
+
+    return _PARAM.sub(r"%(\1)s", Q[name].text)
+
+
 def execute_prepared(conn: Any, name: str, params: dict[str, Any]) -> list[tuple]:
     """Run named query *name* as a server-side prepared statement on *conn*.
 

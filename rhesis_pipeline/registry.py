@@ -24,7 +24,6 @@ import uuid
 from typing import Any
 
 from . import db
-from .queries import Q
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class Registration:
         self._conn.autocommit = True
         with self._conn.cursor() as cur:
             cur.execute(
-                _sql("register_worker"),
+                db.pyformat("register_worker"),
                 {
                     "id": self.worker_id,
                     "host": socket.gethostname(),
@@ -83,7 +82,7 @@ class Registration:
         while not self._stop.wait(settings.heartbeat_interval_s):
             try:
                 with self._conn_lock, self._conn.cursor() as cur:
-                    cur.execute(_sql("heartbeat"), {"id": self.worker_id})
+                    cur.execute(db.pyformat("heartbeat"), {"id": self.worker_id})
             except Exception:
                 logger.warning("heartbeat of worker %s failed", self.worker_id, exc_info=True)
                 continue
@@ -101,7 +100,7 @@ class Registration:
             return
         try:
             with self._conn_lock, self._conn.cursor() as cur:
-                cur.execute(_sql("deregister_worker"), {"id": self.worker_id})
+                cur.execute(db.pyformat("deregister_worker"), {"id": self.worker_id})
                 cur.execute("SELECT pg_advisory_unlock(%s, %s)", (WORKER_LOCK_CLASS, self.lock_id))
             logger.info("deregistered worker %s", self.worker_id)
         except Exception:
@@ -109,10 +108,3 @@ class Registration:
         finally:
             db.BROKER_POOL.putconn(self._conn, close=True)
             self._conn = None
-
-
-def _sql(name: str) -> str:
-    """A named query in psycopg2's parameter style (for the registration's raw connection)."""
-    import re
-
-    return re.sub(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)", r"%(\1)s", Q[name].text)

@@ -42,13 +42,6 @@ DELETE FROM dramatiq.queue q
 USING doomed
 WHERE q.message_id = doomed.message_id;
 
--- name: queue_counts
--- Messages per queue and state.
-SELECT queue_name, "state"::text AS state, count(*) AS n
-FROM dramatiq.queue
-GROUP BY queue_name, "state"
-ORDER BY queue_name, "state";
-
 -- name: notify_queue
 -- Wake the consumers of one queue (sent once per batch, delivered at commit).
 SELECT pg_notify(:channel, :payload);
