@@ -238,33 +238,53 @@ def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(databas
     from rhesis_pipeline.maintenance.rescue import RescueConfig, Rescuer
 
     # Given: a member claimed by a worker that is gone (no lock held), claimed at T.
-    run_id = launch_test_run([{"id": "hung"}, {"id": "fine"}], executor="tests.support.targets:noop",
-                             options={"time_limit_ms": 10_000, "max_retries": 0})
+    run_id = launch_test_run(
+        [{"id": "hung"}, {"id": "fine"}],
+        executor="tests.support.targets:noop",
+        options={"time_limit_ms": 10_000, "max_retries": 0},
+    )
     runs.record_outcome(run_id, "fine", status="passed")
-    message_id = scalar("SELECT message_id FROM rhesis.test_results WHERE run_id=:r AND test_id='hung'",
-                        r=run_id)
+    message_id = scalar(
+        "SELECT message_id FROM rhesis.test_results WHERE run_id=:r AND test_id='hung'", r=run_id
+    )
     claimed_at = datetime.now(timezone.utc)
     with db.begin() as conn:
-        conn.execute(text("INSERT INTO rhesis.workers (id, host, pid, queues) "
-                          "VALUES ('00000000-0000-0000-0000-0000000000aa', 'gone', 1, '{}')"))
-        conn.execute(text("UPDATE dramatiq.queue SET state = 'consumed' WHERE message_id = :m"),
-                     {"m": message_id})
-        conn.execute(text("INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, "
-                          "claimed_at) VALUES (:m, '00000000-0000-0000-0000-0000000000aa', "
-                          "gen_random_uuid(), 'rhesis-tests', :at)"),
-                     {"m": message_id, "at": claimed_at})
+        conn.execute(
+            text(
+                "INSERT INTO rhesis.workers (id, host, pid, queues) "
+                "VALUES ('00000000-0000-0000-0000-0000000000aa', 'gone', 1, '{}')"
+            )
+        )
+        conn.execute(
+            text("UPDATE dramatiq.queue SET state = 'consumed' WHERE message_id = :m"),
+            {"m": message_id},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, "
+                "claimed_at) VALUES (:m, '00000000-0000-0000-0000-0000000000aa', "
+                "gen_random_uuid(), 'rhesis-tests', :at)"
+            ),
+            {"m": message_id, "at": claimed_at},
+        )
 
     # Within its time limit plus grace it would be run again (dry run only) ...
     soon = Rescuer(RescueConfig(member_grace_s=30), clock=lambda: claimed_at + timedelta(seconds=5))
     assert soon.run_once(dry_run=True).requeued == 1
     # ... past it, it is a timeout, stored through the normal path (the run finishes).
-    later = Rescuer(RescueConfig(member_grace_s=30), clock=lambda: claimed_at + timedelta(seconds=41))
+    later = Rescuer(
+        RescueConfig(member_grace_s=30), clock=lambda: claimed_at + timedelta(seconds=41)
+    )
     result = later.run_once()
     assert (result.timed_out, result.requeued) == (1, 0)
     hung = {r["test_id"]: r for r in runs.get_results(run_id)}["hung"]
     assert hung["status"] == "error"
-    assert hung["error"] == ("timed out: its worker stopped answering and it ran past its time "
-                             "limit of 10s")
-    assert scalar("SELECT state::text FROM dramatiq.queue WHERE message_id = :m", m=message_id) == "rejected"
+    assert hung["error"] == (
+        "timed out: its worker stopped answering and it ran past its time limit of 10s"
+    )
+    assert (
+        scalar("SELECT state::text FROM dramatiq.queue WHERE message_id = :m", m=message_id)
+        == "rejected"
+    )
     assert runs.get_progress(run_id).done == 2  # the callback is enqueued
     assert later.run_once().timed_out == 0  # idempotent
