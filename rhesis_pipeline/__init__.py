@@ -3,6 +3,10 @@
 The Python API::
 
     from rhesis_pipeline import launch_test_run, get_progress, get_run, on_run_finished
+    from rhesis_pipeline import check_health, find_stuck_runs, revoke_runs  # operations
+
+(the operator functions live in :mod:`rhesis_pipeline.monitor`, with the rest of what
+``rhesis-monitor`` calls).
 
 Importing this package does not connect to the database or install a broker; the
 functions below import ``rhesis_pipeline.actors`` (which installs the broker) on use.
@@ -14,20 +18,30 @@ from typing import Any
 
 __version__ = "0.1.0.dev0"
 
+#: Re-exported from rhesis_pipeline.monitor.
+_MONITOR = ("check_health", "find_stuck_runs", "revoke_runs")
+
 __all__ = [
     "InvalidSubmission",
     "RunOptions",
     "RunSummary",
+    "check_health",
+    "find_stuck_runs",
     "get_progress",
     "get_results",
     "get_run",
     "launch_test_run",
     "on_run_finished",
+    "revoke_runs",
 ]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import rhesis_pipeline` stays cheap and side-effect free.
+    if name in _MONITOR:
+        from . import monitor
+
+        return getattr(monitor, name)
     if name in __all__:
         from . import runs
 

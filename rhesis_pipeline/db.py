@@ -81,9 +81,9 @@ def describe_database() -> str:
     return f"{url} (from DATABASE_URL)"
 
 
-def announce_database(stream=None) -> None:
+def announce_database(stream=None, program: str = "rhesis-pipeline") -> None:
     """Say on stderr which database this process uses."""
-    print(f"rhesis-pipeline: using database {describe_database()}", file=stream or sys.stderr)
+    print(f"{program}: using database {describe_database()}", file=stream or sys.stderr)
 
 
 def configure(*, settings_: Settings | None = None, url: str | None = None) -> None:

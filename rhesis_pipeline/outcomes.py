@@ -107,8 +107,13 @@ class OutcomeWriter:
                 future.set_result(result)
 
 
-def write_batch(outcomes: list[Outcome]) -> list[Recorded]:
-    """Store *outcomes* in one transaction; one Recorded per outcome, in order."""
+def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
+    """Store *outcomes* in one transaction; one Recorded per outcome, in order.
+
+    conn: a connection inside a transaction of the caller's (revocation: the outcomes
+    then commit, or not, with the rest of that transaction); default: a transaction of
+    its own, committed before this returns.
+    """
     from .actors import broker, collect_results
     from .runs import callback_message_id
 
@@ -141,7 +146,11 @@ def write_batch(outcomes: list[Outcome]) -> list[Recorded]:
         "cb_queues": [c[2] for c in callbacks],
         "cb_messages": [c[3] for c in callbacks],
     }
-    with db.begin() as conn:
+    if conn is None:
+        with db.begin() as own:
+            db.execute_prepared(own, "lock_runs", {"run_ids": run_ids})
+            rows = db.execute_prepared(own, "record_outcomes", params)
+    else:
         db.execute_prepared(conn, "lock_runs", {"run_ids": run_ids})
         rows = db.execute_prepared(conn, "record_outcomes", params)
     results: list[Recorded] = []

@@ -43,9 +43,17 @@ def duration_s(run) -> float:
 
 
 def age(when: datetime | None) -> str:
+    """How long ago *when* was, e.g. "3h12m" ("-" for None)."""
     if when is None:
         return "-"
-    seconds = int((datetime.now(timezone.utc) - when).total_seconds())
+    return format_seconds((datetime.now(timezone.utc) - when).total_seconds())
+
+
+def format_seconds(value: float | None) -> str:
+    """A duration as operators read it: "45s", "12m05s", "3h12m", "2d03h" ("-": None)."""
+    if value is None:
+        return "-"
+    seconds = max(int(value), 0)
     if seconds < 60:
         return f"{seconds}s"
     minutes, seconds = divmod(seconds, 60)

@@ -24,12 +24,15 @@ class RhesisGroup(click.Group):
     """A click group that turns RhesisError into one line on stderr and its exit code,
     and Ctrl-C into exit code 130, instead of a traceback."""
 
+    def exit_code_for(self, exc: RhesisError) -> int:
+        return exc.exit_code
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except RhesisError as exc:
             click.echo(f"{ctx.find_root().info_name}: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            ctx.exit(self.exit_code_for(exc))
         except KeyboardInterrupt:
             click.echo(f"{ctx.find_root().info_name}: interrupted", err=True)
             ctx.exit(130)
@@ -39,6 +42,8 @@ def use_database(*, migrated: bool = True) -> None:
     """Resolve the database, say on stderr which one is used, and (by default) check that
     it is reachable and migrated. Raises RhesisError subclasses with one-line messages."""
     db.settings()  # validate settings before anything else
-    db.announce_database(sys.stderr)
+    ctx = click.get_current_context(silent=True)
+    program = ctx.find_root().info_name if ctx and ctx.find_root().info_name else None
+    db.announce_database(sys.stderr, program or "rhesis-pipeline")
     if migrated:
         db.check_migrated()

@@ -489,3 +489,181 @@ SELECT pg_try_advisory_lock(:key);
 -- name: release_sweep_lock
 -- Release the sweeper's session lock.
 SELECT pg_advisory_unlock(:key);
+
+-- Operator queries (rhesis_pipeline.monitor, rhesis-monitor). Ages are computed by the
+-- server (clock_timestamp(), or :now when a test injects it) so that client clocks do not
+-- matter. dramatiq.queue's mtime holds UTC wall-clock time (dramatiq-pg's convention), so
+-- its ages compare it with the UTC wall clock.
+
+-- name: runs_by_status
+-- How many runs there are in each status.
+SELECT status, count(*) AS runs FROM rhesis.test_runs GROUP BY status;
+
+-- name: unfinished_runs
+-- Unfinished runs (QUEUED, IN_PROGRESS), oldest first, at most :limit (only the stuck
+-- ones if :only_stuck). stuck: QUEUED or IN_PROGRESS for :max_age_s seconds or longer,
+-- or without progress for that long. matching and stuck_total count every row, not
+-- only the :limit returned.
+WITH clock AS (
+    SELECT COALESCE(CAST(:now AS timestamptz), clock_timestamp()) AS now
+), unfinished AS (
+    SELECT u.id AS run_id, u.name, u.status, u.organization_id, u.user_id, u.total, u.done,
+           u.passed, u.failed, u.errored, u.lost, u.cancelled, u.cancel_requested,
+           u.created_at, u.started_at, u.last_progress_at,
+           EXTRACT(EPOCH FROM clock.now - u.created_at) AS age_s,
+           EXTRACT(EPOCH FROM clock.now - COALESCE(u.started_at, u.created_at)) AS in_status_s,
+           EXTRACT(EPOCH FROM clock.now
+                   - COALESCE(u.last_progress_at, u.started_at, u.created_at)) AS idle_s,
+           COALESCE(u.started_at, u.created_at) <= clock.now - make_interval(secs => :max_age_s)
+               OR COALESCE(u.last_progress_at, u.started_at, u.created_at)
+                  <= clock.now - make_interval(secs => :max_age_s) AS stuck
+    FROM rhesis.test_runs u, clock
+    WHERE u.status IN ('QUEUED', 'IN_PROGRESS')
+)
+SELECT *, count(*) OVER () AS matching, count(*) FILTER (WHERE stuck) OVER () AS stuck_total
+FROM unfinished
+WHERE stuck OR NOT :only_stuck
+ORDER BY created_at
+LIMIT :limit;
+
+-- name: queue_stats
+-- Messages per queue and state, and the age in seconds of the oldest one in each.
+SELECT queue_name, CAST("state" AS text) AS state, count(*) AS messages,
+       EXTRACT(EPOCH FROM CAST(clock_timestamp() AT TIME ZONE 'UTC' AS timestamptz) - min(mtime))
+           AS oldest_age_s
+FROM dramatiq.queue
+GROUP BY queue_name, "state"
+ORDER BY queue_name, "state";
+
+-- name: list_workers
+-- Registered workers, newest first, at most :limit. alive: not stopped, heartbeat within
+-- :timeout_s, and still holding its liveness lock (the rescuer's definition, find_orphans).
+SELECT w.id AS worker_id, w.host, w.pid, w.queues, w.started_at, w.heartbeat_at,
+       w.stopped_at, EXTRACT(EPOCH FROM clock_timestamp() - w.heartbeat_at) AS heartbeat_age_s,
+       (w.stopped_at IS NULL
+        AND w.heartbeat_at >= clock_timestamp() - make_interval(secs => :timeout_s)
+        AND EXISTS (SELECT 1 FROM pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                      AND l.classid = :lock_class AND l.objid = w.lock_id
+                      AND l.database = (SELECT oid FROM pg_database
+                                        WHERE datname = current_database()))) AS alive
+FROM rhesis.workers w
+ORDER BY w.started_at DESC
+LIMIT :limit;
+
+-- name: list_claims
+-- Consumed messages with who claimed them (worker_id NULL: no claim recorded, e.g. a
+-- stock dramatiq-pg consumer), oldest claim first, at most :limit.
+SELECT q.message_id, q.queue_name, q.message->>'actor_name' AS actor_name,
+       q.message->'args' AS args, c.worker_id, c.claimed_at,
+       EXTRACT(EPOCH FROM CAST(clock_timestamp() AT TIME ZONE 'UTC' AS timestamptz) - q.mtime)
+           AS age_s
+FROM dramatiq.queue q
+LEFT JOIN rhesis.claims c ON c.message_id = q.message_id
+WHERE q."state" = 'consumed'
+ORDER BY q.mtime
+LIMIT :limit;
+
+-- name: get_run_timing
+-- One run's row with what an operator needs beyond get_run: times and revocation.
+SELECT id, cancel_requested, last_progress_at, callback_message_id, callback_enqueued_at,
+       options, executor,
+       EXTRACT(EPOCH FROM clock_timestamp() - created_at) AS age_s,
+       EXTRACT(EPOCH FROM clock_timestamp()
+               - COALESCE(last_progress_at, started_at, created_at)) AS idle_s
+FROM rhesis.test_runs
+WHERE id = :run_id;
+
+-- name: run_messages
+-- A run's queue messages (members and its callback) per queue, actor and state.
+SELECT q.queue_name, q.message->>'actor_name' AS actor_name, CAST(q."state" AS text) AS state,
+       count(*) AS messages
+FROM dramatiq.queue q
+WHERE q.message_id IN (SELECT r.message_id FROM rhesis.test_results r WHERE r.run_id = :run_id)
+   OR q.message_id = (SELECT u.callback_message_id FROM rhesis.test_runs u WHERE u.id = :run_id)
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3;
+
+-- name: run_tests
+-- Every test of a run in suite order, with its message's state and who holds it. attempts:
+-- of a finished test, as stored; of an unfinished one, the failed attempts so far.
+SELECT r.test_id, r.position, r.status,
+       CASE WHEN r.status = 'queued'
+            THEN COALESCE(CAST(q.message->'options'->>'retries' AS integer), 0)
+            ELSE r.attempts END AS attempts,
+       r.error, r.worker, r.duration_ms, r.started_at, r.finished_at,
+       q.queue_name, CAST(q."state" AS text) AS message_state,
+       c.worker_id AS claimed_by, c.claimed_at
+FROM rhesis.test_results r
+LEFT JOIN dramatiq.queue q ON q.message_id = r.message_id
+LEFT JOIN rhesis.claims c ON c.message_id = r.message_id
+WHERE r.run_id = :run_id
+ORDER BY r.position;
+
+-- name: lock_run_for_revoke
+-- Lock a run's row for revocation; returns it (nothing for an unknown run).
+SELECT id, name, status, cancel_requested FROM rhesis.test_runs WHERE id = :run_id FOR UPDATE;
+
+-- name: revoke_preview
+-- What revoking a run touches: its unfinished tests, of those how many are claimed by a
+-- worker (running), and the run's member messages waiting in a queue (removed).
+SELECT count(*) FILTER (WHERE r.status = 'queued') AS unfinished,
+       count(*) FILTER (WHERE q."state" = 'queued') AS queued_messages,
+       count(*) FILTER (WHERE r.status = 'queued' AND q."state" = 'consumed') AS running
+FROM rhesis.test_results r
+LEFT JOIN dramatiq.queue q ON q.message_id = r.message_id
+WHERE r.run_id = :run_id;
+
+-- name: request_cancel
+-- Mark a run revoked: members delivered from now on are skipped (stored as cancelled).
+UPDATE rhesis.test_runs SET cancel_requested = true WHERE id = :run_id;
+
+-- name: remove_queued_members
+-- Delete a run's member messages that no worker holds (waiting in their queue or in its
+-- delay queue); a message being claimed meanwhile is left to its worker.
+DELETE FROM dramatiq.queue q
+USING rhesis.test_results r
+WHERE r.run_id = :run_id AND q.message_id = r.message_id AND q."state" = 'queued';
+
+-- name: unfinished_tests
+-- Ids of a run's tests without an outcome.
+SELECT test_id FROM rhesis.test_results WHERE run_id = :run_id AND status = 'queued'
+ORDER BY position;
+
+-- name: commit_synchronously
+-- Undo the hot path's asynchronous commit for the rest of this transaction.
+SELECT set_config('synchronous_commit', 'on', true);
+
+-- name: queued_messages_by_actor
+-- Waiting messages per queue and actor; :queue NULL means every queue, else the queue
+-- and its delay queue.
+SELECT queue_name, message->>'actor_name' AS actor_name, count(*) AS messages
+FROM dramatiq.queue
+WHERE "state" = 'queued'
+  AND (CAST(:queue AS text) IS NULL OR queue_name IN (:queue, :queue || '.DQ'))
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: delete_queued_messages
+-- Delete waiting messages of :queue (and its delay queue; NULL: every queue) except
+-- those of actor :keep_actor; returns each one's queue, actor and first argument.
+DELETE FROM dramatiq.queue
+WHERE "state" = 'queued'
+  AND (CAST(:queue AS text) IS NULL OR queue_name IN (:queue, :queue || '.DQ'))
+  AND message->>'actor_name' IS DISTINCT FROM :keep_actor
+RETURNING queue_name, message->>'actor_name' AS actor_name, message->'args'->>0 AS first_arg;
+
+-- name: unfinished_runs_among
+-- Which of the run ids :ids are unfinished runs.
+SELECT id FROM rhesis.test_runs
+WHERE id = ANY(CAST(:ids AS uuid[])) AND status IN ('QUEUED', 'IN_PROGRESS')
+ORDER BY id;
+
+-- name: queued_member_runs
+-- The first argument (a run id) of waiting messages of actor :actor in :queue and its
+-- delay queue (NULL: every queue).
+SELECT DISTINCT message->'args'->>0 AS run_id
+FROM dramatiq.queue
+WHERE "state" = 'queued'
+  AND (CAST(:queue AS text) IS NULL OR queue_name IN (:queue, :queue || '.DQ'))
+  AND message->>'actor_name' = :actor;

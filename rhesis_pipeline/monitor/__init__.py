@@ -1,0 +1,54 @@
+"""Operating rhesis-pipeline: the library behind ``rhesis-monitor``.
+
+Every command of the CLI calls one of these, which a web backend or a script can call
+as well::
+
+    from rhesis_pipeline.monitor import check_health, find_stuck_runs, revoke_runs
+
+    report = check_health()                      # HealthReport: .healthy, .problems
+    for run in find_stuck_runs(max_hours=2):     # ActiveRun: .run_id, .reason …
+        ...
+    revoke_runs([run_id])                        # [RevokeOutcome]
+
+Modules: :mod:`.status` (snapshot), :mod:`.stuck`, :mod:`.revoke`, :mod:`.clean`,
+:mod:`.inspect`, :mod:`.workers`, :mod:`.queues`, :mod:`.diagnosis` (findings and
+recommendations), :mod:`.health`, :mod:`.http` (serve-health).
+"""
+
+from __future__ import annotations
+
+from .clean import CleanResult, clean_queues
+from .common import InvalidRunId
+from .diagnosis import Finding, diagnose
+from .health import HealthReport, check_health
+from .inspect import RunInspection, inspect_run
+from .queues import QueueStats, queue_stats
+from .revoke import RevokeOutcome, revoke_runs, revoke_stuck_runs
+from .status import Status, status
+from .stuck import ActiveRun, find_stuck_runs, unfinished_runs
+from .workers import WorkerInfo, WorkerListing, list_workers
+
+__all__ = [
+    "ActiveRun",
+    "CleanResult",
+    "Finding",
+    "HealthReport",
+    "InvalidRunId",
+    "QueueStats",
+    "RevokeOutcome",
+    "RunInspection",
+    "Status",
+    "WorkerInfo",
+    "WorkerListing",
+    "check_health",
+    "clean_queues",
+    "diagnose",
+    "find_stuck_runs",
+    "inspect_run",
+    "list_workers",
+    "queue_stats",
+    "revoke_runs",
+    "revoke_stuck_runs",
+    "status",
+    "unfinished_runs",
+]

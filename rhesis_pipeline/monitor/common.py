@@ -1,0 +1,50 @@
+"""What the operator modules share: JSON-ready values, run-id parsing, actor names."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from ..errors import InvalidSubmission
+
+#: Actor names of a run's members and of its completion callback (rhesis_pipeline.actors).
+MEMBER_ACTOR = "execute_single_test"
+CALLBACK_ACTOR = "collect_results"
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 text of a timestamp (None stays None): how ``--json`` shows times."""
+    return None if value is None else value.isoformat()
+
+
+def seconds(value: Any) -> float | None:
+    """A database age (Decimal/float seconds) as float seconds rounded to ms."""
+    return None if value is None else round(float(value), 3)
+
+
+class InvalidRunId(InvalidSubmission):
+    """A run id that is not a UUID."""
+
+
+def parse_run_ids(values: Iterable[str]) -> list[str]:
+    """Normalise run ids (UUIDs), keeping order and dropping repeats; raises
+    InvalidRunId naming the first malformed one."""
+    out: list[str] = []
+    for value in values:
+        try:
+            run_id = str(uuid.UUID(str(value).strip()))
+        except ValueError:
+            raise InvalidRunId(f"{value!r} is not a run id (a UUID)") from None
+        if run_id not in out:
+            out.append(run_id)
+    return out
+
+
+def is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,81 @@
+"""The whole picture at once: runs, queues, workers, stuck runs and warnings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import db
+from ..queries import Q
+from .common import iso
+from .diagnosis import Finding, FindingsView, Snapshot, diagnose
+from .queues import queue_stats
+from .stuck import unfinished_runs
+from .workers import list_workers
+
+RUN_STATUSES = ("QUEUED", "IN_PROGRESS", "COMPLETED", "PARTIAL", "FAILED", "CANCELLED")
+
+
+@dataclass
+class Status(FindingsView):
+    checked_at: datetime
+    snapshot: Snapshot
+    findings: list[Finding]
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.snapshot
+        return {
+            "checked_at": iso(self.checked_at),
+            "max_hours": s.max_hours,
+            "runs": {
+                "by_status": s.runs_by_status,
+                "unfinished": s.runs.matching,
+                "stuck": s.runs.stuck,
+                "active": [r.as_dict() for r in s.runs.runs],
+            },
+            "queues": [q.as_dict() for q in s.queues],
+            "workers": {
+                "live": len(s.workers.live),
+                "dead": len(s.workers.dead),
+                "list": [
+                    {
+                        "worker_id": w.worker_id,
+                        "host": w.host,
+                        "pid": w.pid,
+                        "queues": w.queues,
+                        "heartbeat_age_s": w.heartbeat_age_s,
+                        "running": len(w.claims),
+                    }
+                    for w in s.workers.live
+                ],
+            },
+            "warnings": [f.as_dict() for f in self.findings],
+        }
+
+
+def take_snapshot(*, max_hours: float = 2.0, active_limit: int = 50) -> Snapshot:
+    """Read runs, queues and workers (a few queries; no locks taken)."""
+    with db.connect() as conn:
+        by_status = {s: 0 for s in RUN_STATUSES}
+        by_status.update({row.status: int(row.runs) for row in conn.execute(Q["runs_by_status"])})
+    workers = list_workers()
+    return Snapshot(
+        workers=workers,
+        queues=queue_stats(workers),
+        runs=unfinished_runs(max_hours=max_hours, limit=active_limit),
+        max_hours=max_hours,
+        heartbeat_timeout_s=db.settings().heartbeat_timeout_s,
+        runs_by_status=by_status,
+    )
+
+
+def status(*, max_hours: float = 2.0, active_limit: int = 50) -> Status:
+    """The system's status: what ``rhesis-monitor status`` shows.
+
+    max_hours: the stuck threshold (see :mod:`.stuck`). active_limit: most unfinished
+    runs listed (oldest first; the counts are exact).
+    """
+    checked_at = datetime.now(timezone.utc)
+    snapshot = take_snapshot(max_hours=max_hours, active_limit=active_limit)
+    return Status(checked_at=checked_at, snapshot=snapshot, findings=diagnose(snapshot))
