@@ -24,7 +24,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from periodiq import cron
 
-from . import db, executors, metrics, queues, runs
+from . import cancellation, db, executors, metrics, queues, runs
 from .broker import build_broker
 from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN
 from .identity import worker_id
@@ -47,7 +47,9 @@ def execute_single_test(run_id: str, test_id: str) -> None:
 
     An exception fails the attempt; dramatiq retries it with backoff and, after the last
     attempt, MemberOutcomes stores ``error``. A PermanentExecutionError (an HTTP 4xx) is
-    not retried. A redelivered member whose outcome is already stored does nothing.
+    not retried. A redelivered member whose outcome is already stored does nothing. A
+    member of a revoked run is stored as ``cancelled`` without executing; one executing
+    when its run is revoked is interrupted (:mod:`rhesis_pipeline.cancellation`).
     """
     message = CurrentMessage.get_current_message()
     assert message is not None, "CurrentMessage middleware is missing"
@@ -58,40 +60,45 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
         return
     claim = (message.message_id, getattr(message, CLAIM_TOKEN, None))
-    if start.cancel_requested:
+
+    def store(status: str, **fields) -> None:
         recorded = runs.record_outcome(
             run_id,
             test_id,
-            status="cancelled",
-            error="run cancelled",
+            status=status,
             worker=me,
             ack=(message.message_id, message.queue_name),
             claim=claim,
+            **fields,
         )
         if recorded.acked:
             setattr(message, ACKED_IN_TRANSACTION, True)
+
+    if start.cancel_requested:
+        store("cancelled", error="run cancelled")
         return
-    execution = executors.execute(start.executor, start.test)
+    try:
+        with cancellation.executing(run_id):
+            execution = executors.execute(start.executor, start.test)
+    except cancellation.RunCancelled:
+        # The run was revoked while this member executed: its test is already stored as
+        # cancelled (so this outcome is refused); what matters is the ack.
+        logger.warning("test %s of run %s interrupted: the run was revoked", test_id, run_id)
+        store("cancelled", error="run revoked while this test was executing")
+        return
     status, verdicts = execution.status, execution.metrics
     if start.test.get("metrics"):
         passed, verdicts = metrics.evaluate(start.test["metrics"], execution)
         if not passed:
             status = "failed"
-    recorded = runs.record_outcome(
-        run_id,
-        test_id,
-        status=status,
+    store(
+        status,
         output=execution.output,
         metrics=verdicts,
         duration_ms=execution.duration_ms,
-        worker=me,
         attempts=attempts,
         started_at=start.started_at,
-        ack=(message.message_id, message.queue_name),
-        claim=claim,
     )
-    if recorded.acked:
-        setattr(message, ACKED_IN_TRANSACTION, True)
 
 
 @dramatiq.actor(

@@ -75,6 +75,7 @@ class Registration:
         )
 
     def _loop(self) -> None:
+        from . import cancellation
         from .maintenance.rescue import Rescuer
 
         settings = db.settings()
@@ -90,6 +91,10 @@ class Registration:
                 rescuer.run_once()
             except Exception:
                 logger.warning("rescue from the heartbeat failed", exc_info=True)
+            try:
+                cancellation.interrupt_revoked()
+            except Exception:
+                logger.warning("checking for revoked runs failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()

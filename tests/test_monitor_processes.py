@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -34,9 +35,11 @@ def executions() -> int:
     return scalar("SELECT count(*) FROM public.test_records WHERE key LIKE 'exec:%'")
 
 
-def submit(n, *, sleep_s=0.0, name="nightly"):
+def submit(n, *, sleep_s=0.0, name="nightly", options=None):
     tests = [{"id": f"t{i:03d}", "sleep_s": sleep_s} for i in range(n)]
-    return launch_test_run(tests, executor=EXECUTOR, name=name, organization_id="acme")
+    return launch_test_run(
+        tests, executor=EXECUTOR, name=name, organization_id="acme", options=options
+    )
 
 
 def snapshot_rows():
@@ -99,6 +102,29 @@ def test_revoking_a_running_run_skips_its_remaining_members(database_url, worker
     wait_until(lambda: scalar("SELECT count(*) FROM rhesis.claims") == 0, what="claims released")
     assert executions() == executed_at_revoke <= run.passed + 2
     assert len(hook_calls(run_id)) == 1
+
+
+def test_revoking_interrupts_the_members_executing_the_run(database_url, workers):
+    # Given: two members executing 90-second tests on a worker with a fast heartbeat.
+    worker = workers.start(processes=1, threads=2, env=FAST)
+    run_id = submit(6, sleep_s=90, options={"time_limit_ms": 100_000, "max_retries": 0})
+    wait_until(lambda: executions() == 2, what="two members executing")
+
+    # When: the run is revoked.
+    revoked_at = time.monotonic()
+    assert monitor(database_url, "revoke", run_id).returncode == 0
+
+    # Then: their threads are free within a few heartbeats, not after 90 s, and nothing
+    # is retried or run again.
+    wait_until(
+        lambda: scalar("SELECT count(*) FROM rhesis.claims") == 0, timeout=30, what="claims gone"
+    )
+    assert time.monotonic() - revoked_at < 15
+    run = wait_finished(run_id, timeout=30)
+    assert run.status == "CANCELLED" and run.cancelled == 6 and run.collected_count == 1
+    assert executions() == 2
+    assert "interrupted: the run was revoked" in worker.log()
+    assert scalar("SELECT count(*) FROM dramatiq.queue WHERE state = 'queued'") == 0
 
 
 def test_a_queue_no_live_worker_consumes_is_named_by_status_health_and_fix(database_url, workers):

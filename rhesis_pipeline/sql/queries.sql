@@ -620,10 +620,13 @@ UPDATE rhesis.test_runs SET cancel_requested = true WHERE id = :run_id;
 
 -- name: remove_queued_members
 -- Delete a run's member messages that no worker holds (waiting in their queue or in its
--- delay queue); a message being claimed meanwhile is left to its worker.
-DELETE FROM dramatiq.queue q
-USING rhesis.test_results r
-WHERE r.run_id = :run_id AND q.message_id = r.message_id AND q."state" = 'queued';
+-- delay queue); a message being claimed meanwhile is left to its worker. The ids are
+-- collected first (ARRAY(...) runs once), so the queue is searched by its key whatever
+-- the planner's statistics say (a join planned on stale statistics took 12 s for 10,000).
+DELETE FROM dramatiq.queue
+WHERE message_id = ANY(ARRAY(SELECT r.message_id FROM rhesis.test_results r
+                             WHERE r.run_id = :run_id))
+  AND "state" = 'queued';
 
 -- name: unfinished_tests
 -- Ids of a run's tests without an outcome.
@@ -667,3 +670,7 @@ FROM dramatiq.queue
 WHERE "state" = 'queued'
   AND (CAST(:queue AS text) IS NULL OR queue_name IN (:queue, :queue || '.DQ'))
   AND message->>'actor_name' = :actor;
+
+-- name: revoked_among
+-- Which of the run ids :ids were revoked (members still executing them are interrupted).
+SELECT id FROM rhesis.test_runs WHERE id = ANY(CAST(:ids AS uuid[])) AND cancel_requested;

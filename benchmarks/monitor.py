@@ -1,0 +1,101 @@
+"""How long rhesis-monitor's operations take on a database with a realistic backlog.
+
+    python benchmarks/monitor.py [--done-messages 1000000] [--finished-runs 100000]
+
+Fills a fresh database with finished queue rows (the retention window's worth) and
+finished runs, then submits two real runs (10,000 and 20,000 tests, no worker), and
+times, through the library functions the CLI calls:
+
+* status() (what `status` reads), check_health(), find_stuck_runs(0), list_workers()
+  — median of 5;
+* revoke_runs() of the 10,000-test run (one transaction);
+* clean_queues() of the 20,000 waiting messages of the other run (one transaction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import fresh_database, machine
+
+FILL_MESSAGES = """
+INSERT INTO dramatiq.queue (message_id, queue_name, "state", mtime, message)
+SELECT gen_random_uuid(), 'rhesis-tests', 'done',
+       (now() AT TIME ZONE 'UTC') - random() * interval '24 hours',
+       jsonb_build_object('actor_name', 'execute_single_test',
+                          'args', jsonb_build_array(gen_random_uuid(), 't' || g))
+FROM generate_series(1, :n) AS g
+"""
+
+FILL_RUNS = """
+INSERT INTO rhesis.test_runs (id, name, status, executor, total, done, passed, created_at,
+                              started_at, finished_at)
+SELECT gen_random_uuid(), 'old-' || g, 'COMPLETED', '{"type": "python"}', 10, 10, 10,
+       now() - interval '2 days', now() - interval '2 days', now() - interval '2 days'
+FROM generate_series(1, :n) AS g
+"""
+
+
+def timed(fn, repeat: int = 1) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--done-messages", type=int, default=1_000_000)
+    parser.add_argument("--finished-runs", type=int, default=100_000)
+    args = parser.parse_args()
+
+    from sqlalchemy import text
+
+    from rhesis_pipeline import db, monitor, runs
+
+    with fresh_database() as (_url, where):
+        print(f"machine: {machine()}; database: {where}")
+        started = time.perf_counter()
+        with db.begin() as conn:
+            conn.execute(text(FILL_MESSAGES), {"n": args.done_messages})
+            conn.execute(text(FILL_RUNS), {"n": args.finished_runs})
+            conn.exec_driver_sql("ANALYZE")
+        big = runs.launch_test_run(
+            [{"id": i} for i in range(10_000)], executor="benchmarks.targets:noop", name="big"
+        )
+        other = runs.launch_test_run(
+            [{"id": i} for i in range(20_000)], executor="benchmarks.targets:noop", name="other"
+        )
+        print(
+            f"filled {args.done_messages:,} done messages, {args.finished_runs:,} finished runs, "
+            f"and 2 unfinished runs (10,000 + 20,000 waiting tests) in "
+            f"{time.perf_counter() - started:.1f}s"
+        )
+        reads = {
+            "status()": lambda: monitor.status(),
+            "check_health()": lambda: monitor.check_health(),
+            "find_stuck_runs(0)": lambda: monitor.find_stuck_runs(0),
+            "list_workers()": lambda: monitor.list_workers(),
+        }
+        for name, fn in reads.items():
+            print(f"{name:<28} {timed(fn, 5) * 1000:8.1f} ms (median of 5)")
+        revoked: list = []
+        revoke_s = timed(lambda: revoked.extend(monitor.revoke_runs([big])))
+        assert revoked[0].cancelled_tests == 10_000, revoked
+        print(f"{'revoke_runs(10,000 tests)':<28} {revoke_s * 1000:8.1f} ms")
+        cleaned: list = []
+        clean_s = timed(lambda: cleaned.append(monitor.clean_queues("rhesis-tests")))
+        assert cleaned[0].deleted == 20_000 and cleaned[0].cancelled_runs == [other], cleaned
+        print(f"{'clean_queues(20,000 msgs)':<28} {clean_s * 1000:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
