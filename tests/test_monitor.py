@@ -550,3 +550,54 @@ def test_fix_yes_revokes_every_stuck_run_and_dry_run_changes_nothing(database_ur
     assert "stuck_runs" not in [r["code"] for r in data["recommendations"]]
     assert "runs_cancelling" in [r["code"] for r in data["recommendations"]]
     assert runs.get_progress(offered).cancelled == 3
+
+
+def test_serve_health_on_a_port_in_use_is_a_usage_error(database_url):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("serve-health", "--port", str(port), "--host", "127.0.0.1")
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_a_run_whose_callback_failed_for_good_is_named_and_revoke_enqueues_it_again(
+    database_url,
+):
+    # Given: a run with every outcome stored whose callback was rejected after its retries.
+    run_id = submit(2)
+    runs.record_outcome(run_id, "t0", status="passed")
+    runs.record_outcome(run_id, "t1", status="failed")
+    callback = runs.callback_message_id(run_id)
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE dramatiq.queue SET state = 'rejected', "
+                "message = jsonb_set(message, '{options,retries}', '10') WHERE message_id = :m"
+            ),
+            {"m": callback},
+        )
+
+    health = check_health()
+    (stalled,) = [p for p in health.problems if p.code == "stalled_callbacks"]
+    assert run_id in stalled.recommendation
+    before = state_of_everything()
+    dry = invoke("revoke", run_id, "--dry-run", "--json")
+    assert json.loads(dry.stdout)["runs"][0]["action"] == "would_requeue_callback"
+    assert state_of_everything() == before
+
+    result = invoke("revoke", run_id)
+    assert result.exit_code == 0, result.output
+    assert "callback had failed for good; enqueued it again" in result.output
+    row = scalar(
+        "SELECT state::text || ':' || COALESCE(message->'options'->>'retries', '0') "
+        "FROM dramatiq.queue WHERE message_id = :m",
+        m=callback,
+    )
+    assert row == "queued:0"
+    assert "stalled_callbacks" not in [p.code for p in check_health().problems]
+    # Not cancelled: every test ran. The callback finishes it as usual.
+    assert runs.finish_run(run_id).status == "COMPLETED"

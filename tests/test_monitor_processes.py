@@ -337,3 +337,46 @@ def test_help_documents_the_exit_codes():
         sub = cli.run("rhesis-monitor", command, "--help")
         assert sub.returncode == 0 and "130 interrupted" in sub.stdout, command
     assert cli.run("rhesis-monitor", "nonsense").returncode == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["check", "--max-hours", "0"],
+        ["inspect", "{run}"],
+        ["inspect", "{run}", "--verbose"],
+        ["workers"],
+        ["health"],
+        ["revoke", "{run}", "--dry-run"],
+        ["clean", "--dry-run"],
+        ["fix", "--dry-run"],
+        ["sweep", "--dry-run"],
+    ],
+    ids=lambda c: " ".join(c),
+)
+def test_every_command_as_a_subprocess_text_and_json(database_url, command):
+    # Given: one run waiting, no worker: check, health and fix find problems (exit 1).
+    run_id = submit(3)
+    args = [a.replace("{run}", run_id) for a in command]
+    expected = 1 if command[0] in ("check", "health", "fix") else 0
+
+    human = monitor(database_url, *args)
+    assert human.returncode == expected, human.stderr
+    assert human.stdout.strip() and "Traceback" not in human.stderr
+    if command[0] not in ("health", "sweep", "revoke", "clean", "fix"):
+        assert run_id in human.stdout or command[0] == "workers"
+
+    as_json = monitor(database_url, *args, "--json")
+    assert as_json.returncode == expected, as_json.stderr
+    assert isinstance(json.loads(as_json.stdout), dict)
+
+
+def test_inspect_as_a_subprocess_exit_codes(database_url):
+    run_id = submit(2)
+    data = json.loads(monitor(database_url, "inspect", run_id, "--json").stdout)
+    assert data["run_id"] == run_id and data["total"] == 2 and "tests" not in data
+    missing = monitor(database_url, "inspect", "0c8a3c4e-0d7a-4c1e-9a43-2a4b1b2f5f00")
+    assert missing.returncode == 1 and "no test run with id" in missing.stderr
+    malformed = monitor(database_url, "inspect", "nope")
+    assert malformed.returncode == 2 and "'nope' is not a run id" in malformed.stderr

@@ -223,6 +223,12 @@ def _revoke_line(o) -> str:
         return f"{label}: already {o.status}; nothing to do"
     if o.action == "finishing":
         return f"{label}: every test has an outcome; its callback is pending; nothing to do"
+    if o.action in ("callback_requeued", "would_requeue_callback"):
+        verb = "enqueued" if o.action == "callback_requeued" else "would enqueue"
+        return (
+            f"{label}: every test has an outcome but its callback had failed for good; "
+            f"{verb} it again"
+        )
     verb = "would revoke" if o.action == "would_revoke" else "revoked"
     text = (
         f"{verb} {label}: {o.removed_messages} waiting messages removed, "

@@ -22,7 +22,7 @@ from typing import Any
 from .. import db
 from ..queries import Q
 from .common import CALLBACK_ACTOR, MEMBER_ACTOR, is_uuid
-from .revoke import revoke_in
+from .revoke import REVOKED, revoke_in
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def clean_queues(queue: str | None = None, *, dry_run: bool = False) -> CleanRes
                 counter[("(other queues of cancelled runs)", MEMBER_ACTOR)] += (
                     revoked.removed_messages
                 )
-            if revoked.changed:
+            if revoked.action == REVOKED:
                 result.cancelled_runs.append(run_id)
     result.messages = _tally(counter)
     logger.warning(

@@ -10,6 +10,9 @@ Problems:
 * ``queue_without_consumer`` — messages wait in a queue that no live worker consumes
   (a worker started with the wrong ``-Q``, or a producer using a wrong queue name).
 * ``stuck_runs`` — runs stuck after the threshold (see :mod:`.stuck`).
+* ``stalled_callbacks`` — runs whose every test has an outcome but whose completion
+  callback failed for good (rejected after its retries) or is gone: they would never be
+  finished. Revoking such a run enqueues its callback again.
 * ``orphan_backlog`` — messages held by workers that died more than
   ``ORPHAN_GRACE_S`` past the heartbeat timeout (rescue is not running: no live worker
   and no scheduler), or held by no registered worker at all (never rescued).
@@ -74,6 +77,8 @@ class Snapshot:
     max_hours: float
     heartbeat_timeout_s: float
     runs_by_status: dict[str, int] = field(default_factory=dict)
+    #: (run_id, name, callback state or None) of runs whose callback will not run.
+    stalled_callbacks: list[tuple[str, str, str | None]] = field(default_factory=list)
 
 
 def plural(n: int, word: str) -> str:
@@ -119,6 +124,18 @@ def diagnose(snapshot: Snapshot) -> list[Finding]:
                 f"{hours} or more, or without progress for that long",
                 f"list them with `rhesis-monitor check --max-hours {snapshot.max_hours:g}`; "
                 "cancel with `rhesis-monitor revoke RUN_ID...` or `rhesis-monitor fix`",
+            )
+        )
+    if snapshot.stalled_callbacks:
+        ids = " ".join(run_id for run_id, _, _ in snapshot.stalled_callbacks[:10])
+        found.append(
+            Finding(
+                "stalled_callbacks",
+                PROBLEM,
+                f"{plural(len(snapshot.stalled_callbacks), 'run')} with every test's outcome "
+                "stored will never finish: the completion callback failed for good or is gone",
+                f"enqueue the callbacks again with `rhesis-monitor revoke {ids}`; see why "
+                "they failed in the workers' logs (actor collect_results)",
             )
         )
     backlog_after = snapshot.heartbeat_timeout_s + ORPHAN_GRACE_S

@@ -16,7 +16,9 @@ Revoking an unfinished run is **one transaction** per run, holding the run's row
 A member already executing finishes its attempt; its outcome is then refused (the test
 is already ``cancelled``) and it is not retried. If the transaction does not commit
 (Ctrl-C, a lost connection) nothing of it happened. Revoking a run that is final, or
-whose every test already has an outcome (its callback is pending), changes nothing.
+whose every test already has an outcome and whose callback is pending, changes nothing;
+if that callback failed for good (rejected after its retries) or is gone, it is enqueued
+again, so that no run waits forever for a callback that will not come.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ REVOKED = "revoked"
 WOULD_REVOKE = "would_revoke"
 ALREADY_FINAL = "already_final"
 FINISHING = "finishing"  # every test has an outcome; the callback is pending
+CALLBACK_REQUEUED = "callback_requeued"  # ... but it had failed for good: enqueued again
+WOULD_REQUEUE_CALLBACK = "would_requeue_callback"
 NOT_FOUND = "not_found"
 
 
@@ -57,7 +61,7 @@ class RevokeOutcome:
 
     @property
     def changed(self) -> bool:
-        return self.action == REVOKED
+        return self.action in (REVOKED, CALLBACK_REQUEUED)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +83,17 @@ def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON)
     preview = conn.execute(Q["revoke_preview"], {"run_id": run_id}).one()
     outcome.running_members = int(preview.running)
     if preview.unfinished == 0:
-        outcome.action = FINISHING
+        # Nothing to cancel: the run is finished in substance and waits for its callback.
+        # If that callback failed for good (or is gone), the run would wait forever:
+        # enqueue it again, so that the run gets its final status.
+        callback = conn.execute(Q["run_callback_state"], {"run_id": run_id}).scalar()
+        if callback in (None, "rejected", "done"):
+            outcome.action = WOULD_REQUEUE_CALLBACK if dry_run else CALLBACK_REQUEUED
+            if not dry_run:
+                requeue_callback(conn, run_id)
+                outcome.callback_enqueued = True
+        else:
+            outcome.action = FINISHING
         return outcome
     outcome.removed_messages = int(preview.queued_messages)
     outcome.cancelled_tests = int(preview.unfinished)
@@ -104,13 +118,27 @@ def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON)
     return outcome
 
 
+def requeue_callback(conn, run_id: str) -> None:
+    """Enqueue run *run_id*'s callback afresh (same message id, attempts from zero) in the
+    caller's transaction on *conn*."""
+    from ..actors import broker, collect_results
+    from ..runs import callback_message_id
+
+    message = collect_results.message_with_options(args=(run_id,)).copy(
+        message_id=callback_message_id(run_id)
+    )
+    broker.enqueue(message, connection=conn)
+    logger.warning("run %s: its callback had failed for good; enqueued it again", run_id)
+
+
 def revoke_runs(
     run_ids: Iterable[str], *, dry_run: bool = False, reason: str = DEFAULT_REASON
 ) -> list[RevokeOutcome]:
     """Revoke each run in *run_ids*, one transaction per run, in the order given.
 
     Returns one RevokeOutcome per distinct id (action ``revoked``, ``would_revoke``,
-    ``already_final``, ``finishing`` or ``not_found``). Raises InvalidRunId, before
+    ``already_final``, ``finishing``, ``callback_requeued``, ``would_requeue_callback`` or
+    ``not_found``). Raises InvalidRunId, before
     touching anything, if an id is not a UUID. A run revoked before an interruption stays
     revoked; the one being revoked when it came is left as it was.
     """
@@ -122,7 +150,7 @@ def revoke_runs(
         else:
             with db.begin() as conn:
                 outcome = revoke_in(conn, run_id, dry_run=False, reason=reason)
-        if outcome.changed:
+        if outcome.action == REVOKED:
             logger.warning(
                 "revoked run %s (%s): %d waiting messages removed, %d tests cancelled, "
                 "%d running members will be skipped%s",

@@ -59,6 +59,10 @@ def take_snapshot(*, max_hours: float = 2.0, active_limit: int = 50) -> Snapshot
     with db.connect() as conn:
         by_status = {s: 0 for s in RUN_STATUSES}
         by_status.update({row.status: int(row.runs) for row in conn.execute(Q["runs_by_status"])})
+        stalled = [
+            (str(r.run_id), r.name, r.callback_state)
+            for r in conn.execute(Q["stalled_callbacks"], {"limit": 100})
+        ]
     workers = list_workers()
     return Snapshot(
         workers=workers,
@@ -67,6 +71,7 @@ def take_snapshot(*, max_hours: float = 2.0, active_limit: int = 50) -> Snapshot
         max_hours=max_hours,
         heartbeat_timeout_s=db.settings().heartbeat_timeout_s,
         runs_by_status=by_status,
+        stalled_callbacks=stalled,
     )
 
 

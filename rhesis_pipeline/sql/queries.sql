@@ -526,6 +526,17 @@ WHERE stuck OR NOT :only_stuck
 ORDER BY created_at
 LIMIT :limit;
 
+-- name: stalled_callbacks
+-- Unfinished runs whose every test has an outcome but whose callback will not run: its
+-- message failed for good (rejected) or is gone. At most :limit, oldest first.
+SELECT u.id AS run_id, u.name, CAST(q."state" AS text) AS callback_state
+FROM rhesis.test_runs u
+LEFT JOIN dramatiq.queue q ON q.message_id = u.callback_message_id
+WHERE u.status IN ('QUEUED', 'IN_PROGRESS') AND u.done = u.total
+  AND (q.message_id IS NULL OR q."state" IN ('rejected', 'done'))
+ORDER BY u.created_at
+LIMIT :limit;
+
 -- name: queue_stats
 -- Messages per queue and state, and the age in seconds of the oldest one in each.
 SELECT queue_name, CAST("state" AS text) AS state, count(*) AS messages,
@@ -613,6 +624,14 @@ SELECT count(*) FILTER (WHERE r.status = 'queued') AS unfinished,
 FROM rhesis.test_results r
 LEFT JOIN dramatiq.queue q ON q.message_id = r.message_id
 WHERE r.run_id = :run_id;
+
+-- name: run_callback_state
+-- The state of a run's callback message: NULL if it is not in the queue (never enqueued,
+-- or purged), else queued, consumed, done or rejected (failed for good).
+SELECT CAST(q."state" AS text)
+FROM rhesis.test_runs u
+LEFT JOIN dramatiq.queue q ON q.message_id = u.callback_message_id
+WHERE u.id = :run_id;
 
 -- name: request_cancel
 -- Mark a run revoked: members delivered from now on are skipped (stored as cancelled).
