@@ -272,10 +272,12 @@ def revoke(
 ) -> None:
     """Cancel runs: the given RUN_IDs, or every run stuck for --max-hours.
 
-    Waiting member messages are removed, running members are skipped (their outcome is
-    refused), unfinished tests become `cancelled`, and the run's callback is enqueued
-    once: the run becomes CANCELLED when a worker runs it, and hooks run as for any run.
-    Each run is revoked in one transaction. With --max-hours it asks before revoking
+    Waiting member messages are removed, members executing are interrupted at their
+    worker's next heartbeat (their outcome is refused), unfinished tests become
+    `cancelled`, and the run's callback is enqueued once: the run becomes CANCELLED when a
+    worker runs it, and hooks run as for any run. Each run is revoked in one transaction.
+    A run whose every test has an outcome but whose callback failed for good gets that
+    callback enqueued again. With --max-hours it asks before revoking
     (unless --yes); it does not revoke without --yes when it cannot ask.
     Exits 1 if a given run does not exist.
     """
