@@ -380,3 +380,28 @@ def test_inspect_as_a_subprocess_exit_codes(database_url):
     assert missing.returncode == 1 and "no test run with id" in missing.stderr
     malformed = monitor(database_url, "inspect", "nope")
     assert malformed.returncode == 2 and "'nope' is not a run id" in malformed.stderr
+
+
+def test_revoke_by_age_asks_on_a_terminal_and_revokes_on_yes(database_url):
+    import pty
+
+    run_id = submit(2)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [cli.script("rhesis-monitor"), "revoke", "--max-hours", "0"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    os.close(slave)
+    try:
+        os.write(master, b"y\n")  # the terminal buffers the answer until it is read
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, out
+    assert "1 run stuck for 0h or more" in out and "Revoke it? [y/N]" in out
+    assert f"revoked run {run_id}" in out
+    assert runs.get_progress(run_id).cancelled == 2
