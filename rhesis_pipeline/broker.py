@@ -33,7 +33,6 @@ from dramatiq.middleware import (
     CurrentMessage,
     GroupCallbacks,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
@@ -46,10 +45,18 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from . import db
-from .consumer import RhesisConsumer, channel
-from .errors import DatabaseUnavailable, MessageTooLarge
-from .middleware import LogContext, MemberOutcomes, PoolSizing, TenantContext, WorkerRegistry
+from . import db, messages
+from .consumer import RhesisConsumer
+from .errors import DatabaseUnavailable
+from .middleware import (
+    LogContext,
+    MemberOutcomes,
+    PoolSizing,
+    RhesisRetries,
+    TenantContext,
+    WorkerRegistry,
+)
+from .outage import Outage
 from .queries import Q
 from .rate_limits import PostgresRateLimiterBackend
 
@@ -58,6 +65,8 @@ logger = logging.getLogger(__name__)
 #: Scheduled messages older than this many seconds when a worker gets them are
 #: skipped (a scheduler that was down must not replay a backlog of sweeps).
 PERIODIQ_SKIP_DELAY_S = 60
+#: The option periodiq sets on the messages its scheduler sends.
+SCHEDULED_AT = "scheduled_at"
 
 
 def middleware_list() -> list[dramatiq.Middleware]:
@@ -77,7 +86,8 @@ def middleware_list() -> list[dramatiq.Middleware]:
        dramatiq's default order.
     5. MemberOutcomes *before* Retries: after-hooks run in reverse, so it sees Retries'
        verdict (``message.failed``) and stores ``error`` only when retries are over.
-    6. Retries.
+    6. RhesisRetries: dramatiq's Retries, except that a failure caused by the database
+       being unreachable releases the message (it runs again, no attempt counted).
     7. GroupCallbacks on the Postgres rate-limiter backend, for dramatiq's own
        ``group(...).add_completion_callback(...)``.
     8. CurrentMessage: lets actor code read its message (options, id).
@@ -96,7 +106,7 @@ def middleware_list() -> list[dramatiq.Middleware]:
         Callbacks(),
         Pipelines(),
         MemberOutcomes(),
-        Retries(),
+        RhesisRetries(),
         GroupCallbacks(PostgresRateLimiterBackend()),
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY_S),
@@ -112,13 +122,14 @@ class RhesisBroker(PostgresBroker):
             results=False,
             middleware=middleware_list() if middleware is None else middleware,
         )
+        self._scheduler_outage = Outage("scheduler")
 
     def consume(self, queue_name, prefetch=1, timeout=30000):
         return RhesisConsumer(
             broker=self, queue_name=queue_name, prefetch=prefetch, timeout=timeout
         )
 
-    def prepare(self, message, *, delay=None, hooks=None):
+    def prepare(self, message, *, delay=None):
         """Run the ``before_enqueue`` middleware on *message* and encode it.
 
         Returns ``(message, payload)``; *message* is a copy on the delay queue when
@@ -133,20 +144,8 @@ class RhesisBroker(PostgresBroker):
             message = message.copy(queue_name=dq_name(message.queue_name))
             message.options["eta"] = current_millis() + delay
         # The fix: middleware first, so options it adds are part of what is stored.
-        if hooks is None:
-            self.emit_before("enqueue", message, delay)
-        else:
-            for hook in hooks:
-                hook(self, message, delay)
-        encoded = message.encode()
-        limit = db.settings().max_message_bytes
-        if len(encoded) > limit:
-            raise MessageTooLarge(
-                f"message for actor {message.actor_name!r} is {len(encoded)} bytes encoded, "
-                f"over RHESIS_MAX_MESSAGE_BYTES={limit}; store large data in a table and "
-                "pass its id"
-            )
-        return message, encoded.decode("utf-8")
+        self.emit_before("enqueue", message, delay)
+        return message, messages.encode(message)
 
     def enqueue(self, message, *, delay=None, connection=None):
         """Store *message* as queued and wake its consumers.
@@ -162,54 +161,14 @@ class RhesisBroker(PostgresBroker):
         }
         if connection is not None:
             connection.execute(Q["enqueue"], params)
+        elif SCHEDULED_AT in message.options:
+            if not self._store_scheduled(message, params):
+                return message
         else:
             self._store(params)
         logger.debug("enqueued %s on %s", message.message_id, message.queue_name)
         self.emit_after("enqueue", message, delay)
         return message
-
-    def enqueue_many(self, messages, *, connection) -> int:
-        """Store many messages for one queue with one COPY and one NOTIFY.
-
-        Part of *connection*'s transaction, like ``enqueue(connection=…)``. Runs the
-        enqueue hooks of every middleware that has them, per message, as ``enqueue``
-        does (only those: with thousands of messages the no-op calls added up).
-        Returns how many were stored.
-        """
-        messages = list(messages)
-        if not messages:
-            return 0
-        queues = {m.queue_name for m in messages}
-        if len(queues) != 1:
-            raise ValueError(f"enqueue_many takes messages of one queue, got {sorted(queues)}")
-        (queue_name,) = queues
-        before = self._hooks("before_enqueue")
-        payloads = [self.prepare(m, hooks=before)[1] for m in messages]
-        db.copy_rows(
-            connection,
-            "dramatiq.queue",
-            ("queue_name", "message_id", "state", "message"),
-            (
-                (queue_name, m.message_id, "queued", p)
-                for m, p in zip(messages, payloads, strict=True)
-            ),
-        )
-        connection.execute(
-            Q["notify_queue"],
-            {"channel": channel(queue_name), "payload": f'{{"batch": {len(payloads)}}}'},
-        )
-        after = self._hooks("after_enqueue")
-        for m in messages:
-            for hook in after:
-                hook(self, m, None)
-        return len(payloads)
-
-    def _hooks(self, name: str) -> list:
-        """Bound *name* hooks of the middleware that override dramatiq's no-op."""
-        base = getattr(dramatiq.Middleware, name)
-        return [
-            getattr(m, name) for m in self.middleware if getattr(type(m), name, base) is not base
-        ]
 
     @retry(
         retry=retry_if_exception_type(DatabaseUnavailable),
@@ -221,13 +180,29 @@ class RhesisBroker(PostgresBroker):
         with db.begin() as conn:
             conn.execute(Q["enqueue"], params)
 
+    def _store_scheduled(self, message, params: dict) -> bool:
+        """Store a message sent by the periodiq scheduler. If the database stays
+        unreachable, skip this tick instead of raising (which would end the ``periodiq``
+        process): periodic actors are idempotent and the next tick sends again. Logs one
+        line when the scheduler loses the database, one when it has it again."""
+        try:
+            self._store(params)
+        except DatabaseUnavailable as exc:
+            self._scheduler_outage.failed(exc)
+            logger.warning(
+                "scheduler: %s at %s not sent (database unreachable); the next tick sends it",
+                message.actor_name,
+                message.options.get(SCHEDULED_AT),
+            )
+            return False
+        self._scheduler_outage.ok()
+        return True
+
     def close(self) -> None:
         """Close the pool and release the embedded server (a worker process's last act)."""
         super().close()
         db.dispose()
-        from . import embedded
-
-        embedded.release()
+        db.release_embedded()
 
 
 def build_broker() -> RhesisBroker:

@@ -31,7 +31,29 @@ How this one works
   chosen to sort every queued row on each claim (quadratic in the backlog).
 
 A claimed message stays ``consumed`` if its worker dies; returning such messages to the
-queue is the sweeper's job (it decides by the worker's liveness, not by age).
+queue is the rescuer's job (it decides by the worker's liveness, not by age).
+
+Connection loss
+---------------
+On a connection error the consumer raises DatabaseUnavailable (a dramatiq
+ConnectionError); dramatiq's consumer thread then **replaces its in-memory delay queue**,
+closes this consumer and starts a new one three seconds later, which connects again and
+LISTENs again. Nothing a live worker holds may be lost on the way, so what the process
+holds is kept per queue, outside the consumer (:class:`_Held`), and survives the swap:
+
+* the messages handed to dramatiq and not yet acked (executing, waiting in the work
+  queue, or in the delay queue — those are forgotten by dramatiq on the swap);
+* acks and nacks not yet written: a flush that fails keeps them for the next try.
+
+Each new connection, and any time a message was *released* (see below), the consumer
+returns to the queue every message this worker has claimed on its queue but no longer
+holds in memory (``release_unheld_claims``): the delay queue's messages dropped by the
+swap, a claim whose reply was lost with the connection. A worker is live, so the
+rescuer will not do it; the worker does it itself, keeping each message's place.
+
+A message is *released* instead of acked when its processing failed because the
+database was unreachable (:class:`rhesis_pipeline.middleware.retries.RhesisRetries`
+marks it): it was not the test's fault, so it runs again without counting an attempt.
 """
 
 from __future__ import annotations
@@ -43,15 +65,14 @@ import select
 import threading
 import time
 from collections import deque
-from queue import Empty, SimpleQueue
 
-import psycopg2
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.message import Message
 
 from . import db, registry
-from .errors import DatabaseUnavailable
+from .messages import channel
+from .outage import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +93,49 @@ CLAIM_TOKEN = "_rhesis_claim_token"
 #: that stored its outcome (see rhesis_pipeline.outcomes), so ``ack`` has nothing to do.
 ACKED_IN_TRANSACTION = "_rhesis_acked_in_transaction"
 
+#: Attribute set on a MessageProxy whose processing failed because the database was
+#: unreachable: ``ack``/``nack`` release it (it goes back to its queue, no attempt
+#: counted) instead of finishing it.
+RELEASE = "_rhesis_release"
 
-def channel(queue_name: str) -> str:
-    """The NOTIFY channel that wakes the consumers of *queue_name*."""
-    return f"dramatiq.{queue_name}.enqueue"
+
+class _Held:
+    """What this process holds of one queue; outlives the consumer (see module doc)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: message id -> True if it went to dramatiq's delay queue (it has an eta).
+        self.messages: dict[str, bool] = {}
+        #: ("done" | "rejected", message) not yet written.
+        self.acks: deque[tuple[str, Message]] = deque()
+        #: Claims of this worker on this queue may be held by nobody: release them.
+        self.reconcile = False
+
+    def forget(self, message_ids) -> None:
+        with self.lock:
+            for message_id in message_ids:
+                self.messages.pop(message_id, None)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+
+_held: dict[str, _Held] = {}
+_held_lock = threading.Lock()
+
+
+def held(queue_name: str) -> _Held:
+    """The process's :class:`_Held` for *queue_name*."""
+    with _held_lock:
+        return _held.setdefault(queue_name, _Held())
+
+
+def _reset_after_fork() -> None:
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class RhesisConsumer(Consumer):
@@ -89,9 +149,8 @@ class RhesisConsumer(Consumer):
         self._listen_conn = None
         self._prepared: set[str] = set()
         self._buffer: deque[tuple[Message, str | None]] = deque()
-        self._outstanding: set[str] = set()
-        self._outstanding_lock = threading.Lock()
-        self._acks: SimpleQueue[tuple[str, Message]] = SimpleQueue()
+        self._held = held(queue_name)
+        self._outage = _outages.setdefault(queue_name, Outage(f"consumer of {queue_name}"))
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -104,43 +163,80 @@ class RhesisConsumer(Consumer):
     def __next__(self):
         try:
             self._flush_acks()
+            if self._held.reconcile:
+                self._release_unheld()
             if not self._buffer:
                 self._maybe_claim()
+            self._outage.ok()
             if self._buffer:
                 return self._hand_out()
             self._wait()
             return None
-        except psycopg2.OperationalError as exc:
+        except Exception as exc:
+            if not db.is_connection_error(exc):
+                raise
             self._drop_listen_conn()
-            raise db.unavailable(exc) from exc
-        except DatabaseUnavailable:
-            self._drop_listen_conn()
-            raise
+            self._held.reconcile = True
+            self._outage.failed(exc)
+            raise db.as_unavailable(exc) from exc
 
     def ack(self, message) -> None:
+        if self._released(message):
+            return
         if getattr(message, ACKED_IN_TRANSACTION, False):
             # Marked done by the transaction that stored its outcome: nothing to write.
-            with self._outstanding_lock:
-                self._outstanding.discard(message.message_id)
+            self._held.forget([message.message_id])
             self._signal()
             return
-        self._acks.put(("done", message))
+        with self._held.lock:
+            self._held.acks.append(("done", message))
         self._signal()
 
     def nack(self, message) -> None:
-        self._acks.put(("rejected", message))
+        if self._released(message):
+            return
+        with self._held.lock:
+            self._held.acks.append(("rejected", message))
         self._signal()
+
+    def _released(self, message) -> bool:
+        """Release *message* instead of finishing it if it is marked so (see RELEASE)."""
+        if not getattr(message, RELEASE, False):
+            return False
+        self._held.forget([message.message_id])
+        self._held.reconcile = True
+        logger.warning(
+            "message %s on %s goes back to its queue: the database was unreachable while "
+            "it was processed (no attempt counted)",
+            message.message_id,
+            self.queue_name,
+        )
+        self._signal()
+        return True
 
     def requeue(self, messages) -> None:
         ids = [m.message_id for m in messages]
         if not ids:
             return
-        self._execute(
-            "requeue_messages",
-            {"ids": ids, "queue_name": self.queue_name, "channel": channel(self.queue_name)},
-        )
-        with self._outstanding_lock:
-            self._outstanding.difference_update(ids)
+        self._held.forget(ids)
+        try:
+            self._execute(
+                "requeue_messages",
+                {"ids": ids, "queue_name": self.queue_name, "channel": channel(self.queue_name)},
+            )
+        except Exception as exc:
+            if not db.is_connection_error(exc):
+                raise
+            # Held by nobody now: released by the next connection of this queue's consumer,
+            # or by the rescuer once this worker is gone.
+            self._held.reconcile = True
+            logger.warning(
+                "could not requeue %d messages on %s (%s); they go back later",
+                len(ids),
+                self.queue_name,
+                exc,
+            )
+            return
         logger.info("requeued %d messages on %s", len(ids), self.queue_name)
 
     def close(self) -> None:
@@ -152,11 +248,19 @@ class RhesisConsumer(Consumer):
             if self._buffer:
                 self.requeue([m for m, _ in self._buffer])
                 self._buffer.clear()
-        except Exception:
+        except Exception as exc:
             logger.warning(
-                "could not flush acks or requeue on close of %s", self.queue_name, exc_info=True
+                "could not flush acks or requeue on close of %s: %s", self.queue_name, exc
             )
         finally:
+            # dramatiq requeues its delay queue's messages before closing a consumer, or
+            # has just dropped them (a connection error): either way none is held now.
+            with self._held.lock:
+                delayed = [m for m, is_delayed in self._held.messages.items() if is_delayed]
+                for message_id in delayed:
+                    del self._held.messages[message_id]
+            if delayed:
+                self._held.reconcile = True
             self._drop_listen_conn()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -167,8 +271,7 @@ class RhesisConsumer(Consumer):
         now = time.monotonic()
         if not (self._claim_now or now >= self._next_poll):
             return
-        with self._outstanding_lock:
-            room = self.prefetch - len(self._outstanding) - len(self._buffer)
+        room = self.prefetch - self._held.count() - len(self._buffer)
         if room <= 0:
             return  # an ack will wake us
         limit = min(room, MAX_BATCH)
@@ -219,10 +322,41 @@ class RhesisConsumer(Consumer):
                 reason,
             )
 
+    def _release_unheld(self) -> None:
+        """Return to the queue what this worker claimed on it but holds no more."""
+        worker_id = registry.current_worker_id()
+        self._held.reconcile = False
+        if worker_id is None:
+            return
+        with self._held.lock:
+            keep = list(self._held.messages)
+        keep += [m.message_id for m, _ in self._buffer]
+        try:
+            rows = self._execute(
+                "release_unheld_claims",
+                {
+                    "worker_id": worker_id,
+                    "queue_name": self.queue_name,
+                    "held": keep,
+                    "channel": channel(self.queue_name),
+                },
+            )
+        except Exception:
+            self._held.reconcile = True
+            raise
+        released = rows[0][0] if rows else 0
+        if released:
+            logger.warning(
+                "returned %d messages this worker had claimed on %s but no longer held "
+                "(dropped from memory with a lost connection) to their queue",
+                released,
+                self.queue_name,
+            )
+
     def _hand_out(self) -> MessageProxy:
         message, token = self._buffer.popleft()
-        with self._outstanding_lock:
-            self._outstanding.add(message.message_id)
+        with self._held.lock:
+            self._held.messages[message.message_id] = "eta" in message.options
         proxy = MessageProxy(message)
         setattr(proxy, CLAIM_TOKEN, token)
         return proxy
@@ -230,20 +364,30 @@ class RhesisConsumer(Consumer):
     # -- acks ------------------------------------------------------------------------
 
     def _flush_acks(self) -> None:
+        with self._held.lock:
+            pending = list(self._held.acks)
+            self._held.acks.clear()
+        if not pending:
+            return
+        try:
+            self._write_acks(pending)
+        except BaseException:
+            # Kept for the next try (a later flush, or the next consumer of this queue):
+            # acks are fenced by claim token, so writing one twice is harmless.
+            with self._held.lock:
+                self._held.acks.extendleft(reversed(pending))
+            raise
+        self._held.forget(message.message_id for _, message in pending)
+
+    def _write_acks(self, pending: list[tuple[str, Message]]) -> None:
         done: list[tuple[str, str | None]] = []
         rejected: list[tuple[str, str | None, str]] = []
-        while True:
-            try:
-                state, message = self._acks.get_nowait()
-            except Empty:
-                break
+        for state, message in pending:
             token = getattr(message, CLAIM_TOKEN, None)
             if state == "done":
                 done.append((message.message_id, token))
             else:
                 rejected.append((message.message_id, token, message.encode().decode("utf-8")))
-        if not done and not rejected:
-            return
         # A message moved to another queue meanwhile (a retry to the delay queue, a
         # delayed message to its queue) is not ours to finish: the SQL checks queue_name.
         if done:
@@ -265,9 +409,6 @@ class RhesisConsumer(Consumer):
                     "queue_name": self.queue_name,
                 },
             )
-        with self._outstanding_lock:
-            self._outstanding.difference_update(d[0] for d in done)
-            self._outstanding.difference_update(r[0] for r in rejected)
 
     # -- waiting -------------------------------------------------------------------
 
@@ -279,7 +420,7 @@ class RhesisConsumer(Consumer):
     def _wait(self) -> None:
         conn = self._ensure_listening()
         timeout = min(self.timeout_s, 0.1 if self.is_delay_queue else self.timeout_s)
-        if not self._acks.empty():
+        if self._held.acks or self._held.reconcile:
             return
         readable, _, _ = select.select([conn, self._wake_r], [], [], timeout)
         if self._wake_r in readable:
@@ -305,13 +446,14 @@ class RhesisConsumer(Consumer):
         self._prepared = set()
         try:
             conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("LISTEN " + _quote_ident(channel(self.queue_name)))
+            db.listen(conn, channel(self.queue_name))
         except Exception:
             db.BROKER_POOL.putconn(conn, close=True)
             raise
         self._listen_conn = conn
         self._claim_now = True  # anything enqueued before LISTEN is claimed now
+        # A new connection: whatever the last one's loss dropped from memory goes back.
+        self._held.reconcile = True
         return conn
 
     def _drop_listen_conn(self) -> None:
@@ -323,5 +465,5 @@ class RhesisConsumer(Consumer):
                 logger.debug("closing listen connection failed", exc_info=True)
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+#: queue name -> the Outage of its consumers (one per queue, across consumer swaps).
+_outages: dict[str, Outage] = {}

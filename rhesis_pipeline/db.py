@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import DatabaseUnavailable, NotMigrated
+from .errors import DatabaseUnavailable
 from .settings import Settings, redact_url
 
 if TYPE_CHECKING:
@@ -68,6 +67,14 @@ def database_url() -> str:
 
                 _state["url"] = embedded.database_url(s.data_dir)
         return _state["url"]
+
+
+def release_embedded() -> None:
+    """Let go of the embedded server if this process started or joined it (a worker
+    process's last act; a no-op with DATABASE_URL)."""
+    from . import embedded
+
+    embedded.release()
 
 
 def describe_database() -> str:
@@ -189,6 +196,27 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable:
     )
 
 
+def is_connection_error(exc: BaseException) -> bool:
+    """True if *exc* says the database cannot be reached or the connection broke (as
+    opposed to a statement the database refused)."""
+    import psycopg2
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(
+        exc,
+        DatabaseUnavailable
+        | psycopg2.OperationalError
+        | psycopg2.InterfaceError
+        | sa_exc.OperationalError
+        | sa_exc.InterfaceError,
+    )
+
+
+def as_unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """*exc* (a connection error) as a DatabaseUnavailable."""
+    return exc if isinstance(exc, DatabaseUnavailable) else unavailable(exc)
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
     """Turn connection-level driver errors into DatabaseUnavailable."""
@@ -202,7 +230,12 @@ def translate_errors() -> Iterator[None]:
             f"no free database connection after {settings().db_pool_timeout:g}s: "
             f"the pool of {pool_size()} is exhausted; raise RHESIS_DB_POOL_SIZE"
         ) from exc
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg2.OperationalError) as exc:
+    except (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        psycopg2.OperationalError,
+        psycopg2.InterfaceError,
+    ) as exc:
         raise unavailable(exc) from exc
 
 
@@ -241,40 +274,56 @@ def connect() -> Iterator[Connection]:
 
 # -- prepared statements for the hot path ---------------------------------------------
 
-#: Planner settings for the hot path's prepared statements (see execute_prepared).
-#: JIT is off because a disabled node type adds 1e10 to a plan's cost, which is far
-#: above jit_above_cost: every execution paid ~1 s of JIT compilation.
-HOT_PATH_SETTINGS = (
-    "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; "
-    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off; "
-)
-
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
-_prepared_sql: dict[str, tuple[str, str]] = {}
+_prepared_sql: dict[str, tuple[Any, Any]] = {}
 
 
-def _prepared(name: str) -> tuple[str, str]:
-    """(PREPARE statement, EXECUTE template) for named query *name*."""
+def _prepared(name: str) -> tuple[Any, Any]:
+    """(PREPARE statement, EXECUTE statement with the hot path's planner settings) for
+    named query *name*, as psycopg2 compositions of the templates in queries.sql."""
     if name not in _prepared_sql:
-        from .queries import Q
+        from psycopg2 import sql
 
-        sql = Q[name].text
+        from .queries import PARAM, Q
+
+        text = Q[name].text
         order: list[str] = []
-        for param in _PARAM.findall(sql):
+        for param in PARAM.findall(text):
             if param not in order:
                 order.append(param)
-        numbered = _PARAM.sub(lambda m: f"${order.index(m.group(1)) + 1}", sql)
-        prepare = f"PREPARE rhesis_{name} AS {numbered}"
-        execute = f"EXECUTE rhesis_{name} (" + ", ".join(f"%({p})s" for p in order) + ")"
+        numbered = PARAM.sub(lambda m: f"${order.index(m.group(1)) + 1}", text)
+        statement = sql.Identifier(f"rhesis_{name}")
+        prepare = sql.SQL(Q["prepare_statement"].text).format(
+            name=statement, statement=sql.SQL(numbered)
+        )
+        execute = sql.Composed(
+            [
+                # Planner settings of the hot path; see execute_prepared.
+                sql.SQL(Q["hot_path_settings"].text + "; "),
+                sql.SQL(Q["execute_statement"].text).format(
+                    name=statement, args=sql.SQL(", ").join(sql.Placeholder(p) for p in order)
+                ),
+            ]
+        )
         _prepared_sql[name] = (prepare, execute)
     return _prepared_sql[name]
 
 
 def pyformat(name: str) -> str:
     """Named query *name* with psycopg2's ``%(param)s`` placeholders, for raw connections."""
+    from .queries import pyformat as _pyformat
+
+    return _pyformat(name)
+
+
+def listen(dbapi: Any, channel: str) -> None:
+    """LISTEN on *channel* on psycopg2 connection *dbapi* (autocommit, or commit after)."""
+    from psycopg2 import sql
+
     from .queries import Q
 
-    return _PARAM.sub(r"%(\1)s", Q[name].text)
+    statement = sql.SQL(Q["listen"].text).format(channel=sql.Identifier(channel))
+    with dbapi.cursor() as cur:
+        cur.execute(statement)
 
 
 def execute_prepared(conn: Any, name: str, params: dict[str, Any]) -> list[tuple]:
@@ -285,7 +334,7 @@ def execute_prepared(conn: Any, name: str, params: dict[str, Any]) -> list[tuple
     (a generic plan), which saves parsing and planning (about 1 ms for the outcome
     batch) on every later call. Because that one plan outlives the table sizes it was
     made for, it is made with sequential scans, bitmap scans and sorts disabled
-    (:data:`HOT_PATH_SETTINGS`): every hot-path query finds its rows by key or walks an
+    (``hot_path_settings`` in queries.sql): every hot-path query finds its rows by key or walks an
     index in order, so the index plan is right at any size. Measured without this: a
     plan cached while ``test_results`` was nearly empty seq-scanned it on every batch,
     23 ms per batch at 10,000 rows. Returns the rows as tuples.
@@ -309,7 +358,7 @@ def execute_prepared_raw(dbapi, done: set[str], name: str, params: dict[str, Any
             cur.execute(prepare)
             done.add(name)
         # One round trip; SET LOCAL lasts to the end of the (implicit or open) transaction.
-        cur.execute(HOT_PATH_SETTINGS + execute, adapted)
+        cur.execute(execute, adapted)
         return cur.fetchall() if cur.description else []
 
 
@@ -358,9 +407,18 @@ def copy_rows(conn: Connection, table: str, columns: tuple[str, ...], rows) -> N
         "\t".join("\\N" if v is None else _copy_escape(v) for v in row) + "\n" for row in rows
     )
     buf.seek(0)
+    from psycopg2 import sql
+
+    from .queries import Q
+
+    schema, _, name = table.rpartition(".")
+    statement = sql.SQL(Q["copy_rows"].text).format(
+        table=sql.Identifier(schema, name) if schema else sql.Identifier(name),
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+    )
     dbapi: Any = conn.connection.dbapi_connection
     with translate_errors(), dbapi.cursor() as cur:
-        cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buf)
+        cur.copy_expert(statement, buf)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -371,45 +429,6 @@ def _copy_escape(value: str) -> str:
     if "\\" in value or "\n" in value or "\t" in value or "\r" in value:
         return value.translate(_COPY_ESCAPES)
     return value
-
-
-def current_revision(conn: Connection) -> str | None:
-    """The Alembic revision the database is at, or None if never migrated."""
-    from sqlalchemy import text
-
-    exists = conn.execute(
-        text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{SCHEMA}.{VERSION_TABLE}"}
-    ).scalar()
-    if not exists:
-        return None
-    return conn.execute(text(f"SELECT version_num FROM {SCHEMA}.{VERSION_TABLE}")).scalar()
-
-
-def check_migrated() -> None:
-    """Raise NotMigrated, naming the fix, unless the database is at this version's head."""
-    from .migrate import head_revision
-
-    with connect() as conn:
-        current = current_revision(conn)
-    head = head_revision()
-    where = redact_url(database_url())
-    if current is None:
-        raise NotMigrated(
-            f"database {where} is not migrated: run `rhesis-pipeline migrate` "
-            "(or the Procfile's release step)"
-        )
-    if current != head:
-        from .migrate import known_revisions
-
-        if current in known_revisions():
-            raise NotMigrated(
-                f"database {where} is at revision {current}, this version needs {head}: "
-                "run `rhesis-pipeline migrate`"
-            )
-        raise NotMigrated(
-            f"database {where} is at revision {current}, which this version of rhesis-pipeline "
-            "does not know (it was migrated by a newer release): upgrade rhesis-pipeline"
-        )
 
 
 class BrokerPool:

@@ -88,17 +88,18 @@ def ensure_database(admin: str, name: str) -> None:
     import psycopg2
     from psycopg2 import errors, sql
 
+    from .queries import Q, pyformat
     from .settings import libpq_url
 
     conn = psycopg2.connect(libpq_url(admin), application_name="rhesis-pipeline")
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            cur.execute(pyformat("database_exists"), {"name": name})
             if cur.fetchone():
                 return
             try:
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                cur.execute(sql.SQL(Q["create_database"].text).format(name=sql.Identifier(name)))
                 logger.info("created database %s", name)
             except (errors.DuplicateDatabase, errors.UniqueViolation):
                 pass  # another process created it between our check and our CREATE

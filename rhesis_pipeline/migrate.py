@@ -12,8 +12,14 @@ from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from . import db
+from .errors import NotMigrated
+from .queries import Q
+from .settings import redact_url
+
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import Connection
 
 
 def script_location() -> str:
@@ -49,15 +55,13 @@ def upgrade(target: str = "head") -> tuple[str | None, str]:
     """Upgrade the configured database to *target*; returns (revision before, after)."""
     from alembic import command
 
-    from . import db
-
     with db.translate_errors(), db.engine().connect() as conn:
-        before = db.current_revision(conn)
+        before = current_revision(conn)
         conn.rollback()
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, target)
-        after = db.current_revision(conn)
+        after = current_revision(conn)
         conn.rollback()
     return before, after or ""
 
@@ -65,8 +69,6 @@ def upgrade(target: str = "head") -> tuple[str | None, str]:
 def downgrade(target: str) -> None:
     """Downgrade the configured database to *target* (``base`` removes everything)."""
     from alembic import command
-
-    from . import db
 
     with db.translate_errors(), db.engine().connect() as conn:
         cfg = alembic_config()
@@ -83,3 +85,33 @@ def upgrade_sql(target: str = "head") -> str:
     cfg.output_buffer = out
     command.upgrade(cfg, target, sql=True)
     return out.getvalue()
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The Alembic revision the database is at, or None if never migrated."""
+    if not conn.execute(Q["schema_version_table_exists"]).scalar():
+        return None
+    return conn.execute(Q["schema_version"]).scalar()
+
+
+def check_migrated() -> None:
+    """Raise NotMigrated, naming the fix, unless the database is at this version's head."""
+    with db.connect() as conn:
+        current = current_revision(conn)
+    head = head_revision()
+    where = redact_url(db.database_url())
+    if current is None:
+        raise NotMigrated(
+            f"database {where} is not migrated: run `rhesis-pipeline migrate` "
+            "(or the Procfile's release step)"
+        )
+    if current != head:
+        if current in known_revisions():
+            raise NotMigrated(
+                f"database {where} is at revision {current}, this version needs {head}: "
+                "run `rhesis-pipeline migrate`"
+            )
+        raise NotMigrated(
+            f"database {where} is at revision {current}, which this version of rhesis-pipeline "
+            "does not know (it was migrated by a newer release): upgrade rhesis-pipeline"
+        )

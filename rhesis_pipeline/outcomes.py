@@ -10,8 +10,11 @@ in one transaction with one statement (``record_outcomes`` in sql/queries.sql), 
 keeps every guarantee of the single-outcome path: each test's outcome is stored once,
 counted once, and the run's last outcome enqueues the callback in the same transaction.
 
-A batch that fails (database down) fails every outcome in it; their actors raise and
-dramatiq retries them.
+A batch that cannot be written because the database is unreachable is not dropped: the
+writer keeps it and tries again (bounded, jittered backoff; one log line when the
+database goes, one when it is back) until it commits, while the actors wait. An outcome
+is therefore stored once the database answers again — or, if the process dies first,
+its message (still ``consumed``, by a worker now dead) is rescued and runs again.
 """
 
 from __future__ import annotations
@@ -21,19 +24,23 @@ import logging
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import db
+from . import db, messages
+from .outage import Outage
 
 logger = logging.getLogger(__name__)
 
 #: Most outcomes one transaction stores.
 MAX_BATCH = 256
-#: Seconds an actor waits for its outcome's commit before failing the attempt.
-COMMIT_TIMEOUT_S = 60.0
+#: Seconds between an actor's checks that the writer thread is still alive while it
+#: waits for its outcome's commit (it waits as long as the writer keeps trying).
+WAIT_SLICE_S = 1.0
 
 
 @dataclass
@@ -73,25 +80,46 @@ class OutcomeWriter:
         self._queue: queue.SimpleQueue[tuple[Outcome, Future]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._outage = Outage("outcome writer")
 
-    def record(self, outcome: Outcome, timeout: float = COMMIT_TIMEOUT_S) -> Recorded:
-        """Store *outcome* and return once it is committed (or raise why it was not)."""
+    def record(self, outcome: Outcome) -> Recorded:
+        """Store *outcome* and return once it is committed (or raise why it was not).
+
+        Waits as long as the writer keeps trying — through a database outage too — in
+        slices, so that dramatiq's time limit or a revocation can still interrupt it.
+        """
         future: Future = Future()
         self._ensure_thread()
         self._queue.put((outcome, future))
-        return future.result(timeout)
+        while True:
+            try:
+                return future.result(WAIT_SLICE_S)
+            except FutureTimeout:
+                if not self._ensure_thread():
+                    continue
+                # The thread had died (and was restarted): our outcome may be gone with it.
+                if not future.done():
+                    raise RuntimeError(
+                        "the outcome writer thread died; outcome not stored"
+                    ) from None
 
-    def _ensure_thread(self) -> None:
+    def _ensure_thread(self) -> bool:
+        """Start the writer thread if it is not running; True if it had to be (re)started."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
+                started = self._thread is not None
                 self._thread = threading.Thread(
                     target=self._loop, name="rhesis-outcome-writer", daemon=True
                 )
                 self._thread.start()
+                return started
+            return False
 
     def _loop(self) -> None:
+        batch: list[tuple[Outcome, Future]] = []
         while True:
-            batch = [self._queue.get()]
+            if not batch:
+                batch.append(self._queue.get())
             while len(batch) < MAX_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -99,12 +127,19 @@ class OutcomeWriter:
                     break
             try:
                 results = write_batch([o for o, _ in batch])
-            except BaseException as exc:  # every waiting actor learns why
-                for _, future in batch:
+            except Exception as exc:
+                if db.is_connection_error(exc):
+                    # Keep the batch; try again when the database answers.
+                    time.sleep(self._outage.failed(exc))
+                    continue
+                for _, future in batch:  # every waiting actor learns why
                     future.set_exception(exc)
+                batch = []
                 continue
+            self._outage.ok()
             for (_, future), result in zip(batch, results, strict=True):
                 future.set_result(result)
+            batch = []
 
 
 def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
@@ -114,17 +149,11 @@ def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
     then commit, or not, with the rest of that transaction); default: a transaction of
     its own, committed before this returns.
     """
-    from .actors import broker, collect_results
-    from .runs import callback_message_id
-
     run_ids = sorted({o.run_id for o in outcomes})
     callbacks = []
     for run_id in run_ids:
-        message = collect_results.message_with_options(args=(run_id,)).copy(
-            message_id=callback_message_id(run_id)
-        )
-        message, payload = broker.prepare(message)
-        callbacks.append((run_id, message.message_id, message.queue_name, payload))
+        message = messages.callback_message(run_id)
+        callbacks.append((run_id, message.message_id, message.queue_name, messages.encode(message)))
     params = {
         "ords": list(range(len(outcomes))),
         "run_ids": [o.run_id for o in outcomes],

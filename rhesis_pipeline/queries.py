@@ -11,6 +11,8 @@ from importlib import resources
 from sqlalchemy import TextClause, text
 
 _SECTION = re.compile(r"^-- name: ([a-z0-9_]+)\s*$", re.MULTILINE)
+#: A ``:name`` parameter (not a ``::type`` cast).
+PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def parse(source: str) -> dict[str, str]:
@@ -39,3 +41,8 @@ def _load() -> dict[str, TextClause]:
 
 
 Q: dict[str, TextClause] = _load()
+
+
+def pyformat(name: str) -> str:
+    """Named query *name* with psycopg2's ``%(param)s`` placeholders, for raw connections."""
+    return PARAM.sub(r"%(\1)s", Q[name].text)

@@ -33,6 +33,7 @@ from datetime import timedelta
 from dramatiq.rate_limits import RateLimiterBackend
 
 from . import db
+from .outage import Outage
 from .queries import Q
 
 
@@ -90,17 +91,35 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
             return True
 
     def wait(self, key: str, timeout: int | None) -> bool:
+        """Wait up to *timeout* ms (None: for ever) for an event on *key*.
+
+        A lost connection does not end the wait: it connects again (bounded, jittered
+        backoff), LISTENs again and checks the table again — an event published while it
+        was away is still there until its key expires.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        outage = Outage(f"rate-limit waiter on {key}", max_s=2.0)
+        while True:
+            try:
+                return self._wait_once(key, deadline)
+            except Exception as exc:
+                if not db.is_connection_error(exc):
+                    raise
+                pause = outage.failed(exc)
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise db.as_unavailable(exc) from exc
+                time.sleep(pause)
+
+    def _wait_once(self, key: str, deadline: float | None) -> bool:
         conn = db.BROKER_POOL.getconn()
         try:
             conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f'LISTEN "{_channel(key)}"')
+            db.listen(conn, _channel(key))
             # Listening now: an event published from here on wakes us; one published
             # before is still in the table.
             with db.connect() as check:
                 if self._get(check, key) is not None:
                     return True
-            deadline = None if timeout is None else time.monotonic() + timeout / 1000
             while True:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 readable, _, _ = select.select([conn], [], [], left)
@@ -112,7 +131,7 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
         finally:
-            db.BROKER_POOL.putconn(conn)
+            db.BROKER_POOL.putconn(conn, close=conn.closed)
 
     def wait_notify(self, key: str, ttl: int) -> None:
         with db.begin() as conn:

@@ -2,16 +2,27 @@
 
 A worker process inserts its row in ``rhesis.workers`` (host, pid, queues) before its
 consumers start, then takes the advisory lock ``(WORKER_LOCK_CLASS, lock_id)`` on a
-connection of its own and keeps both for its lifetime. A heartbeat thread updates
-``heartbeat_at`` every ``RHESIS_HEARTBEAT_INTERVAL_S`` on that connection, and runs the
-rescuer (:mod:`rhesis_pipeline.maintenance.rescue`) so that a dead worker's messages are
-back in the queue within seconds, not at the next scheduled sweep. A clean stop marks
-the row stopped and releases the lock.
+connection of its own. A heartbeat thread updates ``heartbeat_at`` every
+``RHESIS_HEARTBEAT_INTERVAL_S`` on that connection — and does nothing else, so that no
+other work (rescue, revocation checks: :mod:`rhesis_pipeline.maintenance`) can delay it.
+A clean stop marks the row stopped and releases the lock.
 
-A worker is **dead** when its lock is no longer held (the process died: Postgres dropped
-its connection and the lock with it — seen at once) or its heartbeat is older than
-``RHESIS_HEARTBEAT_TIMEOUT_S`` (a hung process, or one cut off by the network: a
-"zombie", whose late results the claim tokens refuse).
+Connection loss
+---------------
+The liveness lock is a session lock: it vanishes with the heartbeat's connection (a
+proxy dropping it, ``pg_terminate_backend``, a database restart or failover). The
+heartbeat loop treats that as an event (:class:`rhesis_pipeline.outage.Outage`): it
+reconnects with a jittered backoff of at most one heartbeat interval, takes the lock
+again, heartbeats at once, and logs one line when it loses the database and one when it
+has it again. So a worker is live again within about one heartbeat interval of the
+database answering. If the lock is still held by the old, half-dead session (the server
+has not noticed yet), it keeps heartbeating and tries the lock again every round.
+
+A worker is **dead** when it stopped, when its heartbeat is older than
+``RHESIS_HEARTBEAT_TIMEOUT_S`` (hung, frozen, cut off: a "zombie", whose late results the
+claim tokens refuse), or when its lock is not held *and* its heartbeat is older than the
+lock grace (it died, and did not reconnect either). "Lock not held" alone means "dead or
+reconnecting" — see ``find_orphans`` in sql/queries.sql.
 """
 
 from __future__ import annotations
@@ -24,11 +35,13 @@ import uuid
 from typing import Any
 
 from . import db
+from .errors import DatabaseUnavailable
+from .locks import WORKER_LOCK_CLASS
+from .outage import Outage
 
 logger = logging.getLogger(__name__)
 
-#: First key of the two-key advisory lock a live worker holds: (WORKER_LOCK_CLASS, lock_id).
-WORKER_LOCK_CLASS = 0x5248
+__all__ = ["WORKER_LOCK_CLASS", "Registration", "current_worker_id"]
 
 _current: dict[str, Any] = {"registration": None}
 
@@ -40,30 +53,29 @@ def current_worker_id() -> str | None:
 
 
 class Registration:
+    """This worker process's row, liveness lock and heartbeat thread."""
+
     def __init__(self, queues: list[str]) -> None:
         self.worker_id = str(uuid.uuid4())
         self.queues = sorted(queues)
         self.lock_id: int | None = None
+        self.lock_held = False
+        self.beats = 0  # successful heartbeats (tests and logs)
         self._conn: Any = None
         self._conn_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outage = Outage(f"worker {self.worker_id[:8]} heartbeat", max_s=self._interval())
+
+    @staticmethod
+    def _interval() -> float:
+        return db.settings().heartbeat_interval_s
 
     def start(self) -> None:
-        self._conn = db.BROKER_POOL.getconn()
-        self._conn.autocommit = True
-        with self._conn.cursor() as cur:
-            cur.execute(
-                db.pyformat("register_worker"),
-                {
-                    "id": self.worker_id,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "queues": self.queues,
-                },
-            )
-            self.lock_id = cur.fetchone()[0]
-            cur.execute("SELECT pg_advisory_lock(%s, %s)", (WORKER_LOCK_CLASS, self.lock_id))
+        """Register, take the lock, start heartbeating. Raises DatabaseUnavailable if
+        the database cannot be reached now (the worker does not start)."""
+        with self._conn_lock:
+            self._beat()
         _current["registration"] = self
         self._thread = threading.Thread(target=self._loop, name="rhesis-heartbeat", daemon=True)
         self._thread.start()
@@ -75,41 +87,108 @@ class Registration:
         )
 
     def _loop(self) -> None:
-        from . import cancellation
-        from .maintenance.rescue import Rescuer
-
-        settings = db.settings()
-        rescuer = Rescuer.from_settings()
-        while not self._stop.wait(settings.heartbeat_interval_s):
+        delay = self._interval()
+        while not self._stop.wait(delay):
             try:
-                with self._conn_lock, self._conn.cursor() as cur:
-                    cur.execute(db.pyformat("heartbeat"), {"id": self.worker_id})
-            except Exception:
-                logger.warning("heartbeat of worker %s failed", self.worker_id, exc_info=True)
+                with self._conn_lock:
+                    self._beat()
+            except DatabaseUnavailable as exc:
+                delay = self._outage.failed(exc)
                 continue
-            try:
-                rescuer.run_once()
             except Exception:
-                logger.warning("rescue from the heartbeat failed", exc_info=True)
+                logger.exception("heartbeat of worker %s failed", self.worker_id)
+                delay = self._interval()
+                continue
+            self._outage.ok()
+            delay = self._interval()
+
+    def _beat(self) -> None:
+        """One round: (re)connect, (re)register, (re)take the lock, heartbeat."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._connect()
+            with self._conn.cursor() as cur:
+                if self.lock_id is None:
+                    cur.execute(db.pyformat("register_worker"), self._row())
+                    self.lock_id = cur.fetchone()[0]
+                if not self.lock_held:
+                    self._take_lock(cur)
+                cur.execute(db.pyformat("heartbeat"), {"id": self.worker_id})
+                if cur.fetchone() is None:
+                    # Our row was deleted (retention, or by hand): register again.
+                    logger.warning(
+                        "worker %s was not registered; registering again", self.worker_id
+                    )
+                    cur.execute(db.pyformat("register_worker"), self._row())
+                    self.lock_id = cur.fetchone()[0]
+                    self.lock_held = False
+                    self._take_lock(cur)
+            self.beats += 1
+        except Exception as exc:
+            if db.is_connection_error(exc):
+                self._drop_connection()
+                raise db.as_unavailable(exc) from exc
+            raise
+
+    def _take_lock(self, cur) -> None:
+        cur.execute(
+            db.pyformat("try_worker_lock"),
+            {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},
+        )
+        self.lock_held = bool(cur.fetchone()[0])
+        if not self.lock_held:
+            logger.warning(
+                "worker %s: its liveness lock is still held by its previous session; "
+                "trying again at the next heartbeat",
+                self.worker_id,
+            )
+
+    def _row(self) -> dict[str, Any]:
+        return {
+            "id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self.queues,
+        }
+
+    def _connect(self) -> None:
+        conn = db.BROKER_POOL.getconn()
+        conn.autocommit = True
+        self._conn = conn
+        self.lock_held = False
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self.lock_held = False
+        if conn is not None:
             try:
-                cancellation.interrupt_revoked()
+                db.BROKER_POOL.putconn(conn, close=True)
             except Exception:
-                logger.warning("checking for revoked runs failed", exc_info=True)
+                logger.debug("closing the heartbeat connection failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
         _current["registration"] = None
-        if self._conn is None:
-            return
-        try:
-            with self._conn_lock, self._conn.cursor() as cur:
-                cur.execute(db.pyformat("deregister_worker"), {"id": self.worker_id})
-                cur.execute("SELECT pg_advisory_unlock(%s, %s)", (WORKER_LOCK_CLASS, self.lock_id))
-            logger.info("deregistered worker %s", self.worker_id)
-        except Exception:
-            logger.warning("could not deregister worker %s", self.worker_id, exc_info=True)
-        finally:
-            db.BROKER_POOL.putconn(self._conn, close=True)
-            self._conn = None
+        with self._conn_lock:
+            if self._conn is None or self._conn.closed:
+                self._drop_connection()
+                logger.warning(
+                    "worker %s stopped without the database: it will count as dead once its "
+                    "lock grace has passed",
+                    self.worker_id,
+                )
+                return
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(db.pyformat("deregister_worker"), {"id": self.worker_id})
+                    cur.execute(
+                        db.pyformat("release_worker_lock"),
+                        {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},
+                    )
+                logger.info("deregistered worker %s", self.worker_id)
+            except Exception:
+                logger.warning("could not deregister worker %s", self.worker_id, exc_info=True)
+            finally:
+                self._drop_connection()

@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,10 +34,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from dramatiq import Message
-
-from . import db
+from . import db, messages
 from .errors import InvalidSubmission, RhesisError
+from .messages import callback_message_id
 from .outcomes import Outcome, Recorded, writer
 from .queries import Q
 from .tenant import current_tenant
@@ -49,9 +47,6 @@ logger = logging.getLogger(__name__)
 FINAL_STATUSES = ("COMPLETED", "PARTIAL", "FAILED", "CANCELLED")
 #: Terminal statuses of one test.
 TERMINAL_RESULTS = ("passed", "failed", "error", "lost", "cancelled")
-
-#: Names the callback message ids of runs: uuid5(CALLBACK_NAMESPACE, run_id).
-CALLBACK_NAMESPACE = uuid.UUID("6f1c1d43-5c56-4d1e-9a53-52a7f7c1e0b1")
 
 MAX_TESTS = 1_000_000
 
@@ -188,12 +183,6 @@ def _validate_tests(tests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _uuid4s(n: int) -> list[str]:
-    """*n* random (version 4) UUIDs from one read of the OS's random source."""
-    raw = os.urandom(16 * n)
-    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16)]
-
-
 def _executor_spec(executor: str | Mapping[str, Any]) -> dict[str, Any]:
     from .executors import validate_executor
 
@@ -230,8 +219,6 @@ def launch_test_run(
     members or not at all. Raises :class:`InvalidSubmission` (naming the field) before
     writing anything if the input is malformed.
     """
-    from .actors import broker, execute_single_test
-
     items = _validate_tests(tests)
     spec = _executor_spec(executor)
     run_options = RunOptions.parse(options)
@@ -243,18 +230,7 @@ def launch_test_run(
     tenant_option = {"tenant": {"organization_id": org, "user_id": user}} if org or user else {}
     message_options: dict[str, Any] = {**run_options.message_options(), **tenant_option}
     now_ms = int(time.time() * 1000)
-    messages: list[Message[Any]] = [
-        Message(
-            queue_name=execute_single_test.queue_name,
-            actor_name=execute_single_test.actor_name,
-            args=(run_id, t["id"]),
-            kwargs={},
-            options=dict(message_options),
-            message_id=message_id,
-            message_timestamp=now_ms,
-        )
-        for t, message_id in zip(items, _uuid4s(len(items)), strict=True)
-    ]
+    message_ids = messages.uuid4s(len(items))
     params = {
         "id": run_id,
         "organization_id": org,
@@ -272,11 +248,29 @@ def launch_test_run(
             "rhesis.test_results",
             ("run_id", "test_id", "position", "test", "message_id"),
             (
-                (run_id, t["id"], str(i), json.dumps(t, default=str), m.message_id)
-                for i, (t, m) in enumerate(zip(items, messages, strict=True))
+                (run_id, t["id"], str(i), json.dumps(t, default=str), m)
+                for i, (t, m) in enumerate(zip(items, message_ids, strict=True))
             ),
         )
-        broker.enqueue_many(messages, connection=conn)
+        messages.store_many(
+            conn,
+            messages.MEMBER.queue_name,
+            (
+                (
+                    m,
+                    messages.encode(
+                        messages.member_message(
+                            run_id,
+                            t["id"],
+                            message_id=m,
+                            options=dict(message_options),
+                            timestamp_ms=now_ms,
+                        )
+                    ),
+                )
+                for t, m in zip(items, message_ids, strict=True)
+            ),
+        )
 
     if session is None:
         with db.begin() as conn:
@@ -325,10 +319,6 @@ def start_member(run_id: str, test_id: str) -> MemberStart | None:
         cancel_requested=cancel_requested,
         started_at=started_at,
     )
-
-
-def callback_message_id(run_id: str) -> str:
-    return str(uuid.uuid5(CALLBACK_NAMESPACE, str(run_id)))
 
 
 def record_outcome(
@@ -605,6 +595,7 @@ __all__ = [
     "RunNotFound",
     "RunOptions",
     "RunSummary",
+    "callback_message_id",
     "get_progress",
     "get_results",
     "get_run",

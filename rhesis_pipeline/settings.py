@@ -33,6 +33,10 @@ All other settings are ``RHESIS_*`` variables:
                                the RunSummary when a run finishes. Default: none.
 ``RHESIS_SWEEP_CRON``          periodiq cron of the sweeper, in UTC. Default every minute.
 ``RHESIS_HEARTBEAT_INTERVAL_S`` Seconds between a worker's heartbeats (and rescues). 5.
+                               A worker whose liveness lock is gone (its process died, or
+                               its connection did) counts as dead once its heartbeat is
+                               three intervals old: time to reconnect after a database
+                               restart or a dropped connection.
 ``RHESIS_HEARTBEAT_TIMEOUT_S`` Seconds without a heartbeat after which a worker whose
                                lock is still held is dead anyway (hung, cut off). 30.
 ``RHESIS_MEMBER_GRACE_S``      Seconds past its time limit after which an orphaned test
@@ -172,6 +176,13 @@ class Settings:
     member_grace_s: float = 30.0
     run_max_age_hours: float = 24.0
     worker_retention_hours: float = 24.0
+
+    @property
+    def lock_grace_s(self) -> float:
+        """Seconds a worker that lost its liveness lock (its connection) has to reconnect
+        and take it again before it counts as dead: three heartbeat intervals. A worker
+        reconnects within about one interval of the database answering again."""
+        return 3 * self.heartbeat_interval_s
 
     @property
     def embedded(self) -> bool:

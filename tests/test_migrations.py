@@ -73,7 +73,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
     migrate.downgrade("base")
     assert tables(empty_database_url, "dramatiq") == set()
     with db.connect() as conn:
-        assert db.current_revision(conn) is None
+        assert migrate.current_revision(conn) is None
 
     assert migrate.upgrade()[1] == migrate.head_revision()
     assert "queue" in tables(empty_database_url, "dramatiq")

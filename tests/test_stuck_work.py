@@ -237,7 +237,8 @@ def test_registered_workers_deregister_on_clean_stop(workers):
 def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(database_url):
     from rhesis_pipeline.maintenance.rescue import RescueConfig, Rescuer
 
-    # Given: a member claimed by a worker that is gone (no lock held), claimed at T.
+    # Given: a member claimed at T by a worker that is gone: no lock held, last heartbeat a
+    # minute before T (past the lock grace: not reconnecting, dead).
     run_id = launch_test_run(
         [{"id": "hung"}, {"id": "fine"}],
         executor="tests.support.targets:noop",
@@ -251,9 +252,10 @@ def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(databas
     with db.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO rhesis.workers (id, host, pid, queues) "
-                "VALUES ('00000000-0000-0000-0000-0000000000aa', 'gone', 1, '{}')"
-            )
+                "INSERT INTO rhesis.workers (id, host, pid, queues, heartbeat_at) "
+                "VALUES ('00000000-0000-0000-0000-0000000000aa', 'gone', 1, '{}', :beat)"
+            ),
+            {"beat": claimed_at - timedelta(minutes=1)},
         )
         conn.execute(
             text("UPDATE dramatiq.queue SET state = 'consumed' WHERE message_id = :m"),
@@ -269,12 +271,12 @@ def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(databas
         )
 
     # Within its time limit plus grace it would be run again (dry run only) ...
-    soon = Rescuer(RescueConfig(member_grace_s=30), clock=lambda: claimed_at + timedelta(seconds=5))
+    # (settle_s=0: this test's fresh session may judge at once; see find_orphans.)
+    config = RescueConfig(member_grace_s=30, settle_s=0)
+    soon = Rescuer(config, clock=lambda: claimed_at + timedelta(seconds=5))
     assert soon.run_once(dry_run=True).requeued == 1
     # ... past it, it is a timeout, stored through the normal path (the run finishes).
-    later = Rescuer(
-        RescueConfig(member_grace_s=30), clock=lambda: claimed_at + timedelta(seconds=41)
-    )
+    later = Rescuer(config, clock=lambda: claimed_at + timedelta(seconds=41))
     result = later.run_once()
     assert (result.timed_out, result.requeued) == (1, 0)
     hung = {r["test_id"]: r for r in runs.get_results(run_id)}["hung"]

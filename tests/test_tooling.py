@@ -19,8 +19,8 @@ def tool(name: str) -> str:
 
 @pytest.mark.parametrize(
     "argv",
-    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"], ["lint-imports"]],
+    ids=["ruff-check", "ruff-format", "mypy", "import-cycles"],
 )
 def test_tool_is_clean(argv):
     out = subprocess.run(

@@ -131,8 +131,8 @@ def test_ten_queues_in_one_process_do_not_exhaust_the_pool(workers):
     log = worker.log()
     assert "pool exhausted" not in log and "exhausted" not in log
     # 10 test queues + smoke + the 3 product queues, each with a delay queue: 28
-    # consumers; one connection each, one per thread, and a reserve of 4.
-    assert "database pool: 40 connections (28 consumers, 8 threads)" in log
+    # consumers; one connection each, one per thread, and a reserve of 6.
+    assert "database pool: 42 connections (28 consumers, 8 threads)" in log
 
 
 def test_every_worker_line_written_while_a_message_runs_names_it(workers):

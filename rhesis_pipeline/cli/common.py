@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .. import db
+from .. import db, migrate
 from ..errors import RhesisError
 
 EXIT_CODES_HELP = """\b
@@ -46,4 +46,4 @@ def use_database(*, migrated: bool = True) -> None:
     program = ctx.find_root().info_name if ctx and ctx.find_root().info_name else None
     db.announce_database(sys.stderr, program or "rhesis-pipeline")
     if migrated:
-        db.check_migrated()
+        migrate.check_migrated()

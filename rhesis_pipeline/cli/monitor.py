@@ -637,13 +637,19 @@ def _sayer(as_json: bool):
 # -- workers --------------------------------------------------------------------------
 
 
+def _worker_state(w) -> str:
+    if w.alive:
+        return "live" if w.lock_held else "reconnecting"
+    return "stopped" if w.stopped_at else "dead"
+
+
 def _workers_table(workers) -> str:
     return table(
         [
             [
                 w.name,
                 _short(w.worker_id),
-                "live" if w.alive else ("stopped" if w.stopped_at else "dead"),
+                _worker_state(w),
                 ",".join(w.queues),
                 format_seconds(w.heartbeat_age_s),
                 str(len(w.claims)),

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .. import db
+from ..locks import EXPIRE_LOCK_KEY
+from ..outcomes import Outcome, write_batch
 from ..queries import Q
+from .service import run_batches
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +29,18 @@ def utcnow() -> datetime:
 @dataclass(frozen=True)
 class ExpireConfig:
     """max_age: age (from creation) after which a run's unfinished tests are lost.
-    batch_size: tests marked per transaction."""
+    batch_size: tests marked per transaction. max_batches: per run_once (the next run
+    continues)."""
 
     max_age: timedelta = timedelta(hours=24)
     batch_size: int = 1000
+    max_batches: int = 1000
 
     def __post_init__(self) -> None:
         if self.max_age <= timedelta(0):
             raise ValueError("max_age must be positive")
-        if not 1 <= self.batch_size <= 100_000:
-            raise ValueError("batch_size must be 1..100000")
+        if not 1 <= self.batch_size <= 100_000 or self.max_batches < 1:
+            raise ValueError("batch_size must be 1..100000 and max_batches at least 1")
 
 
 @dataclass
@@ -52,24 +56,20 @@ class ExpireOverdueRuns:
     clock: Callable[[], datetime] = utcnow
 
     def run_once(self, *, dry_run: bool = False) -> ExpireResult:
-        from ..outcomes import Outcome, write_batch
-
         started = time.monotonic()
         result = ExpireResult()
         cutoff = self.clock() - self.config.max_age
         runs_seen: set[str] = set()
         hours = self.config.max_age.total_seconds() / 3600
-        while True:
-            with db.connect() as conn:
-                rows = conn.execute(
-                    Q["overdue_tests"], {"cutoff": cutoff, "batch": self.config.batch_size}
-                ).all()
-            if not rows:
-                break
+
+        def expire_batch(conn) -> int:
+            rows = conn.execute(
+                Q["overdue_tests"], {"cutoff": cutoff, "batch": self.config.batch_size}
+            ).all()
             runs_seen.update(str(r.run_id) for r in rows)
-            if dry_run:
+            if dry_run or not rows:
                 result.lost += len(rows)
-                break
+                return len(rows)
             recorded = write_batch(
                 [
                     Outcome(
@@ -80,11 +80,20 @@ class ExpireOverdueRuns:
                         "(RHESIS_RUN_MAX_AGE_HOURS)",
                     )
                     for r in rows
-                ]
+                ],
+                conn,
             )
+            conn.execute(Q["commit_synchronously"])
             result.lost += sum(1 for x in recorded if x.recorded)
-            if len(rows) < self.config.batch_size:
-                break
+            return len(rows)
+
+        run_batches(
+            expire_batch,
+            lock_key=EXPIRE_LOCK_KEY,
+            batch_size=self.config.batch_size,
+            max_batches=self.config.max_batches,
+            dry_run=dry_run,
+        )
         result.runs = len(runs_seen)
         result.duration_s = time.monotonic() - started
         if result.lost:

@@ -11,19 +11,19 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .. import db
+from ..locks import RETENTION_LOCK_KEY
 from ..queries import Q
+from .service import run_batches
 
 logger = logging.getLogger(__name__)
 
-#: Advisory lock key of this job (fixed, project-specific).
-LOCK_KEY = 0x52485349_0101
+#: Kept for callers of earlier releases: the retention's advisory lock.
+LOCK_KEY = RETENTION_LOCK_KEY
 
 
 def utcnow() -> datetime:
@@ -109,21 +109,17 @@ class Retention:
         return result
 
     def _step(self, result: RetentionResult, query: str, cutoff: datetime) -> int:
-        deleted_total = 0
-        for _ in range(self.config.max_batches):
-            with db.begin() as conn:
-                if not conn.execute(Q["try_maintenance_lock"], {"key": LOCK_KEY}).scalar():
-                    result.skipped = True
-                    break
-                deleted = conn.execute(
-                    Q[query], {"cutoff": cutoff, "batch": self.config.batch_size}
-                ).rowcount
-                if self._dry_run:
-                    conn.rollback()
-            result.batches += 1
-            deleted_total += deleted
-            if deleted < self.config.batch_size or self._dry_run:
-                break
-            if self.config.pause_s:
-                self.sleep(self.config.pause_s * random.uniform(0.5, 1.5))
-        return deleted_total
+        run = run_batches(
+            lambda conn: (
+                conn.execute(Q[query], {"cutoff": cutoff, "batch": self.config.batch_size}).rowcount
+            ),
+            lock_key=RETENTION_LOCK_KEY,
+            batch_size=self.config.batch_size,
+            max_batches=self.config.max_batches,
+            dry_run=self._dry_run,
+            pause_s=self.config.pause_s,
+            sleep=self.sleep,
+        )
+        result.batches += run.batches
+        result.skipped = result.skipped or run.skipped
+        return run.total

@@ -1,17 +1,25 @@
 """Rescue: returns the messages of dead workers to their queue, by liveness, not by age.
 
 A consumed message is *orphaned* when the worker that claimed it is dead (see
-:mod:`rhesis_pipeline.registry`): it stopped, its liveness lock is gone (the process
-died), or its heartbeat is older than the timeout. A long test on a live worker is never
-rescued, however old. An orphan goes back to its queue with its attempt counted
-(``options.retries + 1``) and its queue's consumers woken by NOTIFY. Exception: a run
-member that has been running for longer than its time limit plus ``member_grace_s`` is
-not run again; its test is stored as ``error`` (timed out) through the normal outcome
-path, which may finish its run.
+:mod:`rhesis_pipeline.registry` and ``find_orphans`` in sql/queries.sql): it stopped, its
+heartbeat is older than the timeout, or its liveness lock is gone and its heartbeat is
+older than the lock grace (``lock_grace_s``: a worker whose connection dropped has that
+long to reconnect and take its lock again). A long test on a live worker is never
+rescued, however old; nor is the work of a worker that is only reconnecting.
+
+An orphan goes back to its queue with its attempt counted (``options.retries + 1``) and
+its queue's consumers woken by NOTIFY. Exception: a run member that has been running for
+longer than its time limit plus ``member_grace_s`` is not run again; its test is stored
+as ``error`` (timed out) through the normal outcome path, in the same transaction, which
+may finish its run.
 
 The zombie case — a worker cut off from the database that later reports a result — is
 handled by claim tokens: the rescued message is claimed again under a new token, and the
 old holder's outcome and ack are refused (see ``record_outcomes`` and ``ack_messages``).
+
+Every worker process runs the rescuer in a thread of its own
+(:class:`~rhesis_pipeline.maintenance.service.ServiceThread`, every heartbeat interval),
+and the periodic sweep runs it too; batches hold ``RESCUE_LOCK_KEY``, so one runs at a time.
 """
 
 from __future__ import annotations
@@ -22,15 +30,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .. import db
+from .. import db, messages
+from ..locks import RESCUE_LOCK_KEY, WORKER_LOCK_CLASS
+from ..outcomes import Outcome, write_batch
 from ..queries import Q
+from .service import run_batches
 
 logger = logging.getLogger(__name__)
 
-#: Advisory lock key of the rescuer (one at a time per database).
-LOCK_KEY = 0x52485349_0102
-#: The actor whose messages are run members.
-MEMBER_ACTOR = "execute_single_test"
+#: Kept for callers of earlier releases: the rescuer's advisory lock.
+LOCK_KEY = RESCUE_LOCK_KEY
 
 
 def utcnow() -> datetime:
@@ -40,11 +49,18 @@ def utcnow() -> datetime:
 @dataclass(frozen=True)
 class RescueConfig:
     """heartbeat_timeout_s: seconds without a heartbeat after which a worker is dead
-    (a worker whose lock is gone is dead at once). member_grace_s: seconds past its time
-    limit after which an orphaned member is a timeout instead of being run again.
-    batch_size: orphans handled per transaction. max_batches: per run_once."""
+    whether or not it holds its lock. lock_grace_s: seconds without a heartbeat after
+    which a worker that does not hold its lock is dead (before that it may be
+    reconnecting). settle_s: how long a rescuer's own database session must have been
+    connected before it judges workers by heartbeat and lock (None: lock_grace_s) — after
+    a connection loss shared by everyone, the workers need that long to be back.
+    member_grace_s: seconds past its time limit after which an orphaned
+    member is a timeout instead of being run again. batch_size: orphans handled per
+    transaction. max_batches: per run_once."""
 
     heartbeat_timeout_s: float = 30.0
+    lock_grace_s: float = 15.0
+    settle_s: float | None = None
     member_grace_s: float = 30.0
     batch_size: int = 500
     max_batches: int = 100
@@ -52,10 +68,21 @@ class RescueConfig:
     def __post_init__(self) -> None:
         if self.heartbeat_timeout_s <= 0:
             raise ValueError("heartbeat_timeout_s must be positive")
+        if self.lock_grace_s < 0 or (self.settle_s is not None and self.settle_s < 0):
+            raise ValueError("lock_grace_s and settle_s must not be negative")
         if self.member_grace_s < 0:
             raise ValueError("member_grace_s must not be negative")
         if not 1 <= self.batch_size <= 100_000 or self.max_batches < 1:
             raise ValueError("batch_size must be 1..100000 and max_batches at least 1")
+
+    @classmethod
+    def from_settings(cls) -> RescueConfig:
+        s = db.settings()
+        return cls(
+            heartbeat_timeout_s=s.heartbeat_timeout_s,
+            lock_grace_s=s.lock_grace_s,
+            member_grace_s=s.member_grace_s,
+        )
 
 
 @dataclass
@@ -74,51 +101,51 @@ class Rescuer:
 
     @classmethod
     def from_settings(cls) -> Rescuer:
-        s = db.settings()
-        return cls(
-            RescueConfig(heartbeat_timeout_s=s.heartbeat_timeout_s, member_grace_s=s.member_grace_s)
-        )
+        return cls(RescueConfig.from_settings())
 
     def run_once(self, *, dry_run: bool = False) -> RescueResult:
-        from ..registry import WORKER_LOCK_CLASS
-
         started = time.monotonic()
         result = RescueResult()
         now = self.clock()
-        for _ in range(self.config.max_batches):
-            with db.begin() as conn:
-                if not conn.execute(Q["try_maintenance_lock"], {"key": LOCK_KEY}).scalar():
-                    result.skipped = True
-                    break
-                rows = conn.execute(
-                    Q["find_orphans"],
-                    {
-                        "now": now,
-                        "timeout_s": self.config.heartbeat_timeout_s,
-                        "lock_class": WORKER_LOCK_CLASS,
-                        "batch": self.config.batch_size,
-                    },
-                ).all()
-                if not rows:
-                    break
-                result.batches += 1
-                overdue = [r for r in rows if self._overdue(r, now)]
-                again = [r for r in rows if r not in overdue]
-                if dry_run:
-                    result.timed_out += len(overdue)
-                    result.requeued += len(again)
-                    conn.rollback()
-                    break
-                for r in overdue:
-                    self._time_out(r)
-                if overdue:
-                    conn.execute(Q["reject_orphans"], {"ids": [str(r.message_id) for r in overdue]})
-                if again:
-                    conn.execute(Q["requeue_orphans"], {"ids": [str(r.message_id) for r in again]})
-                result.timed_out += len(overdue)
-                result.requeued += len(again)
-            if len(rows) < self.config.batch_size:
-                break
+
+        def rescue_batch(conn) -> int:
+            rows = conn.execute(
+                Q["find_orphans"],
+                {
+                    "now": now,
+                    "timeout_s": self.config.heartbeat_timeout_s,
+                    "lock_grace_s": self.config.lock_grace_s,
+                    "settle_s": (
+                        self.config.lock_grace_s
+                        if self.config.settle_s is None
+                        else self.config.settle_s
+                    ),
+                    "lock_class": WORKER_LOCK_CLASS,
+                    "batch": self.config.batch_size,
+                },
+            ).all()
+            overdue = [r for r in rows if self._overdue(r, now)]
+            again = [r for r in rows if r not in overdue]
+            result.timed_out += len(overdue)
+            result.requeued += len(again)
+            if dry_run:
+                return len(rows)
+            if overdue:
+                write_batch([self._timeout(r) for r in overdue], conn)
+                conn.execute(Q["commit_synchronously"])
+                conn.execute(Q["reject_orphans"], {"ids": [str(r.message_id) for r in overdue]})
+            if again:
+                conn.execute(Q["requeue_orphans"], {"ids": [str(r.message_id) for r in again]})
+            return len(rows)
+
+        run = run_batches(
+            rescue_batch,
+            lock_key=RESCUE_LOCK_KEY,
+            batch_size=self.config.batch_size,
+            max_batches=self.config.max_batches,
+            dry_run=dry_run,
+        )
+        result.skipped, result.batches = run.skipped, run.batches
         result.duration_s = time.monotonic() - started
         if result.requeued or result.timed_out:
             logger.warning(
@@ -130,7 +157,7 @@ class Rescuer:
         return result
 
     def _overdue(self, row, now: datetime) -> bool:
-        if row.actor_name != MEMBER_ACTOR:
+        if row.actor_name != messages.MEMBER.name:
             return False
         limit_ms = (row.options or {}).get("time_limit")
         if not limit_ms:
@@ -142,15 +169,14 @@ class Rescuer:
         )
         return now > deadline
 
-    def _time_out(self, row) -> None:
-        from .. import runs
-
+    @staticmethod
+    def _timeout(row) -> Outcome:
         run_id, test_id = row.args
         limit_s = (row.options or {}).get("time_limit", 0) / 1000
-        runs.record_outcome(
-            run_id,
-            test_id,
-            status="error",
+        return Outcome(
+            str(run_id),
+            str(test_id),
+            "error",
             error=f"timed out: its worker stopped answering and it ran past its time limit "
             f"of {limit_s:g}s",
             attempts=(row.options or {}).get("retries", 0) + 1,

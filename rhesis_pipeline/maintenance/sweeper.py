@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .. import db
+from ..locks import SWEEP_LOCK_KEY
 from ..queries import Q
 from .expire import ExpireConfig, ExpireOverdueRuns
 from .purge import Retention, RetentionConfig
@@ -28,8 +29,7 @@ from .rescue import RescueConfig, Rescuer
 
 logger = logging.getLogger(__name__)
 
-#: Session advisory lock held by a running sweep.
-SWEEP_LOCK_KEY = 0x52485349_0100
+__all__ = ["SWEEP_LOCK_KEY", "SweepResult", "Sweeper"]
 
 
 def utcnow() -> datetime:
@@ -65,9 +65,7 @@ class Sweeper:
         s = db.settings()
         return cls(
             clock=clock,
-            rescue=RescueConfig(
-                heartbeat_timeout_s=s.heartbeat_timeout_s, member_grace_s=s.member_grace_s
-            ),
+            rescue=RescueConfig.from_settings(),
             expire=ExpireConfig(max_age=timedelta(hours=s.run_max_age_hours)),
             retention=RetentionConfig(
                 message_retention=timedelta(hours=s.queue_retention_hours),

@@ -7,6 +7,14 @@ from .log_context import LogContext
 from .outcomes import MemberOutcomes
 from .pool_sizing import PoolSizing
 from .registry import WorkerRegistry
+from .retries import RhesisRetries
 from .tenant import TenantContext
 
-__all__ = ["LogContext", "MemberOutcomes", "PoolSizing", "TenantContext", "WorkerRegistry"]
+__all__ = [
+    "LogContext",
+    "MemberOutcomes",
+    "PoolSizing",
+    "RhesisRetries",
+    "TenantContext",
+    "WorkerRegistry",
+]

@@ -22,9 +22,10 @@ from .. import db
 
 logger = logging.getLogger(__name__)
 
-#: Connections beyond consumers and threads: consumers claiming or acking at the
-#: same moment, the log line that describes the database at boot.
-RESERVE = 4
+#: Connections beyond consumers and threads: the heartbeat's (held for the process's
+#: lifetime), the outcome writer's, the rescuer's and the revocation checks' (borrowed for
+#: a round), and two for consumers claiming or acking at the same moment.
+RESERVE = 6
 
 
 def worker_pool_size(*, consumers: int, threads: int) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import db
+from .. import migrate
 from ..errors import ConfigurationError, RhesisError
 from .common import iso
 from .diagnosis import PROBLEM, Finding, FindingsView
@@ -52,7 +52,7 @@ def check_health(*, max_hours: float = 2.0) -> HealthReport:
     """
     report = HealthReport(checked_at=datetime.now(timezone.utc), max_hours=max_hours)
     try:
-        db.check_migrated()
+        migrate.check_migrated()
         current = status(max_hours=max_hours, active_limit=1)
     except ConfigurationError:
         raise

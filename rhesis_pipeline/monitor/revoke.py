@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .. import db
+from .. import db, messages
 from ..queries import Q
 from .common import parse_run_ids
 from .stuck import find_stuck_runs
@@ -121,13 +121,7 @@ def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON)
 def requeue_callback(conn, run_id: str) -> None:
     """Enqueue run *run_id*'s callback afresh (same message id, attempts from zero) in the
     caller's transaction on *conn*."""
-    from ..actors import broker, collect_results
-    from ..runs import callback_message_id
-
-    message = collect_results.message_with_options(args=(run_id,)).copy(
-        message_id=callback_message_id(run_id)
-    )
-    broker.enqueue(message, connection=conn)
+    messages.store(conn, messages.callback_message(run_id, messages.run_tenant(conn, run_id)))
     logger.warning("run %s: its callback had failed for good; enqueued it again", run_id)
 
 

@@ -15,8 +15,8 @@ from typing import Any
 from dramatiq.common import q_name
 
 from .. import db
+from ..locks import WORKER_LOCK_CLASS
 from ..queries import Q
-from ..registry import WORKER_LOCK_CLASS
 from .common import iso, seconds
 
 
@@ -56,6 +56,7 @@ class WorkerInfo:
     heartbeat_at: datetime
     heartbeat_age_s: float
     stopped_at: datetime | None
+    lock_held: bool = True  # False while it reconnects after a connection loss (or dead)
     claims: list[Claim] = field(default_factory=list)
 
     @property
@@ -68,6 +69,7 @@ class WorkerInfo:
             "host": self.host,
             "pid": self.pid,
             "alive": self.alive,
+            "lock_held": self.lock_held,
             "queues": self.queues,
             "started_at": iso(self.started_at),
             "heartbeat_at": iso(self.heartbeat_at),
@@ -123,11 +125,16 @@ def _claim(row) -> Claim:
 def list_workers(*, limit: int = 500, claims_limit: int = 10_000) -> WorkerListing:
     """Registered workers (newest first, at most *limit*; dead ones are kept for
     ``RHESIS_WORKER_RETENTION_HOURS``), each with the messages it holds."""
-    timeout_s = db.settings().heartbeat_timeout_s
+    settings = db.settings()
     with db.connect() as conn:
         rows = conn.execute(
             Q["list_workers"],
-            {"timeout_s": timeout_s, "lock_class": WORKER_LOCK_CLASS, "limit": limit},
+            {
+                "timeout_s": settings.heartbeat_timeout_s,
+                "lock_grace_s": settings.lock_grace_s,
+                "lock_class": WORKER_LOCK_CLASS,
+                "limit": limit,
+            },
         ).all()
         claim_rows = conn.execute(Q["list_claims"], {"limit": claims_limit}).all()
     workers = [
@@ -141,6 +148,7 @@ def list_workers(*, limit: int = 500, claims_limit: int = 10_000) -> WorkerListi
             heartbeat_at=r.heartbeat_at,
             heartbeat_age_s=seconds(r.heartbeat_age_s) or 0.0,
             stopped_at=r.stopped_at,
+            lock_held=bool(r.lock_held),
         )
         for r in rows
     ]

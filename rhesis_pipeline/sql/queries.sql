@@ -22,6 +22,22 @@ SELECT pg_notify(
     END)
 FROM enqueued;
 
+-- name: database_exists
+-- Whether database :name exists on the server (the embedded server's first start).
+SELECT 1 FROM pg_database WHERE datname = :name;
+
+-- name: create_database
+-- Create database {name} (an identifier, quoted by the caller).
+CREATE DATABASE {name};
+
+-- name: schema_version_table_exists
+-- Whether the pipeline's Alembic version table exists (false: never migrated).
+SELECT to_regclass('rhesis.alembic_version') IS NOT NULL;
+
+-- name: schema_version
+-- The Alembic revision the database is at.
+SELECT version_num FROM rhesis.alembic_version;
+
 -- name: try_maintenance_lock
 -- Take the advisory lock of one maintenance job for this transaction; false if held.
 SELECT pg_try_advisory_xact_lock(:key);
@@ -144,6 +160,59 @@ WITH requeued AS (
 SELECT pg_notify(:channel, 'requeued'), (SELECT count(*) FROM forgotten)
 WHERE EXISTS (SELECT 1 FROM requeued);
 
+-- name: release_unheld_claims
+-- Return to :queue_name the messages worker :worker_id claimed there but no longer holds
+-- in memory (any not in :held: dropped with a lost connection, or released after a
+-- database failure), at their original place and without counting an attempt; forget
+-- their claims and wake the queue. Returns how many went back.
+WITH released AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'queued',
+        mtime = COALESCE(
+            to_timestamp(CAST(q.message->>'message_timestamp' AS bigint) / 1000.0)
+                AT TIME ZONE 'UTC',
+            now() AT TIME ZONE 'UTC')
+    FROM rhesis.claims c
+    WHERE c.worker_id = CAST(:worker_id AS uuid)
+      AND c.queue_name = :queue_name
+      AND NOT (c.message_id = ANY(CAST(:held AS uuid[])))
+      AND q.message_id = c.message_id
+      AND q.queue_name = :queue_name
+      AND q."state" = 'consumed'
+    RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING released r WHERE c.message_id = r.message_id RETURNING 1
+), woken AS (
+    SELECT pg_notify(:channel, 'released') WHERE EXISTS (SELECT 1 FROM released)
+)
+SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM forgotten),
+       (SELECT count(*) FROM woken);
+
+-- name: hot_path_settings
+-- Planner settings of the hot path's prepared statements (rhesis_pipeline.db
+-- .execute_prepared), sent with each EXECUTE and local to its transaction: one generic
+-- plan, made with sequential scans, bitmap scans and sorts off so that it walks an index
+-- at any table size; JIT off because a disabled node type adds 1e10 to a plan's cost,
+-- far above jit_above_cost (every execution paid ~1 s of JIT compilation).
+SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off;
+
+-- name: prepare_statement
+-- Prepare {statement} (a named query, parameters numbered) as {name} for this session.
+PREPARE {name} AS {statement};
+
+-- name: execute_statement
+-- Run prepared statement {name} with {args} (placeholders).
+EXECUTE {name} ({args});
+
+-- name: copy_rows
+-- Bulk-load {columns} of {table} from the client (tab-separated text).
+COPY {table} ({columns}) FROM STDIN;
+
+-- name: listen
+-- Subscribe this session to NOTIFY channel {channel} (an identifier, quoted by db.listen).
+LISTEN {channel};
+
 -- name: reject_poison_messages
 -- Reject rows that are not decodable dramatiq messages, keeping the reason in result.
 UPDATE dramatiq.queue q
@@ -162,6 +231,10 @@ SELECT set_config('app.current_organization', :organization_id, true),
 INSERT INTO rhesis.test_runs (id, organization_id, user_id, name, executor, options, total)
 VALUES (:id, :organization_id, :user_id, :name, CAST(:executor AS jsonb),
         CAST(:options AS jsonb), :total);
+
+-- name: run_tenant
+-- The tenant (organization and user) of one run.
+SELECT organization_id, user_id FROM rhesis.test_runs WHERE id = :run_id;
 
 -- name: load_member
 -- What a member needs to execute: its test, its run's executor and state.
@@ -188,7 +261,7 @@ FOR UPDATE;
 -- name: record_outcomes
 -- Store a batch of terminal outcomes, each only if its test has none yet; add them to
 -- their runs' counters; for each run whose last outcome this is, enqueue its
--- collect_results message (id fixed per run, so never twice) and wake the callback
+-- collect_results message (id fixed per run, so never twice; with the run's tenant) and wake the callback
 -- queue; mark the members' messages done. One statement: one transaction. Returns one
 -- row per input (ord), saying whether it was recorded and if it fired its run's callback.
 WITH input AS (
@@ -257,10 +330,16 @@ WITH input AS (
     FROM deltas d
     JOIN callbacks c ON c.run_id = d.run_id
     WHERE u.id = d.run_id
-    RETURNING u.id, u.done, u.total
+    RETURNING u.id, u.done, u.total, u.organization_id, u.user_id
 ), enqueued AS (
+    -- The callback carries its run's tenant (from the run's row) to its worker.
     INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
-    SELECT c.queue_name, c.message_id, 'queued', c.message
+    SELECT c.queue_name, c.message_id, 'queued',
+           CASE WHEN run.organization_id IS NULL AND run.user_id IS NULL THEN c.message
+                ELSE jsonb_set(c.message, '{options,tenant}',
+                               jsonb_build_object('organization_id', run.organization_id,
+                                                  'user_id', run.user_id))
+           END
     FROM run
     JOIN callbacks c ON c.run_id = run.id
     WHERE run.done = run.total
@@ -395,17 +474,35 @@ VALUES (CAST(:id AS uuid), :host, :pid, CAST(:queues AS text[]))
 RETURNING lock_id;
 
 -- name: heartbeat
--- A worker is alive.
-UPDATE rhesis.workers SET heartbeat_at = now() WHERE id = CAST(:id AS uuid);
+-- A worker is alive; returns its lock id (no row: the worker is not registered).
+UPDATE rhesis.workers SET heartbeat_at = now() WHERE id = CAST(:id AS uuid) RETURNING lock_id;
+
+-- name: try_worker_lock
+-- Take a worker's liveness lock for this session; false if another session holds it.
+SELECT pg_try_advisory_lock(CAST(:lock_class AS integer), CAST(:lock_id AS integer));
+
+-- name: release_worker_lock
+-- Release a worker's liveness lock (clean stop).
+SELECT pg_advisory_unlock(CAST(:lock_class AS integer), CAST(:lock_id AS integer));
 
 -- name: deregister_worker
 -- A worker stopped cleanly.
 UPDATE rhesis.workers SET stopped_at = now(), heartbeat_at = now() WHERE id = CAST(:id AS uuid);
 
 -- name: find_orphans
--- Consumed messages whose claim belongs to a dead worker: stopped, silent for longer
--- than :timeout_s, or no longer holding its liveness lock. Never decided by the
--- message's age. Locked (SKIP LOCKED) so two rescuers never take the same one.
+-- Consumed messages whose claim belongs to a dead worker, decided by liveness, never by
+-- the message's age. Dead: unknown or stopped; silent for longer than :timeout_s (hung,
+-- frozen, cut off); or not holding its liveness lock AND silent for longer than
+-- :lock_grace_s (a lock-less worker with a recent heartbeat is reconnecting after a
+-- connection loss, not dead). Heartbeat and lock are judged only by a session connected
+-- for :settle_s or more: one that has just (re)connected may have lost the database
+-- together with every worker, which then need that long to reconnect and take their
+-- locks again. Locked (SKIP LOCKED) so two rescuers never take the same message.
+WITH me AS (
+    SELECT EXTRACT(EPOCH FROM clock_timestamp() - backend_start) AS connected_s
+    FROM pg_stat_activity
+    WHERE pid = pg_backend_pid()
+)
 SELECT q.message_id, q.queue_name, q.message->>'actor_name' AS actor_name,
        q.message->'args' AS args, q.message->'options' AS options,
        c.claimed_at, c.worker_id
@@ -415,12 +512,17 @@ LEFT JOIN rhesis.workers w ON w.id = c.worker_id
 WHERE q."state" = 'consumed'
   AND (w.id IS NULL
        OR w.stopped_at IS NOT NULL
-       OR w.heartbeat_at < CAST(:now AS timestamptz) - make_interval(secs => :timeout_s)
-       OR NOT EXISTS (
-           SELECT 1 FROM pg_locks l
-           WHERE l.locktype = 'advisory' AND l.granted
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-             AND l.classid = :lock_class AND l.objid = w.lock_id AND l.objsubid = 2))
+       OR ((SELECT connected_s FROM me) >= :settle_s
+           AND (w.heartbeat_at < CAST(:now AS timestamptz) - make_interval(secs => :timeout_s)
+                OR (w.heartbeat_at
+                        < CAST(:now AS timestamptz) - make_interval(secs => :lock_grace_s)
+                    AND NOT EXISTS (
+                        SELECT 1 FROM pg_locks l
+                        WHERE l.locktype = 'advisory' AND l.granted
+                          AND l.database = (SELECT oid FROM pg_database
+                                            WHERE datname = current_database())
+                          AND l.classid = :lock_class AND l.objid = w.lock_id
+                          AND l.objsubid = 2)))))
 LIMIT :batch
 FOR UPDATE OF q SKIP LOCKED;
 
@@ -547,18 +649,26 @@ GROUP BY queue_name, "state"
 ORDER BY queue_name, "state";
 
 -- name: list_workers
--- Registered workers, newest first, at most :limit. alive: not stopped, heartbeat within
--- :timeout_s, and still holding its liveness lock (the rescuer's definition, find_orphans).
+-- Registered workers, newest first, at most :limit, with whether each holds its liveness
+-- lock. alive: not stopped, heartbeat within :timeout_s, and holding its lock or, while
+-- it reconnects after a connection loss, heartbeat within :lock_grace_s (the rescuer's
+-- definition, find_orphans).
+WITH w AS (
+    SELECT w.*,
+           EXISTS (SELECT 1 FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                     AND l.classid = :lock_class AND l.objid = w.lock_id
+                     AND l.database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())) AS lock_held,
+           EXTRACT(EPOCH FROM clock_timestamp() - w.heartbeat_at) AS heartbeat_age_s
+    FROM rhesis.workers w
+)
 SELECT w.id AS worker_id, w.host, w.pid, w.queues, w.started_at, w.heartbeat_at,
-       w.stopped_at, EXTRACT(EPOCH FROM clock_timestamp() - w.heartbeat_at) AS heartbeat_age_s,
+       w.stopped_at, w.heartbeat_age_s, w.lock_held,
        (w.stopped_at IS NULL
-        AND w.heartbeat_at >= clock_timestamp() - make_interval(secs => :timeout_s)
-        AND EXISTS (SELECT 1 FROM pg_locks l
-                    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                      AND l.classid = :lock_class AND l.objid = w.lock_id
-                      AND l.database = (SELECT oid FROM pg_database
-                                        WHERE datname = current_database()))) AS alive
-FROM rhesis.workers w
+        AND w.heartbeat_age_s <= :timeout_s
+        AND (w.lock_held OR w.heartbeat_age_s <= :lock_grace_s)) AS alive
+FROM w
 ORDER BY w.started_at DESC
 LIMIT :limit;
 

@@ -68,3 +68,38 @@ def counted_sleep(test):
             {"k": f"exec:{test['id']}:{uuid.uuid4()}", "pid": os.getpid()},
         )
     return sleep(test)
+
+
+def _log_line(env: str, line: str) -> None:
+    """Append *line* to the file named by environment variable *env* (if set). One write
+    of a short line with O_APPEND: lines of concurrent processes never interleave."""
+    path = os.environ.get(env)
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def logged(test):
+    """Logs its execution to $RHESIS_TEST_EXEC_LOG (survives any database outage), then
+    sleeps sleep_s (default 0); with "cut": true it first ends every other connection to
+    its database (the worker's own included: pool, heartbeat, consumers); with
+    "fail": true it raises after that."""
+    _log_line("RHESIS_TEST_EXEC_LOG", str(test["id"]))
+    if test.get("cut"):
+        from .faults import cut_connections
+
+        cut_connections(os.environ["DATABASE_URL"])
+    if test.get("fail"):
+        raise RuntimeError(f"failed on purpose after cutting: {test['id']}")
+    if test.get("sleep_s"):
+        time.sleep(float(test["sleep_s"]))
+    return True
+
+
+def hook_to_file(summary) -> None:
+    """Run-finished hook: logs the run id to $RHESIS_TEST_HOOK_LOG (callbacks counted
+    without the database)."""
+    _log_line("RHESIS_TEST_HOOK_LOG", f"{summary.run_id} {summary.status}")

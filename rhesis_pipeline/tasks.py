@@ -1,0 +1,95 @@
+"""What the pipeline's actors do: the bodies of ``execute_single_test``,
+``collect_results`` and ``sweep``.
+
+They are declared as dramatiq actors by the worker entry point
+(:mod:`rhesis_pipeline.actors`) from the specs in :mod:`rhesis_pipeline.messages`; this
+module does not know about the broker, so anything may import it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dramatiq.middleware import CurrentMessage
+
+from . import cancellation, executors, metrics, runs
+from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN
+from .identity import worker_id
+from .maintenance.sweeper import Sweeper
+
+logger = logging.getLogger(__name__)
+
+
+def execute_single_test(run_id: str, test_id: str) -> None:
+    """Run one test of a run, evaluate its metrics, store its outcome (passed or failed).
+
+    An exception fails the attempt; dramatiq retries it with backoff and, after the last
+    attempt, MemberOutcomes stores ``error``. A PermanentExecutionError (an HTTP 4xx) is
+    not retried. A redelivered member whose outcome is already stored does nothing. A
+    member of a revoked run is stored as ``cancelled`` without executing; one executing
+    when its run is revoked is interrupted (:mod:`rhesis_pipeline.cancellation`).
+    """
+    message = CurrentMessage.get_current_message()
+    assert message is not None, "CurrentMessage middleware is missing"
+    me = worker_id()
+    attempts = message.options.get("retries", 0) + 1
+    start = runs.start_member(run_id, test_id)
+    if start is None:
+        logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
+        return
+    claim = (message.message_id, getattr(message, CLAIM_TOKEN, None))
+
+    def store(status: str, **fields) -> None:
+        recorded = runs.record_outcome(
+            run_id,
+            test_id,
+            status=status,
+            worker=me,
+            ack=(message.message_id, message.queue_name),
+            claim=claim,
+            **fields,
+        )
+        if recorded.acked:
+            setattr(message, ACKED_IN_TRANSACTION, True)
+
+    if start.cancel_requested:
+        store("cancelled", error="run cancelled")
+        return
+    try:
+        with cancellation.executing(run_id):
+            execution = executors.execute(start.executor, start.test)
+    except cancellation.RunCancelled:
+        # The run was revoked while this member executed: its test is already stored as
+        # cancelled (so this outcome is refused); what matters is the ack.
+        logger.warning("test %s of run %s interrupted: the run was revoked", test_id, run_id)
+        store("cancelled", error="run revoked while this test was executing")
+        return
+    status, verdicts = execution.status, execution.metrics
+    if start.test.get("metrics"):
+        passed, verdicts = metrics.evaluate(start.test["metrics"], execution)
+        if not passed:
+            status = "failed"
+    store(
+        status,
+        output=execution.output,
+        metrics=verdicts,
+        duration_ms=execution.duration_ms,
+        attempts=attempts,
+        started_at=start.started_at,
+    )
+
+
+def collect_results(run_id: str) -> None:
+    """Finish a run: aggregate its results, set its status, call run-finished hooks.
+
+    Harmless if delivered twice: a run already final is left as it is.
+    """
+    summary = runs.finish_run(run_id)
+    if summary is not None:
+        runs.run_hooks(summary)
+
+
+def sweep() -> None:
+    """Rescue dead workers' messages, expire overdue runs, apply retention (one sweep at
+    a time; a second one started meanwhile does nothing)."""
+    Sweeper.from_settings().run_once()

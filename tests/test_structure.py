@@ -1,0 +1,90 @@
+"""Structure rules a newcomer relies on, checked on the source.
+
+* Every SQL statement of the package lives in ``sql/queries.sql`` (named), behind the one
+  database boundary; migrations are the only other place with SQL.
+* Every named query is used (no dead SQL left behind by a refactoring).
+
+(No import cycles: import-linter's ``acyclic_siblings`` contract in pyproject.toml, run
+by tests/test_tooling.py.)
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from rhesis_pipeline.queries import Q
+
+PACKAGE = Path(__file__).resolve().parent.parent / "rhesis_pipeline"
+
+#: The start of an SQL statement: a keyword in capitals followed by more text.
+SQL_START = re.compile(
+    r"^\s*(SELECT|INSERT\s+INTO|UPDATE|DELETE\s+FROM|WITH|LISTEN|UNLISTEN|NOTIFY|SET|CREATE|"
+    r"ALTER|DROP|PREPARE|EXECUTE|COPY|TRUNCATE|GRANT|REVOKE|BEGIN|COMMIT|ROLLBACK)\s+\S"
+)
+
+
+def _docstring_nodes(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def sql_strings(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string literal in *source* that starts like SQL (docstrings
+    excepted); an f-string is checked with ``{}`` for each value it formats."""
+    tree = ast.parse(source)
+    docstrings = _docstring_nodes(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) in docstrings:
+                continue
+            text = node.value
+        elif isinstance(node, ast.JoinedStr):
+            text = "".join(
+                v.value if isinstance(v, ast.Constant) and isinstance(v.value, str) else "{}"
+                for v in node.values
+            )
+        else:
+            continue
+        if SQL_START.match(text):
+            found.append((node.lineno, text.strip().splitlines()[0][:60]))
+    return found
+
+
+def test_the_sql_detector_finds_sql_and_ignores_prose():
+    source = '''
+"""SELECT this docstring is prose."""
+import x
+A = "SELECT 1 FROM t"
+B = f"LISTEN {x}"
+C = "DELETE"  # an HTTP method
+D = "select what the user asked for"
+def f():
+    """UPDATE the docs."""
+    return "UPDATE rhesis.workers SET x = 1"
+'''
+    assert [line for line, _ in sql_strings(source)] == [4, 5, 10]
+
+
+def test_no_sql_outside_queries_sql():
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {text}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, text in sql_strings(path.read_text())
+    ]
+    assert offenders == [], "SQL belongs in rhesis_pipeline/sql/queries.sql:\n" + "\n".join(
+        offenders
+    )
+
+
+def test_every_named_query_is_used():
+    source = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
+    unused = [name for name in Q if f'"{name}"' not in source]
+    assert unused == []
