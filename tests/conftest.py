@@ -9,6 +9,9 @@ Server, chosen once per session:
 
 Databases: one template is migrated once per session; each test that asks for
 ``database_url`` gets ``CREATE DATABASE … TEMPLATE`` (fast: a file copy), dropped after.
+
+Faults (tests/support/faults.py): ``owned_server`` is a private server a test may stop;
+``owned_database_url`` a migrated database on it.
 """
 
 from __future__ import annotations
@@ -169,3 +172,34 @@ def workers(database_url: str, tmp_path: Path):
         yield pool
     finally:
         pool.stop_all()
+
+
+@pytest.fixture
+def owned_server():
+    """A started private Postgres (tests/support/faults.py) that this test may stop and
+    start; always stopped and deleted afterwards."""
+    from .support.faults import OwnedServer
+
+    server = OwnedServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def owned_database_url(owned_server):
+    """URL of a migrated database (plus the test tables) on ``owned_server``; the
+    process's db module uses it. Start workers on it with ``WorkerPool(database_url=…)``."""
+    from rhesis_pipeline import migrate
+
+    url = owned_server.create_database(f"rhesis_o_{uuid.uuid4().hex[:12]}")
+    _use(url)
+    try:
+        migrate.upgrade()
+        with db.begin() as conn:
+            conn.exec_driver_sql(TEST_TABLES)
+        yield url
+    finally:
+        db.dispose()

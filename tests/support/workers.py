@@ -1,4 +1,4 @@
-"""Real ``dramatiq`` worker processes for tests, started and always stopped."""
+"""Real ``dramatiq`` worker and ``periodiq`` scheduler processes for tests, always stopped."""
 
 from __future__ import annotations
 
@@ -14,13 +14,26 @@ from pathlib import Path
 #: Modules every test worker imports: the product's actors and the test actors.
 DEFAULT_MODULES = ("rhesis_pipeline.actors", "tests.support.actors")
 READY_LINE = "Worker process is ready for action."
+#: What periodiq logs once it has imported the broker and actors, before its first tick.
+SCHEDULER_READY_LINE = "Registered periodic actors:"
+#: The repository root: the working directory and import path of the processes.
+REPO = Path(__file__).resolve().parent.parent.parent
 
 
 class WorkerProcess:
-    def __init__(self, proc: subprocess.Popen, log_path: Path, processes: int) -> None:
+    """A started ``dramatiq`` (or ``periodiq``) command, the leader of its own session."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        log_path: Path,
+        processes: int,
+        ready_line: str = READY_LINE,
+    ) -> None:
         self.proc = proc
         self.log_path = log_path
         self.processes = processes
+        self.ready_line = ready_line
 
     @property
     def pid(self) -> int:
@@ -32,7 +45,7 @@ class WorkerProcess:
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.log().count(READY_LINE) >= self.processes:
+            if self.log().count(self.ready_line) >= self.processes:
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(
@@ -58,9 +71,10 @@ class WorkerProcess:
 
 
 class WorkerPool:
-    """Starts worker processes against one database and stops them all at the end."""
+    """Starts worker and scheduler processes against one database (any server: the
+    session's, or an OwnedServer's) and stops them all at the end."""
 
-    def __init__(self, *, database_url: str, log_dir: Path, cwd: Path) -> None:
+    def __init__(self, *, database_url: str, log_dir: Path, cwd: Path = REPO) -> None:
         self.database_url = database_url
         self.log_dir = log_dir
         self.cwd = cwd
@@ -76,10 +90,53 @@ class WorkerPool:
         env: dict[str, str] | None = None,
         wait: bool = True,
     ) -> WorkerProcess:
-        log_path = self.log_dir / f"worker-{len(self.started)}.log"
         cmd = [sys.executable, "-m", "dramatiq", *modules, "-p", str(processes), "-t", str(threads)]
         if queues:
             cmd += ["-Q", *queues]
+        worker = self._spawn(cmd, "worker", env, processes=processes, ready_line=READY_LINE)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    def start_scheduler(
+        self,
+        *,
+        modules: Sequence[str] = ("rhesis_pipeline.actors",),
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> WorkerProcess:
+        """Start ``periodiq`` (the scheduler) with ``TZ=UTC``, as ``bin/scheduler`` does.
+
+        periodiq has no ``__main__``: this runs the venv's ``periodiq`` script with this
+        interpreter. *env* overrides the environment (``RHESIS_SWEEP_CRON``, ...); *wait*
+        returns once it has registered its periodic actors. Stopped by ``stop_all``.
+        """
+        script = Path(sys.executable).parent / "periodiq"
+        if script.exists():
+            cmd = [sys.executable, str(script), *modules]
+        else:  # an interpreter without the console script next to it
+            cmd = [sys.executable, "-c", "from periodiq import entrypoint; entrypoint()", *modules]
+        scheduler = self._spawn(
+            cmd,
+            "scheduler",
+            {"TZ": "UTC", **(env or {})},
+            processes=1,
+            ready_line=SCHEDULER_READY_LINE,
+        )
+        if wait:
+            scheduler.wait_ready()
+        return scheduler
+
+    def _spawn(
+        self,
+        cmd: list[str],
+        kind: str,
+        env: dict[str, str] | None,
+        *,
+        processes: int,
+        ready_line: str,
+    ) -> WorkerProcess:
+        log_path = self.log_dir / f"{kind}-{len(self.started)}.log"
         full_env = {
             **os.environ,
             "DATABASE_URL": self.database_url,
@@ -99,11 +156,9 @@ class WorkerPool:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        worker = WorkerProcess(proc, log_path, processes)
-        self.started.append(worker)
-        if wait:
-            worker.wait_ready()
-        return worker
+        started = WorkerProcess(proc, log_path, processes, ready_line)
+        self.started.append(started)
+        return started
 
     def stop_all(self) -> None:
         for worker in self.started:
