@@ -2,10 +2,10 @@
 
     python benchmarks/rescue.py [--trials 3]
 
-Default settings (heartbeat every 5 s, dead after 30 s of silence or at once when the
-worker's liveness lock is gone). Two worker instances share a run of slow tests; one is
-SIGKILLed while it holds claimed messages; the time is measured until every one of those
-messages has been claimed again by the survivor (or finished). It includes the wait for
+Default settings (heartbeat every 5 s, dead after 30 s of silence, or after 15 s when
+the worker's liveness lock is gone: its time to reconnect). Two worker instances share a
+run of slow tests; one is SIGKILLed while it holds claimed messages; the time is measured
+until every one of those messages has been claimed again by the survivor (or finished). It includes the wait for
 a free thread on the survivor, which is busy with 2-second tests. Target: < 30 s.
 """
 
@@ -91,7 +91,7 @@ def main() -> int:
     args = parser.parse_args()
     with fresh_database() as (url, where):
         print(f"machine: {machine()}")
-        print(f"database: {where}; defaults: heartbeat 5 s, timeout 30 s")
+        print(f"database: {where}; defaults: heartbeat 5 s, timeout 30 s, lock grace 15 s")
         times = []
         for i in range(args.trials):
             elapsed, n = trial(url)

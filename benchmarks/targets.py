@@ -10,3 +10,18 @@ def sleep(test):
 
     time.sleep(float(test.get("sleep_s", 1)))
     return None
+
+
+def logged(test):
+    """Appends the test's id to $BENCH_EXEC_LOG (executions counted without the
+    database), then sleeps sleep_s (default 0.01)."""
+    import os
+    import time
+
+    fd = os.open(os.environ["BENCH_EXEC_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{test['id']}\n".encode())
+    finally:
+        os.close(fd)
+    time.sleep(float(test.get("sleep_s", 0.01)))
+    return True

@@ -167,28 +167,32 @@ class Registration:
                 logger.debug("closing the heartbeat connection failed", exc_info=True)
 
     def stop(self) -> None:
+        """Stop heartbeating, mark the row stopped and release the lock. With the database
+        unreachable, the worker counts as dead once its lock grace has passed."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
         _current["registration"] = None
         with self._conn_lock:
-            if self._conn is None or self._conn.closed:
-                self._drop_connection()
-                logger.warning(
-                    "worker %s stopped without the database: it will count as dead once its "
-                    "lock grace has passed",
-                    self.worker_id,
-                )
-                return
-            try:
-                with self._conn.cursor() as cur:
-                    cur.execute(db.pyformat("deregister_worker"), {"id": self.worker_id})
-                    cur.execute(
-                        db.pyformat("release_worker_lock"),
-                        {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},
-                    )
-                logger.info("deregistered worker %s", self.worker_id)
-            except Exception:
-                logger.warning("could not deregister worker %s", self.worker_id, exc_info=True)
-            finally:
-                self._drop_connection()
+            for attempt in (1, 2):  # a connection found dead is replaced once
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._connect()
+                    with self._conn.cursor() as cur:
+                        cur.execute(db.pyformat("deregister_worker"), {"id": self.worker_id})
+                        cur.execute(
+                            db.pyformat("release_worker_lock"),
+                            {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},
+                        )
+                    logger.info("deregistered worker %s", self.worker_id)
+                    break
+                except Exception as exc:
+                    self._drop_connection()
+                    if attempt == 2 or not db.is_connection_error(exc):
+                        logger.warning(
+                            "could not deregister worker %s (%s): it counts as dead once its "
+                            "lock grace has passed",
+                            self.worker_id,
+                            exc,
+                        )
+            self._drop_connection()

@@ -13,6 +13,7 @@ import time
 from sqlalchemy import text
 
 from rhesis_pipeline import db, runs
+from rhesis_pipeline.errors import DatabaseUnavailable
 from rhesis_pipeline.monitor import list_workers
 from rhesis_pipeline.registry import Registration
 from rhesis_pipeline.runs import launch_test_run
@@ -33,8 +34,14 @@ def _use_fast_heartbeat(database_url: str) -> None:
     )
 
 
-def _state(worker_id: str) -> tuple[bool, bool]:
-    (info,) = [w for w in list_workers().workers if w.worker_id == worker_id]
+def _state(worker_id: str) -> tuple[bool, bool] | None:
+    """(alive, lock held) of the worker, as the monitor sees it; None if this test's own
+    pooled connection was just cut (the pool then connects anew on the next call)."""
+    try:
+        workers = list_workers().workers
+    except DatabaseUnavailable:
+        return None
+    (info,) = [w for w in workers if w.worker_id == worker_id]
     return info.alive, info.lock_held
 
 
@@ -137,6 +144,7 @@ def test_a_delayed_message_dropped_with_a_lost_connection_still_runs_once(databa
     )
     # When: every connection is ended: dramatiq drops its delay queue on the consumer error.
     assert cut_connections(database_url) >= 1
+    db.dispose()  # this test's own pooled connections were cut too
     # Then: the message is not stuck as 'consumed' by a live worker: it runs, once.
     wait_until(
         lambda: scalar("SELECT count(*) FROM public.test_records WHERE key = 'delayed'") == 1,

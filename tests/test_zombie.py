@@ -8,8 +8,10 @@ from collections import Counter
 
 import pytest
 
+from rhesis_pipeline import db
 from rhesis_pipeline.monitor import list_workers
 from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.settings import Settings
 
 from .support.faults import frozen
 from .support.runs import results_by_id, wait_finished
@@ -29,7 +31,11 @@ def _claims_of(pids: set[int]) -> int:
     return sum(len(w.claims) for w in list_workers().workers if w.pid in pids and w.alive)
 
 
-def test_a_frozen_worker_is_rescued_and_its_late_results_refused(workers, tmp_path):
+def test_a_frozen_worker_is_rescued_and_its_late_results_refused(database_url, workers, tmp_path):
+    # The monitor's view in this process uses the workers' heartbeat settings.
+    db.configure(
+        settings_=Settings.from_env({"DATABASE_URL": database_url, **ENV}), url=database_url
+    )
     log = tmp_path / "executions.log"
     env = {**ENV, "RHESIS_TEST_EXEC_LOG": str(log)}
     # Given: two workers (one process each) and a run of 40 half-second tests.
