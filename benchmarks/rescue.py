@@ -5,8 +5,9 @@
 Default settings (heartbeat every 5 s, dead after 30 s of silence, or after 15 s when
 the worker's liveness lock is gone: its time to reconnect). Two worker instances share a
 run of slow tests; one is SIGKILLed while it holds claimed messages; the time is measured
-until every one of those messages has been claimed again by the survivor (or finished). It includes the wait for
-a free thread on the survivor, which is busy with 2-second tests. Target: < 30 s.
+until every one of those messages has been claimed again by the survivor (or finished).
+It includes the wait for a free thread on the survivor, which is busy with 2-second
+tests. Target: < 30 s.
 """
 
 from __future__ import annotations
