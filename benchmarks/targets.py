@@ -2,14 +2,14 @@
 
 
 def noop(test):
-    return None
+    return True
 
 
 def sleep(test):
     import time
 
     time.sleep(float(test.get("sleep_s", 1)))
-    return None
+    return True
 
 
 def logged(test):

@@ -5,9 +5,11 @@ The executor spec is stored on the run (``test_runs.executor``) and applied by
 
 ``{"type": "python", "target": "module:function"}`` (or just ``"module:function"``)
     Calls ``function(test)`` with the test mapping; the function must be importable by
-    the workers. It may return a mapping with any of ``passed`` (bool), ``output``,
-    ``metrics``; a bool (passed or failed); or anything else, which is the output. An
-    exception fails the attempt, which is retried.
+    the workers. It may return a mapping with any of ``passed`` (true or false),
+    ``output``, ``metrics``; a bool (passed or failed); or anything else, which is the
+    output (passed). ``None`` is a failure ("the target returned None"), as in the old
+    system; a ``passed`` that is not a boolean ends the test as ``error`` (not retried).
+    An exception fails the attempt, which is retried.
 
 ``{"type": "http", "url", "method", "headers", "body", "response_path", "timeout_s"}``
     Sends one request with ``{{field}}`` placeholders in url, headers and body replaced
@@ -66,6 +68,8 @@ class Execution:
     duration_ms: float = 0.0
     #: The parsed JSON response (HTTP) or the returned value (python), for metrics.
     document: Any = None
+    #: Why it failed, when no metric says so ("the target returned None").
+    reason: str | None = None
 
 
 def validate_executor(executor: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -138,10 +142,18 @@ def resolve_target(target: str) -> Callable[..., Any]:
     return obj
 
 
-def execute(spec: Mapping[str, Any], test: Mapping[str, Any]) -> Execution:
-    """Run *test* through the executor *spec*. Exceptions propagate (the attempt failed)."""
+def execute(
+    spec: Mapping[str, Any], test: Mapping[str, Any], *, deadline: float | None = None
+) -> Execution:
+    """Run *test* through the executor *spec*. Exceptions propagate (the attempt failed).
+
+    deadline: ``time.monotonic()`` value at which the attempt's time limit runs out. An
+    HTTP request never waits past it, whatever its own ``timeout_s``: dramatiq's time
+    limit is an asynchronous exception, which cannot interrupt a thread blocked in a
+    socket read. (A python target is interrupted by the time limit between bytecodes.)
+    """
     if spec.get("type") == "http":
-        return execute_http(spec, test)
+        return execute_http(spec, test, deadline=deadline)
     fn = resolve_target(spec["target"])
     started = time.perf_counter()
     value = fn(dict(test))
@@ -151,10 +163,20 @@ def execute(spec: Mapping[str, Any], test: Mapping[str, Any]) -> Execution:
 
 def interpret(value: Any, duration_ms: float = 0.0) -> Execution:
     """Turn a python target's return value into an Execution (see module docstring)."""
+    if value is None:
+        return Execution("failed", duration_ms=duration_ms, reason="the target returned None")
     if isinstance(value, bool):
-        return Execution("passed" if value else "failed", duration_ms=duration_ms)
+        return Execution(
+            "passed" if value else "failed",
+            duration_ms=duration_ms,
+            reason=None if value else "the target returned False",
+        )
     if isinstance(value, Mapping) and ({"passed", "output", "metrics"} & set(value)):
         passed = value.get("passed", True)
+        if not isinstance(passed, bool):
+            raise PermanentExecutionError(
+                f"the target returned passed={_short_repr(passed)}: passed must be true or false"
+            )
         metrics = value.get("metrics")
         output = value.get("output")
         return Execution(
@@ -163,8 +185,14 @@ def interpret(value: Any, duration_ms: float = 0.0) -> Execution:
             metrics=dict(metrics) if isinstance(metrics, Mapping) else metrics,
             duration_ms=duration_ms,
             document=output,
+            reason=None if passed else "the target returned passed=false",
         )
     return Execution("passed", output=value, duration_ms=duration_ms, document=value)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- HTTP ------------------------------------------------------------------------------
@@ -212,13 +240,23 @@ def excerpt(text: str) -> str:
     return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "…"
 
 
-def execute_http(spec: Mapping[str, Any], test: Mapping[str, Any]) -> Execution:
+def execute_http(
+    spec: Mapping[str, Any], test: Mapping[str, Any], *, deadline: float | None = None
+) -> Execution:
     import httpx
 
     url = render(spec["url"], test)
     headers = {k: _text(render(v, test)) for k, v in (spec.get("headers") or {}).items()}
     body = render(spec.get("body"), test)
-    kwargs: dict[str, Any] = {"headers": headers, "timeout": spec.get("timeout_s", 30)}
+    timeout = float(spec.get("timeout_s", 30))
+    limited = False
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RetryableExecutionError("the time limit ran out before the request was sent")
+        if left < timeout:
+            timeout, limited = left, True
+    kwargs: dict[str, Any] = {"headers": headers, "timeout": timeout}
     if body is not None:
         if isinstance(body, str):
             kwargs["content"] = body
@@ -228,6 +266,11 @@ def execute_http(spec: Mapping[str, Any], test: Mapping[str, Any]) -> Execution:
     try:
         response = _http_client().request(spec.get("method", "POST"), str(url), **kwargs)
     except httpx.TimeoutException as exc:
+        if limited:
+            raise RetryableExecutionError(
+                f"no answer within the test's time limit ({timeout:.3g}s left of it; "
+                f"timeout_s is {spec.get('timeout_s', 30)}): {type(exc).__name__}"
+            ) from None
         raise RetryableExecutionError(
             f"timeout after {spec.get('timeout_s', 30)}s: {exc}"
         ) from None

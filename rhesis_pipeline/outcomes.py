@@ -19,7 +19,6 @@ its message (still ``consumed``, by a worker now dead) is rescued and runs again
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -27,11 +26,11 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from . import db, messages
+from . import db, messages, storable
 from .outage import Outage
 
 logger = logging.getLogger(__name__)
@@ -61,6 +60,9 @@ class Outcome:
     #: token is no longer the message's claim (rescued, claimed again) is refused.
     message_id: str | None = None
     claim_token: str | None = None
+    #: output and metrics as JSON, set by storable.make_storable before a batch is written.
+    output_json: str | None = field(default=None, repr=False)
+    metrics_json: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -132,14 +134,45 @@ class OutcomeWriter:
                     # Keep the batch; try again when the database answers.
                     time.sleep(self._outage.failed(exc))
                     continue
-                for _, future in batch:  # every waiting actor learns why
-                    future.set_exception(exc)
-                batch = []
+                # One outcome must not fail the others: write each alone.
+                logger.warning(
+                    "a batch of %d outcomes failed (%s); writing them one by one",
+                    len(batch),
+                    storable.text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__),
+                )
+                batch = [item for item in batch if not self._write_alone(*item)]
                 continue
             self._outage.ok()
             for (_, future), result in zip(batch, results, strict=True):
                 future.set_result(result)
             batch = []
+
+    def _write_alone(self, outcome: Outcome, future: Future) -> bool:
+        """Write *outcome* in a transaction of its own; if the database refuses it, store
+        the test as ``error`` saying why. False: the database went away meanwhile (the
+        outcome stays in the batch, to be tried again)."""
+        try:
+            (result,) = write_batch([outcome])
+        except Exception as exc:
+            if db.is_connection_error(exc):
+                return False
+            reason = storable.text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            refused = replace(
+                outcome,
+                status="error",
+                output=None,
+                metrics=None,
+                error=f"outcome not storable: {type(exc).__name__}: {reason}"[:2000],
+            )
+            try:
+                (result,) = write_batch([refused])
+            except Exception as again:
+                if db.is_connection_error(again):
+                    return False
+                future.set_exception(again)
+                return True
+        future.set_result(result)
+        return True
 
 
 def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
@@ -149,6 +182,7 @@ def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
     then commit, or not, with the rest of that transaction); default: a transaction of
     its own, committed before this returns.
     """
+    outcomes = [storable.make_storable(o) for o in outcomes]
     run_ids = sorted({o.run_id for o in outcomes})
     callbacks = []
     for run_id in run_ids:
@@ -159,8 +193,8 @@ def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
         "run_ids": [o.run_id for o in outcomes],
         "test_ids": [o.test_id for o in outcomes],
         "statuses": [o.status for o in outcomes],
-        "outputs": [_json(o.output) for o in outcomes],
-        "metrics": [_json(o.metrics) for o in outcomes],
+        "outputs": [o.output_json for o in outcomes],
+        "metrics": [o.metrics_json for o in outcomes],
         "errors": [o.error for o in outcomes],
         "durations": [o.duration_ms for o in outcomes],
         "workers": [o.worker for o in outcomes],
@@ -197,10 +231,6 @@ def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
             Recorded(recorded, done, total, fired_here, bool(acked), fenced_out=not accepted)
         )
     return results
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=repr)
 
 
 _writer = OutcomeWriter()

@@ -9,6 +9,7 @@ module does not know about the broker, so anything may import it.
 from __future__ import annotations
 
 import logging
+import time
 
 from dramatiq.middleware import CurrentMessage
 
@@ -16,6 +17,7 @@ from . import cancellation, executors, metrics, runs
 from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN
 from .identity import worker_id
 from .maintenance.sweeper import Sweeper
+from .messages import MEMBER
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     member of a revoked run is stored as ``cancelled`` without executing; one executing
     when its run is revoked is interrupted (:mod:`rhesis_pipeline.cancellation`).
     """
+    started = time.monotonic()
     message = CurrentMessage.get_current_message()
     assert message is not None, "CurrentMessage middleware is missing"
     me = worker_id()
@@ -55,9 +58,11 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     if start.cancel_requested:
         store("cancelled", error="run cancelled")
         return
+    limit_ms = message.options.get("time_limit") or MEMBER.options["time_limit"]
+    deadline = started + limit_ms / 1000
     try:
         with cancellation.executing(run_id):
-            execution = executors.execute(start.executor, start.test)
+            execution = executors.execute(start.executor, start.test, deadline=deadline)
     except cancellation.RunCancelled:
         # The run was revoked while this member executed: its test is already stored as
         # cancelled (so this outcome is refused); what matters is the ack.
@@ -71,6 +76,7 @@ def execute_single_test(run_id: str, test_id: str) -> None:
             status = "failed"
     store(
         status,
+        error=execution.reason if status == "failed" else None,
         output=execution.output,
         metrics=verdicts,
         duration_ms=execution.duration_ms,
