@@ -295,17 +295,26 @@ class MemberStart:
     started_at: datetime
 
 
-def start_member(run_id: str, test_id: str) -> MemberStart | None:
-    """Load what a member needs to execute, and move its run from QUEUED to IN_PROGRESS.
+def start_member(
+    run_id: str, test_id: str, claim: tuple[str, str | None] | None = None
+) -> MemberStart | None:
+    """Load what a member needs to execute, mark its claim started, and move its run
+    from QUEUED to IN_PROGRESS.
 
+    claim: (message_id, claim token) the member runs under; marked started in the same
+    round trip, so that the rescuer counts a lost attempt if its worker dies now.
     Returns None if the member's outcome is already stored (a redelivery): the caller
-    must then do nothing. One read; a write only for a run's first members.
+    must then do nothing. One round trip; another only for a run's first members.
     """
     started_at = datetime.now(timezone.utc)
-    rows = db.run_prepared("load_member", {"run_id": run_id, "test_id": test_id})
+    message_id, token = claim if claim else (None, None)
+    rows = db.run_prepared(
+        "load_member",
+        {"run_id": run_id, "test_id": test_id, "message_id": message_id, "token": token},
+    )
     if not rows:
         raise RunNotFound(f"run {run_id} has no test {test_id!r}")
-    status, test, executor, run_status, cancel_requested = rows[0]
+    status, test, executor, run_status, cancel_requested = rows[0][:5]
     if status in TERMINAL_RESULTS:
         return None
     if run_status == "QUEUED":

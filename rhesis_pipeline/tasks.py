@@ -36,11 +36,11 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     assert message is not None, "CurrentMessage middleware is missing"
     me = worker_id()
     attempts = message.options.get("retries", 0) + 1
-    start = runs.start_member(run_id, test_id)
+    claim = (message.message_id, getattr(message, CLAIM_TOKEN, None))
+    start = runs.start_member(run_id, test_id, claim)
     if start is None:
         logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
         return
-    claim = (message.message_id, getattr(message, CLAIM_TOKEN, None))
 
     def store(status: str, **fields) -> None:
         recorded = runs.record_outcome(

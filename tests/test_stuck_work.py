@@ -264,8 +264,8 @@ def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(databas
         conn.execute(
             text(
                 "INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, "
-                "claimed_at) VALUES (:m, '00000000-0000-0000-0000-0000000000aa', "
-                "gen_random_uuid(), 'rhesis-tests', :at)"
+                "claimed_at, started_at) VALUES (:m, '00000000-0000-0000-0000-0000000000aa', "
+                "gen_random_uuid(), 'rhesis-tests', :at, :at)"
             ),
             {"m": message_id, "at": claimed_at},
         )

@@ -7,11 +7,21 @@ older than the lock grace (``lock_grace_s``: a worker whose connection dropped h
 long to reconnect and take its lock again). A long test on a live worker is never
 rescued, however old; nor is the work of a worker that is only reconnecting.
 
-An orphan goes back to its queue with its attempt counted (``options.retries + 1``) and
-its queue's consumers woken by NOTIFY. Exception: a run member that has been running for
-longer than its time limit plus ``member_grace_s`` is not run again; its test is stored
-as ``error`` (timed out) through the normal outcome path, in the same transaction, which
-may finish its run.
+An orphan goes back to its queue, at its original place, and its queue's consumers are
+woken by NOTIFY. A run member is judged by whether its worker died while *running* it
+(its claim was marked started when it loaded its test):
+
+* only claimed (prefetched, never started): it runs again, no attempt counted, never a
+  timeout;
+* started: the lost attempt counts (``options.retries + 1``, and ``options.rhesis_lost``
+  counts the worker deaths). A member running for longer than its time limit plus
+  ``member_grace_s`` is not run again but stored as ``error`` (timed out); one whose
+  attempts are used up (``retries > max_retries``: a test that kills its worker process,
+  every time) is stored as ``error`` ("the worker process died while running this test,
+  N times") instead of crash-looping every worker. Either goes through the normal outcome
+  path, in the same transaction, and may finish its run.
+
+Other actors' messages (callbacks, sweeps) go back with their attempt counted.
 
 The zombie case — a worker cut off from the database that later reports a result — is
 handled by claim tokens: the rescued message is claimed again under a new token, and the
@@ -89,6 +99,7 @@ class RescueConfig:
 class RescueResult:
     requeued: int = 0
     timed_out: int = 0
+    crashed: int = 0  # members whose workers died running them max_retries + 1 times
     skipped: bool = False
     batches: int = 0
     duration_s: float = 0.0
@@ -124,18 +135,30 @@ class Rescuer:
                     "batch": self.config.batch_size,
                 },
             ).all()
-            overdue = [r for r in rows if self._overdue(r, now)]
-            again = [r for r in rows if r not in overdue]
-            result.timed_out += len(overdue)
+            ended: list[Outcome] = []  # members not to run again, with their outcome
+            ended_ids, again, counted = [], [], []
+            for row in rows:
+                verdict = self._verdict(row, now)
+                if isinstance(verdict, Outcome):
+                    ended.append(verdict)
+                    ended_ids.append(str(row.message_id))
+                    if verdict.error and verdict.error.startswith("timed out"):
+                        result.timed_out += 1
+                    else:
+                        result.crashed += 1
+                    continue
+                again.append(str(row.message_id))
+                if verdict:
+                    counted.append(str(row.message_id))
             result.requeued += len(again)
             if dry_run:
                 return len(rows)
-            if overdue:
-                write_batch([self._timeout(r) for r in overdue], conn)
+            if ended:
+                write_batch(ended, conn)
                 conn.execute(Q["commit_synchronously"])
-                conn.execute(Q["reject_orphans"], {"ids": [str(r.message_id) for r in overdue]})
+                conn.execute(Q["reject_orphans"], {"ids": ended_ids})
             if again:
-                conn.execute(Q["requeue_orphans"], {"ids": [str(r.message_id) for r in again]})
+                conn.execute(Q["requeue_orphans"], {"ids": again, "counted": counted})
             return len(rows)
 
         run = run_batches(
@@ -147,37 +170,51 @@ class Rescuer:
         )
         result.skipped, result.batches = run.skipped, run.batches
         result.duration_s = time.monotonic() - started
-        if result.requeued or result.timed_out:
+        if result.requeued or result.timed_out or result.crashed:
             logger.warning(
-                "rescue%s: %d messages of dead workers back in their queue, %d members timed out",
+                "rescue%s: %d messages of dead workers back in their queue, %d members timed "
+                "out, %d ended as error (their workers died running them every attempt)",
                 " (dry run)" if dry_run else "",
                 result.requeued,
                 result.timed_out,
+                result.crashed,
             )
         return result
 
-    def _overdue(self, row, now: datetime) -> bool:
+    def _verdict(self, row, now: datetime) -> Outcome | bool:
+        """What becomes of an orphan: an Outcome (not run again: stored as that), True
+        (run again, the lost attempt counted) or False (run again as it was)."""
+        options = row.options or {}
         if row.actor_name != messages.MEMBER.name:
-            return False
-        limit_ms = (row.options or {}).get("time_limit")
-        if not limit_ms:
-            return False
+            return True
+        if row.started_at is None:
+            return False  # claimed, never started: its worker died before it ran
+        run_id, test_id = row.args
+        attempts = options.get("retries", 0) + 1
+        limit_ms = options.get("time_limit") or messages.MEMBER.options["time_limit"]
         deadline = (
-            row.claimed_at
+            row.started_at
             + timedelta(milliseconds=limit_ms)
             + timedelta(seconds=self.config.member_grace_s)
         )
-        return now > deadline
-
-    @staticmethod
-    def _timeout(row) -> Outcome:
-        run_id, test_id = row.args
-        limit_s = (row.options or {}).get("time_limit", 0) / 1000
-        return Outcome(
-            str(run_id),
-            str(test_id),
-            "error",
-            error=f"timed out: its worker stopped answering and it ran past its time limit "
-            f"of {limit_s:g}s",
-            attempts=(row.options or {}).get("retries", 0) + 1,
-        )
+        if now > deadline:
+            return Outcome(
+                str(run_id),
+                str(test_id),
+                "error",
+                error=f"timed out: its worker stopped answering and it ran past its time "
+                f"limit of {limit_ms / 1000:g}s",
+                attempts=attempts,
+            )
+        max_retries = options.get("max_retries", messages.MEMBER.options["max_retries"])
+        if attempts > max_retries:
+            deaths = options.get("rhesis_lost", 0) + 1
+            return Outcome(
+                str(run_id),
+                str(test_id),
+                "error",
+                error=f"the worker process died while running this test, "
+                f"{deaths} time{'s' if deaths != 1 else ''}",
+                attempts=attempts,
+            )
+        return True

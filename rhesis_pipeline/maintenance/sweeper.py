@@ -42,6 +42,7 @@ class SweepResult:
     dry_run: bool = False
     rescued: int = 0
     timed_out: int = 0
+    crashed: int = 0
     expired_runs: int = 0
     lost: int = 0
     purged_messages: int = 0
@@ -91,6 +92,7 @@ class Sweeper:
                 conn.execute(Q["release_sweep_lock"], {"key": SWEEP_LOCK_KEY})
                 conn.commit()
         result.rescued, result.timed_out = rescued.requeued, rescued.timed_out
+        result.crashed = rescued.crashed
         result.expired_runs, result.lost = expired.runs, expired.lost
         result.purged_messages = kept.messages
         result.purged_rate_limit_keys = kept.rate_limit_keys

@@ -237,8 +237,19 @@ VALUES (:id, :organization_id, :user_id, :name, CAST(:executor AS jsonb),
 SELECT organization_id, user_id FROM rhesis.test_runs WHERE id = :run_id;
 
 -- name: load_member
--- What a member needs to execute: its test, its run's executor and state.
-SELECT r.status, r.test, u.executor, u.status AS run_status, u.cancel_requested
+-- What a member needs to execute: its test, its run's executor and state. Marks its claim
+-- (:message_id under :token) started, in the same round trip: the rescuer counts a lost
+-- attempt only for a member whose worker died while running it. Committed asynchronously:
+-- a mark lost in a server crash only means that attempt is not counted.
+WITH started AS (
+    UPDATE rhesis.claims
+    SET started_at = clock_timestamp()
+    WHERE message_id = CAST(:message_id AS uuid) AND token = CAST(:token AS uuid)
+    RETURNING message_id
+)
+SELECT r.status, r.test, u.executor, u.status AS run_status, u.cancel_requested,
+       (SELECT count(*) FROM started) AS marked,
+       set_config('synchronous_commit', 'off', true) AS async_commit
 FROM rhesis.test_results r
 JOIN rhesis.test_runs u ON u.id = r.run_id
 WHERE r.run_id = :run_id AND r.test_id = :test_id;
@@ -505,7 +516,7 @@ WITH me AS (
 )
 SELECT q.message_id, q.queue_name, q.message->>'actor_name' AS actor_name,
        q.message->'args' AS args, q.message->'options' AS options,
-       c.claimed_at, c.worker_id
+       c.claimed_at, c.started_at, c.worker_id
 FROM dramatiq.queue q
 JOIN rhesis.claims c ON c.message_id = q.message_id
 LEFT JOIN rhesis.workers w ON w.id = c.worker_id
@@ -528,8 +539,10 @@ FOR UPDATE OF q SKIP LOCKED;
 
 -- name: requeue_orphans
 -- Put rescued messages back in their queue at their original place (mtime = when they
--- were first enqueued, so they do not wait behind the backlog), counting the lost
--- attempt (options.retries + 1); forget their claims, wake each queue's consumers.
+-- were first enqueued, so they do not wait behind the backlog); those in :counted (their
+-- worker died while running them) count the lost attempt (options.retries + 1) and the
+-- worker death (options.rhesis_lost + 1); the others (only claimed, never started) run
+-- again as they were. Forget their claims, wake each queue's consumers.
 WITH requeued AS (
     UPDATE dramatiq.queue
     SET "state" = 'queued',
@@ -537,8 +550,17 @@ WITH requeued AS (
             to_timestamp(CAST(message->>'message_timestamp' AS bigint) / 1000.0)
                 AT TIME ZONE 'UTC',
             now() AT TIME ZONE 'UTC'),
-        message = jsonb_set(message, '{options,retries}',
-                            to_jsonb(COALESCE(CAST(message->'options'->>'retries' AS integer), 0) + 1))
+        message = CASE
+            WHEN message_id = ANY(CAST(:counted AS uuid[])) THEN
+                jsonb_set(
+                    jsonb_set(message, '{options,retries}',
+                              to_jsonb(COALESCE(CAST(message->'options'->>'retries' AS integer),
+                                                0) + 1)),
+                    '{options,rhesis_lost}',
+                    to_jsonb(COALESCE(CAST(message->'options'->>'rhesis_lost' AS integer), 0)
+                             + 1))
+            ELSE message
+        END
     WHERE message_id = ANY(CAST(:ids AS uuid[])) AND "state" = 'consumed'
     RETURNING message_id, queue_name
 ), forgotten AS (
@@ -551,8 +573,9 @@ SELECT (SELECT count(*) FROM requeued), (SELECT count(*) FROM forgotten),
        (SELECT count(*) FROM woken);
 
 -- name: reject_orphans
--- Reject rescued messages that must not run again (a member past its time limit whose
--- outcome is stored as a timeout) and forget their claims.
+-- Reject rescued messages that must not run again (a member past its time limit, or one
+-- whose workers died running it max_retries + 1 times, whose outcome is stored as
+-- error) and forget their claims.
 WITH rejected AS (
     UPDATE dramatiq.queue
     SET "state" = 'rejected', mtime = (now() AT TIME ZONE 'UTC')

@@ -103,3 +103,45 @@ def hook_to_file(summary) -> None:
     """Run-finished hook: logs the run id to $RHESIS_TEST_HOOK_LOG (callbacks counted
     without the database)."""
     _log_line("RHESIS_TEST_HOOK_LOG", f"{summary.run_id} {summary.status}")
+
+
+#: Outputs the database cannot store as they are (issue: one bad test never hurts another).
+POISON = {
+    "nul-key": {"passed": True, "output": {"k\u0000": "v"}},
+    "nul-value": {"passed": True, "output": "a\u0000b"},
+    "nan": {"passed": True, "output": {"score": float("nan")}},
+    "infinity": {"passed": True, "output": [1.0, float("inf")]},
+    "surrogate": {"passed": True, "output": {"text": "x\ud800y"}},
+    "deep": {
+        "passed": True,
+        "output": __import__("functools").reduce(lambda a, _: [a], range(500), 0),
+    },
+}
+
+
+def poison_output(test):
+    """Returns the unstorable output named by test["poison"], else a normal one."""
+    kind = test.get("poison")
+    return POISON[kind] if kind else {"passed": True, "output": "fine"}
+
+
+def crash_if_asked(test):
+    """Kills its worker process (os._exit) when the test has "crash": true; else passes."""
+    if test.get("crash"):
+        os._exit(1)
+    time.sleep(float(test.get("sleep_s", 0.02)))
+    return True
+
+
+def returns(test):
+    """Returns test["value"] as it is (None, False, {"passed": "no"}, ...)."""
+    return test.get("value")
+
+
+def from_blob(test):
+    """Returns the value pickled (base64) in test["blob"]: any Python value, including
+    what a suite's JSON cannot carry (NaN, NUL, lone surrogates) — fuzz tests only."""
+    import base64
+    import pickle
+
+    return pickle.loads(base64.b64decode(test["blob"]))
