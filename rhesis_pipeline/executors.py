@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from dramatiq.errors import Retry
+
 from .errors import InvalidSubmission
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -52,8 +54,21 @@ class ExecutionError(Exception):
     """An attempt failed; ``str()`` is the one-line reason stored on the result."""
 
 
-class RetryableExecutionError(ExecutionError):
-    """The attempt failed for a reason that may pass (connection, 5xx, 429): retried."""
+class RetryableExecutionError(ExecutionError, Retry):
+    """The attempt failed for a reason that may pass (connection, 5xx, 429): retried.
+
+    A dramatiq ``Retry``: retried (and counted) like any exception, but the worker does not
+    log it with a traceback — an expected failure is one warning line (see tasks.py).
+    """
+
+    #: The run's backoff applies (dramatiq's Retry may carry a delay of its own).
+    delay = None
+
+    def __init__(self, message: str) -> None:
+        Retry.__init__(self, message)
+
+    def __str__(self) -> str:
+        return str(self.message)
 
 
 class PermanentExecutionError(ExecutionError):

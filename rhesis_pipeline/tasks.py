@@ -63,6 +63,11 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     try:
         with cancellation.executing(run_id):
             execution = executors.execute(start.executor, start.test, deadline=deadline)
+    except executors.RetryableExecutionError as exc:
+        # Expected (connection, 5xx, 429): one line, no traceback; dramatiq retries it and
+        # MemberOutcomes stores the error when the attempts are used up.
+        logger.warning("test %s of run %s: attempt %d failed: %s", test_id, run_id, attempts, exc)
+        raise
     except cancellation.RunCancelled:
         # The run was revoked while this member executed: its test is already stored as
         # cancelled (so this outcome is refused); what matters is the ack.
