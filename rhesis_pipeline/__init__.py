@@ -23,6 +23,7 @@ _MONITOR = ("check_health", "find_stuck_runs", "revoke_runs")
 
 __all__ = [
     "InvalidSubmission",
+    "Run",
     "RunOptions",
     "RunSummary",
     "check_health",

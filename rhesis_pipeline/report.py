@@ -37,6 +37,26 @@ def run_json(run_id: str) -> dict[str, Any]:
     }
 
 
+def recent_run_json(run: runs.Run) -> dict[str, Any]:
+    """A run as ``rhesis-pipeline runs --json`` lists it; ``errored`` counts error and lost
+    tests (as in :func:`run_json`); the times stay datetimes (printed with ``str``)."""
+    return {
+        "run_id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "organization_id": run.organization_id,
+        "user_id": run.user_id,
+        "total": run.total,
+        "done": run.done,
+        "passed": run.passed,
+        "failed": run.failed,
+        "errored": run.errored + run.lost,
+        "cancelled": run.cancelled,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }
+
+
 def duration_s(run) -> float:
     end = run.finished_at or datetime.now(timezone.utc)
     return round((end - run.created_at).total_seconds(), 3)
@@ -120,7 +140,7 @@ class ProgressPrinter:
         self.last_print = 0.0
         self.last_done = -1
 
-    def update(self, p: runs.Progress, *, final: bool = False) -> None:
+    def update(self, p: runs.Run, *, final: bool = False) -> None:
         now = time.monotonic()
         elapsed = max(now - self.started, 1e-6)
         rate = p.done / elapsed

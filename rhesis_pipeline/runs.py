@@ -30,7 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,12 +39,11 @@ from .errors import InvalidSubmission, RhesisError
 from .messages import callback_message_id
 from .outcomes import Outcome, Recorded, writer
 from .queries import Q
+from .run_record import FINAL_STATUSES, SUMMARY_FIELDS, Run
 from .tenant import current_tenant
 
 logger = logging.getLogger(__name__)
 
-#: Run statuses. QUEUED until the first member starts, then IN_PROGRESS; then final.
-FINAL_STATUSES = ("COMPLETED", "PARTIAL", "FAILED", "CANCELLED")
 #: Terminal statuses of one test.
 TERMINAL_RESULTS = ("passed", "failed", "error", "lost", "cancelled")
 
@@ -110,48 +109,9 @@ class RunOptions:
         }
 
 
-@dataclass(frozen=True)
-class Progress:
-    run_id: str
-    status: str
-    total: int
-    done: int
-    passed: int
-    failed: int
-    errored: int
-    lost: int
-    cancelled: int
-
-    @property
-    def percent(self) -> float:
-        return round(100.0 * self.done / self.total, 2) if self.total else 100.0
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-
-@dataclass
-class RunSummary:
-    """What the completion callback decided, handed to run-finished hooks."""
-
-    run_id: str
-    name: str
-    status: str
-    organization_id: str | None
-    user_id: str | None
-    total: int
-    passed: int
-    failed: int
-    errored: int
-    lost: int
-    cancelled: int
-    duration_s: float | None
-    callback_latency_ms: float | None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: Earlier names of :class:`~rhesis_pipeline.run_record.Run`, the record every reader
+#: returns (get_progress, get_run, recent_runs, the summary run-finished hooks get).
+Progress = RunSummary = RunRecord = Run
 
 
 # -- submission ---------------------------------------------------------------------
@@ -413,9 +373,11 @@ def decide_status(
     return "PARTIAL"
 
 
-def finish_run(run_id: str) -> RunSummary | None:
-    """Aggregate a run's results and set its final status. Returns the summary, or None
-    if the run was already final (a second delivery of the callback changes nothing)."""
+def finish_run(run_id: str) -> Run | None:
+    """Aggregate a run's results and set its final status. Returns the run as finished
+    (its row, ``duration_s`` and ``callback_latency_ms``; ``as_dict()`` gives
+    SUMMARY_FIELDS), or None if the run was already final (a second delivery of the
+    callback changes nothing)."""
     with db.begin() as conn:
         run = conn.execute(Q["lock_run"], {"run_id": run_id}).one_or_none()
         if run is None:
@@ -452,21 +414,7 @@ def finish_run(run_id: str) -> RunSummary | None:
                 "cancelled": c["cancelled"],
             },
         ).one()
-    summary = RunSummary(
-        run_id=str(run_id),
-        name=run.name,
-        status=status,
-        organization_id=run.organization_id,
-        user_id=run.user_id,
-        total=run.total,
-        passed=c["passed"],
-        failed=c["failed"],
-        errored=c["error"],
-        lost=c["lost"],
-        cancelled=c["cancelled"],
-        duration_s=finished.duration_s,
-        callback_latency_ms=finished.callback_latency_ms,
-    )
+    summary = Run.from_row(finished._mapping, json_fields=SUMMARY_FIELDS)
     logger.info(
         "run %s finished %s: %d passed, %d failed, %d errored, %d lost, %d cancelled of %d",
         run_id,
@@ -483,12 +431,13 @@ def finish_run(run_id: str) -> RunSummary | None:
 
 # -- hooks -------------------------------------------------------------------------
 
-RunHook = Callable[[RunSummary], object]
+RunHook = Callable[[Run], object]
 _hooks: list[RunHook] = []
 
 
 def on_run_finished(hook: RunHook) -> RunHook:
-    """Register *hook* to be called with the RunSummary when a run is finished.
+    """Register *hook* to be called with the run's summary (a :class:`Run`, as
+    :func:`finish_run` returns it) when a run is finished.
 
     Hooks run in the worker that executes the callback, after the final status is
     committed; one that raises is logged and does not un-finish the run. Register them
@@ -510,7 +459,7 @@ def _configured_hooks() -> list[RunHook]:
     return hooks
 
 
-def run_hooks(summary: RunSummary) -> None:
+def run_hooks(summary: Run) -> None:
     for hook in _configured_hooks():
         try:
             hook(summary)
@@ -526,23 +475,10 @@ def run_hooks(summary: RunSummary) -> None:
 # -- reading -----------------------------------------------------------------------
 
 
-def get_progress(run_id: str) -> Progress:
-    """Done/total and counters of a run, from its row (cheap enough to poll)."""
-    with db.connect() as conn:
-        row = conn.execute(Q["run_progress"], {"run_id": str(run_id)}).one_or_none()
-    if row is None:
-        raise RunNotFound(f"no test run with id {run_id}")
-    return Progress(
-        run_id=str(row.id),
-        status=row.status,
-        total=row.total,
-        done=row.done,
-        passed=row.passed,
-        failed=row.failed,
-        errored=row.errored,
-        lost=row.lost,
-        cancelled=row.cancelled,
-    )
+def get_progress(run_id: str) -> Run:
+    """Done/total and counters of a run (``.percent``, ``.finished``), from its row (cheap
+    enough to poll): the same record as :func:`get_run`."""
+    return get_run(run_id)
 
 
 def is_cancel_requested(run_id: str) -> bool:
@@ -554,42 +490,20 @@ class RunNotFound(RhesisError, LookupError):
     exit_code = 1
 
 
-@dataclass
-class RunRecord:
-    id: str
-    name: str
-    status: str
-    organization_id: str | None
-    user_id: str | None
-    total: int
-    done: int
-    passed: int
-    failed: int
-    errored: int
-    lost: int
-    cancelled: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    collected_count: int
-    summary: dict[str, Any] | None
-
-
-def get_run(run_id: str) -> RunRecord:
+def get_run(run_id: str) -> Run:
+    """One run's row; raises RunNotFound."""
     with db.connect() as conn:
         row = conn.execute(Q["get_run"], {"run_id": str(run_id)}).one_or_none()
     if row is None:
         raise RunNotFound(f"no test run with id {run_id}")
-    data: dict[str, Any] = dict(row._mapping)
-    data["id"] = str(data["id"])
-    return RunRecord(**data)
+    return Run.from_row(row._mapping)
 
 
-def recent_runs(limit: int = 20) -> list[dict[str, Any]]:
-    """The newest runs, as dicts (run_id, name, status, counts, created/finished)."""
+def recent_runs(limit: int = 20) -> list[Run]:
+    """The newest runs, newest first (``rhesis-pipeline runs``)."""
     with db.connect() as conn:
         rows = conn.execute(Q["recent_runs"], {"limit": limit}).all()
-    return [{**dict(r._mapping), "run_id": str(r.run_id)} for r in rows]
+    return [Run.from_row(r._mapping) for r in rows]
 
 
 def get_results(run_id: str) -> list[dict[str, Any]]:
@@ -601,8 +515,10 @@ def get_results(run_id: str) -> list[dict[str, Any]]:
 __all__ = [
     "InvalidSubmission",
     "Progress",
+    "Run",
     "RunNotFound",
     "RunOptions",
+    "RunRecord",
     "RunSummary",
     "callback_message_id",
     "get_progress",

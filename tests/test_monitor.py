@@ -12,10 +12,14 @@ from sqlalchemy import text
 from rhesis_pipeline import db, runs
 from rhesis_pipeline.cli import monitor
 from rhesis_pipeline.monitor import (
+    Status,
+    apply_fix,
     check_health,
     clean_queues,
     find_stuck_runs,
     inspect_run,
+    plan_fix,
+    recommendations_after,
     revoke_runs,
     status,
 )
@@ -24,6 +28,7 @@ from rhesis_pipeline.monitor.queues import QueueStats
 from rhesis_pipeline.monitor.stuck import RunListing
 from rhesis_pipeline.monitor.workers import Claim, WorkerInfo, WorkerListing
 from rhesis_pipeline.report import format_seconds
+from rhesis_pipeline.run_record import Run
 from rhesis_pipeline.runs import launch_test_run
 
 from .support.runs import scalar
@@ -550,6 +555,98 @@ def test_fix_yes_revokes_every_stuck_run_and_dry_run_changes_nothing(database_ur
     assert "stuck_runs" not in [r["code"] for r in data["recommendations"]]
     assert "runs_cancelling" in [r["code"] for r in data["recommendations"]]
     assert runs.get_progress(offered).cancelled == 3
+
+
+def test_the_fix_policy_offers_young_stuck_runs_revokes_old_ones_and_recommends(database_url):
+    # Given: runs stuck for 45 minutes and for 3 hours, a fresh one, and one stuck for an
+    # hour that is already revoked (it waits for its callback: not stuck any more).
+    offered = submit(name="stuck-45m")
+    backdate(offered, created_h=0.75)
+    ancient = submit(name="stuck-3h")
+    backdate(ancient, created_h=3)
+    submit(name="fresh")
+    cancelling = submit(name="revoked")
+    revoke_runs([cancelling])
+    backdate(cancelling, created_h=1, started_h=1, progress_h=1)
+    before = state_of_everything()
+
+    # When: the plan is made (no CLI), nothing changes; the stuck runs are split by age.
+    plan = plan_fix(stuck_minutes=30, auto_revoke_hours=2)
+    assert state_of_everything() == before
+    assert [r.run_id for r in plan.stuck] == [ancient, offered]
+    assert [r.run_id for r in plan.offered] == [offered]
+    assert [r.run_id for r in plan.automatic] == [ancient]
+    assert plan.before.snapshot.runs.stuck == 3  # the status still counts the revoked one
+
+    # Then: each step revokes one run or leaves it; the report recommends what is left.
+    plan.decline(plan.offered[0])
+    (outcome,) = [plan.revoke(run) for run in plan.automatic]
+    assert (outcome.run_id, outcome.action, outcome.cancelled_tests) == (ancient, "revoked", 3)
+    assert runs.get_progress(ancient).cancelled == 3 and runs.get_progress(offered).done == 0
+    report = plan.report()
+    assert report.declined == [offered] and [o.run_id for o in report.revoked] == [ancient]
+    first = report.recommendations[0]
+    assert (first.code, first.message) == ("stuck_runs", "1 stuck run left as they are")
+    assert f"`rhesis-monitor revoke {offered}`" in first.recommendation
+    (waiting,) = [f for f in report.recommendations if f.code == "runs_cancelling"]
+    assert waiting.message == "2 revoked runs wait for their callback"
+    assert not report.healthy
+    data = json.loads(json.dumps(report.as_dict()))
+    assert set(data) == {
+        "dry_run", "stuck_minutes", "auto_revoke_hours", "status", "stuck", "revoked",
+        "declined", "recommendations", "healthy",
+    }  # fmt: skip
+    assert [r["run_id"] for r in data["stuck"]] == [ancient, offered]
+    assert (data["dry_run"], data["declined"], data["healthy"]) == (False, [offered], False)
+
+
+def test_apply_fix_decides_without_questions_and_its_dry_run_changes_nothing(database_url):
+    older = submit(name="stuck-50m")
+    backdate(older, created_h=50 / 60)
+    offered = submit(name="stuck-45m")
+    backdate(offered, created_h=0.75)
+    ancient = submit(name="stuck-3h")
+    backdate(ancient, created_h=3)
+    before = state_of_everything()
+
+    dry = apply_fix(plan_fix(30, 2, dry_run=True))
+    assert [o.action for o in dry.revoked] == ["would_revoke"] * 3 and dry.declined == []
+    assert dry.recommendations == dry.before.findings
+    assert state_of_everything() == before
+
+    report = apply_fix(plan_fix(30, 2), revoke_offered=lambda run: run.name == "stuck-45m")
+    assert [o.run_id for o in report.revoked] == [offered, ancient]  # offered ones first
+    assert report.declined == [older]
+    assert runs.get_progress(older).done == 0 and runs.get_progress(offered).cancelled == 3
+
+
+def _run(n, *, cancel_requested=False):
+    return Run(
+        id=str(uuid.UUID(int=n)), name=f"run-{n}", status="QUEUED", organization_id=None,
+        user_id=None, total=1, done=0, passed=0, failed=0, errored=0, lost=0, cancelled=0,
+        cancel_requested=cancel_requested, created_at=datetime.now(timezone.utc),
+        started_at=None, finished_at=None, last_progress_at=None, collected_count=0,
+        summary=None,
+    )  # fmt: skip
+
+
+def test_recommendations_after_a_fix_name_the_runs_left_and_those_waiting_for_a_callback():
+    # The status read afterwards still counts the revoked run as stuck (it stays unfinished
+    # until its callback runs): that finding is replaced by one naming the runs left.
+    snapshot = _snapshot([_worker(True)], stuck=1)
+    snapshot.runs = RunListing([_run(1, cancel_requested=True)], 1, 1)
+    after = Status(datetime.now(timezone.utc), snapshot, diagnose(snapshot))
+    assert [f.code for f in after.findings] == ["stuck_runs"]
+
+    assert [f.code for f in recommendations_after(after, [])] == ["runs_cancelling"]
+    left = [_run(n) for n in range(2, 14)]
+    stuck, waiting = recommendations_after(after, left)
+    assert (stuck.code, stuck.severity) == ("stuck_runs", "problem")
+    assert stuck.message == "12 stuck runs left as they are"
+    ids = " ".join(r.run_id for r in left[:10])
+    assert stuck.recommendation.startswith(f"revoke them with `rhesis-monitor revoke {ids} ...`")
+    assert (waiting.code, waiting.severity) == ("runs_cancelling", "warning")
+    assert waiting.message == "1 revoked run wait for their callback"
 
 
 def test_serve_health_on_a_port_in_use_is_a_usage_error(database_url):

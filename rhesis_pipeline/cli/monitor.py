@@ -18,7 +18,7 @@ import click
 from .. import __version__, db
 from ..errors import RhesisError
 from ..logs import configure_logging
-from ..monitor.diagnosis import PROBLEM, WARNING, Finding, plural
+from ..monitor.diagnosis import PROBLEM, plural
 from ..report import format_seconds, table
 from .common import RhesisGroup, use_database
 
@@ -526,38 +526,28 @@ def fix(
     asking. Each revocation is one transaction: Ctrl-C at any point leaves every run
     either revoked or untouched. Exits 0 if no problem remains, 1 otherwise.
     """
-    from ..monitor import find_stuck_runs, revoke_runs
-    from ..monitor import status as read_status
+    from ..monitor import plan_fix
 
     use_database(migrated=True)
-    stuck_hours = stuck_minutes / 60.0
-    before = read_status(max_hours=stuck_hours)
+    plan = plan_fix(stuck_minutes, auto_revoke_hours, dry_run=dry_run)
     if not as_json:
-        click.echo(_status_text(before))
+        click.echo(_status_text(plan.before))
         click.echo("")
-    stuck = [r for r in find_stuck_runs(stuck_hours) if not r.cancel_requested]
-    auto_s = auto_revoke_hours * 3600.0
-    automatic = [r for r in stuck if r.in_status_s >= auto_s]
-    offered = [r for r in stuck if r.in_status_s < auto_s]
     say = _sayer(as_json)
-    revoked: list = []
-    declined: list[str] = []
+    offered, automatic = plan.offered, plan.automatic
+    stuck_s, auto_s = plan.stuck_s, plan.auto_revoke_s
     if offered:
-        say(
-            f"{plural(len(offered), 'run')} stuck for {format_seconds(stuck_hours * 3600)} or more:"
-        )
+        say(f"{plural(len(offered), 'run')} stuck for {format_seconds(stuck_s)} or more:")
         say(_runs_table(offered, with_reason=True))
         for run in offered:
             if dry_run:
-                revoked += revoke_runs([run.run_id], dry_run=True)
+                plan.revoke(run)
                 continue
             question = f"Revoke run {run.run_id} ({run.name}, {run.reason})?"
             if yes or _ask(question, err=as_json):
-                outcome = revoke_runs([run.run_id])
-                revoked += outcome
-                say(_revoke_line(outcome[0]))
+                say(_revoke_line(plan.revoke(run)))
             else:
-                declined.append(run.run_id)
+                plan.decline(run)
                 say(f"left run {run.run_id} as it is")
     if automatic:
         say(
@@ -565,66 +555,21 @@ def fix(
             + ("would revoke them (dry run)" if dry_run else "revoking them without asking")
         )
         for run in automatic:
-            outcome = revoke_runs([run.run_id], dry_run=dry_run)
-            revoked += outcome
-            say(_revoke_line(outcome[0]))
-    if not stuck:
-        say(f"no stuck runs (threshold {format_seconds(stuck_hours * 3600)})")
+            say(_revoke_line(plan.revoke(run)))
+    if not plan.stuck:
+        say(f"no stuck runs (threshold {format_seconds(stuck_s)})")
 
-    if dry_run:
-        recommendations = list(before.findings)
-    else:
-        after = read_status(max_hours=stuck_hours)
-        recommendations = [f for f in after.findings if f.code != "stuck_runs"]
-        # Revoked runs stay IN_PROGRESS until their callback has run: not stuck any more.
-        still = [r for r in find_stuck_runs(stuck_hours) if not r.cancel_requested]
-        if still:
-            ids = " ".join(r.run_id for r in still[:10]) + (" ..." if len(still) > 10 else "")
-            message = f"{plural(len(still), 'stuck run')} left as they are"
-            recommendations.insert(
-                0,
-                Finding(
-                    "stuck_runs",
-                    PROBLEM,
-                    message,
-                    f"revoke them with `rhesis-monitor revoke {ids}`, or find out why they "
-                    "do not progress with `rhesis-monitor inspect RUN_ID`",
-                ),
-            )
-        cancelling = [r for r in after.snapshot.runs.runs if r.cancel_requested]
-        if cancelling:
-            message = f"{plural(len(cancelling), 'revoked run')} wait for their callback"
-            recommendations.append(
-                Finding(
-                    "runs_cancelling",
-                    WARNING,
-                    message,
-                    "a live worker consuming rhesis-callbacks finishes them as CANCELLED",
-                )
-            )
-    problems = [f for f in recommendations if f.severity == PROBLEM]
+    report = plan.report()
     if as_json:
-        _emit_json(
-            {
-                "dry_run": dry_run,
-                "stuck_minutes": stuck_minutes,
-                "auto_revoke_hours": auto_revoke_hours,
-                "status": before.as_dict(),
-                "stuck": [r.as_dict() for r in stuck],
-                "revoked": [o.as_dict() for o in revoked],
-                "declined": declined,
-                "recommendations": [f.as_dict() for f in recommendations],
-                "healthy": not problems,
-            }
-        )
+        _emit_json(report.as_dict())
     else:
         click.echo("")
-        if recommendations:
-            for line in _findings_text(recommendations, "RECOMMENDATIONS")[1:]:
+        if report.recommendations:
+            for line in _findings_text(report.recommendations, "RECOMMENDATIONS")[1:]:
                 click.echo(line)
         else:
             click.echo("RECOMMENDATIONS: none; everything looks fine")
-    sys.exit(1 if problems else 0)
+    sys.exit(0 if report.healthy else 1)
 
 
 def _sayer(as_json: bool):

@@ -232,13 +232,13 @@ def list_runs(limit: int, as_json: bool) -> None:
     """List recent runs, newest first."""
     import json as json_
 
-    from ..report import age, table
+    from ..report import age, recent_run_json, table
     from ..runs import recent_runs
 
     use_database(migrated=True)
     rows = recent_runs(limit)
     if as_json:
-        click.echo(json_.dumps(rows, indent=2, default=str))
+        click.echo(json_.dumps([recent_run_json(r) for r in rows], indent=2, default=str))
         return
     if not rows:
         click.echo("no runs yet")
@@ -247,14 +247,14 @@ def list_runs(limit: int, as_json: bool) -> None:
         table(
             [
                 [
-                    r["run_id"],
-                    r["name"],
-                    r["status"],
-                    f"{r['done']}/{r['total']}",
-                    str(r["passed"]),
-                    str(r["failed"]),
-                    str(r["errored"]),
-                    age(r["created_at"]),
+                    r.id,
+                    r.name,
+                    r.status,
+                    f"{r.done}/{r.total}",
+                    str(r.passed),
+                    str(r.failed),
+                    str(r.errored + r.lost),
+                    age(r.created_at),
                 ]
                 for r in rows
             ],

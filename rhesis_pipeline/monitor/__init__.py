@@ -6,13 +6,14 @@ as well::
     from rhesis_pipeline.monitor import check_health, find_stuck_runs, revoke_runs
 
     report = check_health()                      # HealthReport: .healthy, .problems
-    for run in find_stuck_runs(max_hours=2):     # ActiveRun: .run_id, .reason …
+    for run in find_stuck_runs(max_hours=2):     # Run: .run_id, .reason …
         ...
     revoke_runs([run_id])                        # [RevokeOutcome]
 
-Modules: :mod:`.status` (snapshot), :mod:`.stuck`, :mod:`.revoke`, :mod:`.clean`,
-:mod:`.inspect`, :mod:`.workers`, :mod:`.queues`, :mod:`.diagnosis` (findings and
-recommendations), :mod:`.health`, :mod:`.http` (serve-health).
+Modules: :mod:`.status` (snapshot), :mod:`.stuck`, :mod:`.revoke`, :mod:`.fix` (the
+policy of ``fix``), :mod:`.clean`, :mod:`.inspect`, :mod:`.workers`, :mod:`.queues`,
+:mod:`.diagnosis` (findings and recommendations), :mod:`.health`, :mod:`.http`
+(serve-health).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from .clean import CleanResult, clean_queues
 from .common import InvalidRunId
 from .diagnosis import Finding, diagnose
+from .fix import FixPlan, FixReport, apply_fix, plan_fix, recommendations_after
 from .health import HealthReport, check_health
 from .inspect import RunInspection, inspect_run
 from .queues import QueueStats, queue_stats
@@ -32,6 +34,8 @@ __all__ = [
     "ActiveRun",
     "CleanResult",
     "Finding",
+    "FixPlan",
+    "FixReport",
     "HealthReport",
     "InvalidRunId",
     "QueueStats",
@@ -40,13 +44,16 @@ __all__ = [
     "Status",
     "WorkerInfo",
     "WorkerListing",
+    "apply_fix",
     "check_health",
     "clean_queues",
     "diagnose",
     "find_stuck_runs",
     "inspect_run",
     "list_workers",
+    "plan_fix",
     "queue_stats",
+    "recommendations_after",
     "revoke_runs",
     "revoke_stuck_runs",
     "status",

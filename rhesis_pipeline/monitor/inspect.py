@@ -12,7 +12,7 @@ from .common import iso, parse_run_ids, seconds
 
 @dataclass
 class RunInspection:
-    run: runs.RunRecord
+    run: runs.Run
     cancel_requested: bool
     last_progress_at: Any
     callback_enqueued_at: Any

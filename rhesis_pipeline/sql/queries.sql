@@ -401,8 +401,9 @@ FOR UPDATE;
 SELECT status, count(*) FROM rhesis.test_results WHERE run_id = :run_id GROUP BY status;
 
 -- name: finish_run
--- Set a run's final status and counts from its results; returns its duration and the
--- callback latency (from the last outcome's commit to now).
+-- Set a run's final status and counts from its results; returns the run's row (the
+-- columns of get_run), its duration and the callback latency (from the last outcome's
+-- commit to now).
 UPDATE rhesis.test_runs
 SET status = :status,
     passed = :passed, failed = :failed, errored = :errored, lost = :lost,
@@ -417,19 +418,18 @@ SET status = :status,
         'callback_latency_ms',
             EXTRACT(EPOCH FROM clock_timestamp() - last_progress_at) * 1000)
 WHERE id = :run_id AND status IN ('QUEUED', 'IN_PROGRESS')
-RETURNING CAST(summary->>'duration_s' AS double precision) AS duration_s,
+RETURNING id, name, status, organization_id, user_id, total, done, passed, failed, errored,
+          lost, cancelled, cancel_requested, created_at, started_at, finished_at,
+          last_progress_at, collected_count, summary,
+          CAST(summary->>'duration_s' AS double precision) AS duration_s,
           CAST(summary->>'callback_latency_ms' AS double precision) AS callback_latency_ms;
 
--- name: run_progress
--- A run's counters: progress without counting result rows.
-SELECT id, status, total, done, passed, failed, errored, lost, cancelled
-FROM rhesis.test_runs
-WHERE id = :run_id;
-
 -- name: get_run
--- One run, every column a reader needs.
+-- One run, every column a reader needs (the fields of run_record.Run); its counters are
+-- its progress, read without counting result rows.
 SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
-       lost, cancelled, created_at, started_at, finished_at, collected_count, summary
+       lost, cancelled, cancel_requested, created_at, started_at, finished_at,
+       last_progress_at, collected_count, summary
 FROM rhesis.test_runs
 WHERE id = :run_id;
 
@@ -471,9 +471,10 @@ WITH doomed AS (
 DELETE FROM rhesis.rate_limits r USING doomed WHERE r.key = doomed.key;
 
 -- name: recent_runs
--- The newest runs with their counters.
-SELECT id AS run_id, name, status, organization_id, user_id, total, done, passed, failed,
-       errored + lost AS errored, cancelled, created_at, finished_at
+-- The newest runs (the columns of get_run).
+SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
+       lost, cancelled, cancel_requested, created_at, started_at, finished_at,
+       last_progress_at, collected_count, summary
 FROM rhesis.test_runs
 ORDER BY created_at DESC
 LIMIT :limit;
@@ -632,9 +633,10 @@ SELECT status, count(*) AS runs FROM rhesis.test_runs GROUP BY status;
 WITH clock AS (
     SELECT COALESCE(CAST(:now AS timestamptz), clock_timestamp()) AS now
 ), unfinished AS (
-    SELECT u.id AS run_id, u.name, u.status, u.organization_id, u.user_id, u.total, u.done,
+    SELECT u.id, u.name, u.status, u.organization_id, u.user_id, u.total, u.done,
            u.passed, u.failed, u.errored, u.lost, u.cancelled, u.cancel_requested,
-           u.created_at, u.started_at, u.last_progress_at,
+           u.created_at, u.started_at, u.finished_at, u.last_progress_at, u.collected_count,
+           u.summary,
            EXTRACT(EPOCH FROM clock.now - u.created_at) AS age_s,
            EXTRACT(EPOCH FROM clock.now - COALESCE(u.started_at, u.created_at)) AS in_status_s,
            EXTRACT(EPOCH FROM clock.now
