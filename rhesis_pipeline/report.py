@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import runs
+from .durations import format_seconds
 
 
 def run_json(run_id: str) -> dict[str, Any]:
@@ -67,22 +68,6 @@ def age(when: datetime | None) -> str:
     if when is None:
         return "-"
     return format_seconds((datetime.now(timezone.utc) - when).total_seconds())
-
-
-def format_seconds(value: float | None) -> str:
-    """A duration as operators read it: "45s", "12m05s", "3h12m", "2d03h" ("-": None)."""
-    if value is None:
-        return "-"
-    seconds = max(int(value), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .durations import format_seconds
+
 #: Final run statuses (a run is QUEUED, then IN_PROGRESS, then one of these).
 FINAL_STATUSES = ("COMPLETED", "PARTIAL", "FAILED", "CANCELLED")
 
@@ -115,8 +117,6 @@ class Run:
     def reason(self) -> str:
         """Why it counts as stuck, e.g. "in progress for 3h12m, last progress 45m00s ago"
         (from ``in_status_s`` and ``idle_s``)."""
-        from .report import format_seconds
-
         verb = "queued" if self.status == "QUEUED" else "in progress"
         text = f"{verb} for {format_seconds(self.in_status_s)}"
         if self.status == "IN_PROGRESS" and self.last_progress_at is not None:
