@@ -12,7 +12,7 @@ The JSON shapes that existed before this record did are kept: :meth:`Run.as_dict
 the fields its reader chose (``json_fields``: :data:`MONITOR_FIELDS` for the monitor's
 runs, :data:`SUMMARY_FIELDS` for the hooks' summary), every field otherwise.
 
-Standard library only: runs.py and the monitor import this module, never the reverse.
+It imports only durations.py: runs.py and the monitor import this module, never the reverse.
 """
 
 from __future__ import annotations
