@@ -8,8 +8,9 @@ The Python API::
 (the operator functions live in :mod:`rhesis_pipeline.monitor`, with the rest of what
 ``rhesis-monitor`` calls).
 
-Importing this package does not connect to the database or install a broker; the
-functions below import ``rhesis_pipeline.actors`` (which installs the broker) on use.
+Importing this package does not connect to the database or install a broker, and none
+of these functions needs the worker entry point (``rhesis_pipeline.actors``, which
+installs the broker): a web backend launches runs and reads them without it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
   database boundary; migrations are the only other place with SQL.
 * Every named query is used (no dead SQL left behind by a refactoring).
 
+* Nothing in the package imports the worker entry point, ``rhesis_pipeline.actors``.
+
 (No import cycles: import-linter's ``acyclic_siblings`` contract in pyproject.toml, run
 by tests/test_tooling.py.)
 """
@@ -88,3 +90,24 @@ def test_every_named_query_is_used():
     source = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
     unused = [name for name in Q if f'"{name}"' not in source]
     assert unused == []
+
+
+def test_nothing_in_the_package_imports_the_worker_entry_point():
+    importers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "actors.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+                if node.level:  # relative: "from .actors import x", "from . import actors"
+                    names = [n.lstrip(".") for n in names]
+            if any(
+                n in ("rhesis_pipeline.actors", "actors") or n.endswith(".actors") for n in names
+            ):
+                importers.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert importers == []
