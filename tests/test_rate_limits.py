@@ -1,14 +1,14 @@
 """dramatiq's rate-limit primitives on the Postgres backend (real database)."""
 
+import select
 import threading
-import time
 
 import dramatiq
 import pytest
 from dramatiq.rate_limits import Barrier, ConcurrentRateLimiter, WindowRateLimiter
 from sqlalchemy import text
 
-from rhesis_pipeline import db
+from rhesis_pipeline import db, rate_limits
 from rhesis_pipeline.rate_limits import PostgresRateLimiterBackend
 
 from .support import actors
@@ -24,7 +24,7 @@ def test_add_only_when_absent_or_expired(backend):
     assert backend.add("k", 5, ttl=60_000) is True
     assert backend.add("k", 7, ttl=60_000) is False
     assert backend.add("short", 1, ttl=50) is True
-    time.sleep(0.1)
+    wait_until(lambda: _expired("short"), what="key 'short' expired by the database's clock")
     assert backend.add("short", 2, ttl=60_000) is True  # expired keys count as absent
 
 
@@ -50,13 +50,18 @@ def test_barrier_clears_once_for_its_parties(backend):
     assert [barrier.wait(block=False) for _ in range(3)] == [False, False, True]
 
 
-def test_blocking_barrier_wait_wakes_on_the_last_party(backend):
+def test_blocking_barrier_wait_wakes_on_the_last_party(backend, monkeypatch):
+    blocked = SelectSpy()
+    monkeypatch.setattr(rate_limits, "select", blocked)
     barrier = Barrier(backend, "blocking", ttl=60_000)
     barrier.create(parties=2)
     woke = []
     waiter = threading.Thread(target=lambda: woke.append(barrier.wait(timeout=10_000)))
     waiter.start()
-    time.sleep(0.3)
+    # The waiter listens, found no event yet, and blocks on its connection ...
+    assert blocked.entered.wait(10), "the waiter never blocked"
+    assert waiter.is_alive() and woke == []
+    # ... until the last party arrives.
     assert barrier.wait(block=False) is True
     waiter.join(10)
     assert woke == [True]
@@ -67,26 +72,34 @@ def test_blocking_barrier_wait_wakes_on_the_last_party(backend):
 
 def test_concurrent_rate_limiter_admits_at_most_its_limit(backend):
     limiter = ConcurrentRateLimiter(backend, "mutex", limit=2, ttl=60_000)
-    inside, peak, lock = [0], [0], threading.Lock()
+    admitted, refused, release = [], [], threading.Event()
+    start = threading.Barrier(6)
 
-    def work():
-        for _ in range(5):
-            with limiter.acquire(raise_on_failure=False) as acquired:
-                if not acquired:
-                    continue
-                with lock:
-                    inside[0] += 1
-                    peak[0] = max(peak[0], inside[0])
-                time.sleep(0.01)
-                with lock:
-                    inside[0] -= 1
+    def work(i):
+        start.wait()
+        with limiter.acquire(raise_on_failure=False) as acquired:
+            (admitted if acquired else refused).append(i)
+            if acquired:
+                release.wait(30)  # hold the slot until every thread has tried
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
+    # When: six threads try at once, and those admitted hold on.
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(60)
-    assert peak[0] == 2
+    try:
+        wait_until(lambda: len(admitted) + len(refused) == 6, what="every thread tried")
+    finally:
+        release.set()
+        for t in threads:
+            t.join(60)
+    # Then: two inside at once, the four others refused.
+    assert (len(admitted), len(refused)) == (2, 4)
+    # Released, the slots are free again.
+    with (
+        limiter.acquire(raise_on_failure=False) as first,
+        limiter.acquire(raise_on_failure=False) as second,
+    ):
+        assert first and second
 
 
 def test_window_rate_limiter_works(backend):
@@ -100,15 +113,25 @@ def test_window_rate_limiter_works(backend):
 
 @pytest.mark.slow
 def test_dramatiq_group_completion_callback_fires_once_on_postgres(workers):
-    workers.start(processes=2, threads=2)
+    worker = workers.start(processes=2, threads=2)
     members = [actors.record.message(f"member-{i}") for i in range(6)]
+    callback = actors.record.message("group-done")
     group = dramatiq.group(members)
-    group.add_completion_callback(actors.record.message("group-done"))
+    group.add_completion_callback(callback)
     group.run()
-    wait_until(lambda: _count("group-done") == 1, what="group callback")
-    wait_until(lambda: _count("member-%") == 6, what="members")
-    time.sleep(0.5)
-    assert _count("group-done") == 1
+    # Every member acked: each one has had its turn at the barrier (a member's
+    # completion enqueues the callback before its ack) ...
+    wait_until(
+        lambda: _states([m.message_id for m in members]) == ["done"] * 6, what="members acked"
+    )
+    # ... and the callback ran to its end.
+    wait_until(
+        lambda: _states([callback.message_id]) in (["done"], ["rejected"]), what="group callback"
+    )
+    assert _states([callback.message_id]) == ["done"]  # a second run would fail on its key
+    assert _count("member-%") == 6 and _count("group-done") == 1
+    # One execution: the actor logs one line each time it runs.
+    assert worker.log().count("recording group-done") == 1
 
 
 def _count(pattern: str) -> int:
@@ -116,3 +139,35 @@ def _count(pattern: str) -> int:
         return conn.execute(
             text("SELECT count(*) FROM public.test_records WHERE key LIKE :p"), {"p": pattern}
         ).scalar()
+
+
+def _states(message_ids: list[str]) -> list[str]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT state::text FROM dramatiq.queue "
+                "WHERE message_id = ANY(CAST(:ids AS uuid[])) ORDER BY state"
+            ),
+            {"ids": message_ids},
+        )
+        return list(rows.scalars())
+
+
+def _expired(key: str) -> bool:
+    with db.connect() as conn:
+        return conn.execute(
+            text("SELECT expires_at <= clock_timestamp() FROM rhesis.rate_limits WHERE key = :k"),
+            {"k": key},
+        ).scalar()
+
+
+class SelectSpy:
+    """Stands in for the ``select`` module in rhesis_pipeline.rate_limits: sets *entered*
+    when a waiter starts blocking on its LISTEN connection."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+
+    def select(self, *args):
+        self.entered.set()
+        return select.select(*args)

@@ -120,19 +120,57 @@ def test_a_superseded_claim_cannot_report(database_url):
     assert not again.recorded and runs.get_progress(run_id).passed == 1
 
 
+def heartbeats() -> dict[str, datetime]:
+    """Last heartbeat of every registered, running worker, by id."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, heartbeat_at FROM rhesis.workers WHERE stopped_at IS NULL")
+        ).all()
+    return {str(worker_id): at for worker_id, at in rows}
+
+
+def wait_for_rescue_passes_after(moment: datetime, workers_expected: int) -> None:
+    """Wait until every worker has run a heartbeat rescue that began after *moment*.
+
+    A worker's heartbeat thread writes a heartbeat, then rescues, then waits an interval:
+    a heartbeat later than *moment* followed by the next one brackets such a rescue."""
+
+    def each_beat_after_moment():
+        beats = heartbeats()
+        late = len(beats) == workers_expected and all(at > moment for at in beats.values())
+        return beats if late else None
+
+    after = wait_until(each_beat_after_moment, what=f"a heartbeat of each worker after {moment}")
+    wait_until(
+        lambda: all(heartbeats()[w] > at for w, at in after.items()),
+        what="the heartbeat after that (its rescue done)",
+    )
+
+
 def test_a_test_longer_than_the_heartbeat_timeout_on_a_live_worker_is_not_rescued(workers):
     worker = workers.start(processes=1, threads=2, env=FAST)
     run_id = launch_test_run(
-        [{"id": "long", "sleep_s": 5}],
+        [{"id": "long", "sleep_s": 8}],
         executor="tests.support.targets:counted_sleep",
         options={"time_limit_ms": 60_000},
     )
     # A second worker sweeps too: it must see the first one alive.
-    workers.start(processes=1, threads=2, env=FAST)
+    other = workers.start(processes=1, threads=2, env=FAST)
+    wait_until(lambda: executions("long") == 1, what="the long test executing")
+    claimed_at = scalar("SELECT claimed_at FROM rhesis.claims WHERE queue_name = 'rhesis-tests'")
+
+    # When: both workers rescue while its claim is older than the heartbeat timeout.
+    timeout = timedelta(seconds=float(FAST["RHESIS_HEARTBEAT_TIMEOUT_S"]))
+    wait_for_rescue_passes_after(claimed_at + timeout, workers_expected=2)
+    assert runs.get_progress(run_id).done == 0, "the test ended before the rescues: too short"
+
+    # Then: it was left to its worker (its first claim, one execution), which finishes it.
+    assert scalar("SELECT array_agg(claimed_at) FROM rhesis.claims") == [claimed_at]
+    assert executions("long") == 1
     assert wait_finished(run_id, timeout=30).status == "COMPLETED"
     assert executions("long") == 1
     assert runs.get_results(run_id)[0]["attempts"] == 1
-    assert "back in their queue" not in worker.log()
+    assert "back in their queue" not in worker.log() + other.log()
 
 
 def test_two_sweeps_at_once_one_sweeps_the_other_says_so(database_url):
@@ -146,21 +184,30 @@ def test_two_sweeps_at_once_one_sweeps_the_other_says_so(database_url):
     assert busy.ran is False
     assert out.returncode == 0 and "another sweep is running" in out.stdout
 
-    # Two at the same moment, from two threads: exactly one runs.
-    results = []
-    barrier = threading.Barrier(2)
+    # Two at once: the first is held inside its first step (its clock blocks until
+    # released) while the second starts. Exactly one runs; the other says so.
+    inside, release = threading.Event(), threading.Event()
 
-    def sweep():
-        barrier.wait()
-        results.append(Sweeper.from_settings().run_once().ran)
+    def held_clock():
+        inside.set()
+        release.wait(30)
+        return datetime.now(timezone.utc)
 
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert sorted(results) in ([False, True], [True, True])  # never both at once
-    # (both True only if the first finished before the second began)
+    first = []
+    holder_thread = threading.Thread(
+        target=lambda: first.append(Sweeper.from_settings(clock=held_clock).run_once())
+    )
+    holder_thread.start()
+    try:
+        assert inside.wait(30), "the first sweep never reached its first step"
+        second = Sweeper.from_settings().run_once()
+    finally:
+        release.set()
+        holder_thread.join(30)
+    assert second.ran is False
+    assert [r.ran for r in first] == [True]
+    # Once the first is done, the next sweep runs.
+    assert Sweeper.from_settings().run_once().ran is True
 
 
 def test_sweeping_twice_changes_nothing_the_second_time(database_url):

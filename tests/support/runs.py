@@ -11,12 +11,27 @@ from .waiting import wait_until
 
 
 def wait_finished(run_id: str, timeout: float = 60.0) -> runs.RunRecord:
+    """Wait until the run is final and its callback message is acked: the callback stores
+    the final status first and calls the run-finished hooks after, so a test that counts
+    hook calls must not look at the status alone."""
+
+    def finished_and_called_back() -> bool:
+        return runs.get_progress(run_id).finished and _callback_state(run_id) == "done"
+
     wait_until(
-        lambda: survive_cuts(lambda: runs.get_progress(run_id).finished),
+        lambda: survive_cuts(finished_and_called_back),
         timeout=timeout,
         what=f"run {run_id} finished",
     )
     return runs.get_run(run_id)
+
+
+def _callback_state(run_id: str) -> str | None:
+    return scalar(
+        "SELECT q.state::text FROM rhesis.test_runs u "
+        "JOIN dramatiq.queue q ON q.message_id = u.callback_message_id WHERE u.id = :r",
+        r=run_id,
+    )
 
 
 def survive_cuts(check):
