@@ -127,7 +127,7 @@ def test_bin_worker_execs_dramatiq_with_the_settings(database_url, tmp_path):
         expected = "--processes 1 --threads 3 --queues rhesis-maintenance"
         assert f"exec dramatiq rhesis_pipeline.actors {expected}" in text
         # One queue and its delay queue: 2 consumers, 3 threads.
-        assert "database pool: 9 connections (2 consumers, 3 threads)" in text
+        assert "database pool: 11 connections (2 consumers, 3 threads)" in text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

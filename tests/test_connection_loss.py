@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import text
-
 from rhesis_pipeline import db, runs
 from rhesis_pipeline.errors import DatabaseUnavailable
 from rhesis_pipeline.monitor import list_workers
@@ -21,7 +19,7 @@ from rhesis_pipeline.settings import Settings
 
 from .support import actors
 from .support.faults import cut_connections
-from .support.runs import results_by_id, scalar, wait_finished
+from .support.runs import fake_claim, fake_worker, results_by_id, scalar, wait_finished
 from .support.waiting import wait_until
 
 FAST_HEARTBEAT = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOUT_S": "5"}
@@ -84,26 +82,10 @@ def test_a_worker_that_lost_its_lock_is_reconnecting_not_dead_during_its_grace(d
     run_id = launch_test_run([{"id": "t"}], executor="tests.support.targets:noop")
     message_id = scalar("SELECT message_id FROM rhesis.test_results WHERE run_id = :r", r=run_id)
     now = datetime.now(timezone.utc)
+    worker = "00000000-0000-0000-0000-0000000000bb"
     with db.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO rhesis.workers (id, host, pid, queues, heartbeat_at) "
-                "VALUES ('00000000-0000-0000-0000-0000000000bb', 'h', 1, '{}', :beat)"
-            ),
-            {"beat": now - timedelta(seconds=2)},
-        )
-        conn.execute(
-            text("UPDATE dramatiq.queue SET state = 'consumed' WHERE message_id = :m"),
-            {"m": message_id},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, claimed_at)"
-                " VALUES (:m, '00000000-0000-0000-0000-0000000000bb', gen_random_uuid(), "
-                "'rhesis-tests', :now)"
-            ),
-            {"m": message_id, "now": now},
-        )
+        fake_worker(conn, worker, now - timedelta(seconds=2))
+        fake_claim(conn, message_id, worker, now)
     config = RescueConfig(lock_grace_s=15, heartbeat_timeout_s=30, settle_s=0)
     # When/then: within its lock grace, its message is not rescued ...
     assert Rescuer(config, clock=lambda: now).run_once().requeued == 0
@@ -112,18 +94,7 @@ def test_a_worker_that_lost_its_lock_is_reconnecting_not_dead_during_its_grace(d
     assert later.run_once().requeued == 1
     # And a rescuer whose own session is younger than settle_s judges nobody by heartbeat.
     with db.begin() as conn:
-        conn.execute(
-            text("UPDATE dramatiq.queue SET state = 'consumed' WHERE message_id = :m"),
-            {"m": message_id},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, claimed_at)"
-                " VALUES (:m, '00000000-0000-0000-0000-0000000000bb', gen_random_uuid(), "
-                "'rhesis-tests', :now)"
-            ),
-            {"m": message_id, "now": now},
-        )
+        fake_claim(conn, message_id, worker, now)
     unsettled = RescueConfig(lock_grace_s=15, heartbeat_timeout_s=30, settle_s=3600)
     assert Rescuer(unsettled, clock=lambda: now + timedelta(hours=1)).run_once().requeued == 0
 

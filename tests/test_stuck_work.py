@@ -18,7 +18,7 @@ from rhesis_pipeline.maintenance.sweeper import SWEEP_LOCK_KEY, Sweeper
 from rhesis_pipeline.runs import launch_test_run
 
 from .support import cli
-from .support.runs import hook_calls, scalar, wait_finished
+from .support.runs import fake_claim, fake_worker, hook_calls, scalar, wait_finished
 from .support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -289,33 +289,19 @@ def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(databas
     run_id = launch_test_run(
         [{"id": "hung"}, {"id": "fine"}],
         executor="tests.support.targets:noop",
-        options={"time_limit_ms": 10_000, "max_retries": 0},
+        # One retry: a lost attempt within the time limit is run again (with none left it
+        # would end as "the worker process died", see test_isolation.py).
+        options={"time_limit_ms": 10_000, "max_retries": 1},
     )
     runs.record_outcome(run_id, "fine", status="passed")
     message_id = scalar(
         "SELECT message_id FROM rhesis.test_results WHERE run_id=:r AND test_id='hung'", r=run_id
     )
     claimed_at = datetime.now(timezone.utc)
+    worker = "00000000-0000-0000-0000-0000000000aa"
     with db.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO rhesis.workers (id, host, pid, queues, heartbeat_at) "
-                "VALUES ('00000000-0000-0000-0000-0000000000aa', 'gone', 1, '{}', :beat)"
-            ),
-            {"beat": claimed_at - timedelta(minutes=1)},
-        )
-        conn.execute(
-            text("UPDATE dramatiq.queue SET state = 'consumed' WHERE message_id = :m"),
-            {"m": message_id},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, "
-                "claimed_at, started_at) VALUES (:m, '00000000-0000-0000-0000-0000000000aa', "
-                "gen_random_uuid(), 'rhesis-tests', :at, :at)"
-            ),
-            {"m": message_id, "at": claimed_at},
-        )
+        fake_worker(conn, worker, claimed_at - timedelta(minutes=1))
+        fake_claim(conn, message_id, worker, claimed_at, started=True)
 
     # Within its time limit plus grace it would be run again (dry run only) ...
     # (settle_s=0: this test's fresh session may judge at once; see find_orphans.)

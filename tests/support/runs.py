@@ -61,3 +61,29 @@ def results_by_id(run_id: str) -> dict[str, dict]:
 def scalar(sql: str, **params):
     with db.connect() as conn:
         return conn.execute(text(sql), params).scalar()
+
+
+def fake_worker(conn, worker_id: str, heartbeat_at) -> None:
+    """Register a worker row that holds no liveness lock (a worker gone, or reconnecting)."""
+    conn.execute(
+        text(
+            "INSERT INTO rhesis.workers (id, host, pid, queues, heartbeat_at) "
+            "VALUES (:w, 'gone', 1, '{}', :beat)"
+        ),
+        {"w": worker_id, "beat": heartbeat_at},
+    )
+
+
+def fake_claim(conn, message_id: str, worker_id: str, at, *, started: bool = False) -> None:
+    """Mark *message_id* consumed, claimed by *worker_id* at *at* (and started then)."""
+    conn.execute(
+        text("UPDATE dramatiq.queue SET state = 'consumed' WHERE message_id = :m"),
+        {"m": message_id},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, claimed_at, "
+            "started_at) VALUES (:m, :w, gen_random_uuid(), 'rhesis-tests', :at, :started)"
+        ),
+        {"m": message_id, "w": worker_id, "at": at, "started": at if started else None},
+    )
