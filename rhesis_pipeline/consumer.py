@@ -35,11 +35,16 @@ queue is the rescuer's job (it decides by the worker's liveness, not by age).
 
 Connection loss
 ---------------
-On a connection error the consumer raises DatabaseUnavailable (a dramatiq
-ConnectionError); dramatiq's consumer thread then **replaces its in-memory delay queue**,
-closes this consumer and starts a new one three seconds later, which connects again and
-LISTENs again. Nothing a live worker holds may be lost on the way, so what the process
-holds is kept per queue, outside the consumer (:class:`_Held`), and survives the swap:
+A connection error inside the consumer is handled by the consumer: it drops its
+connection, logs one line (:class:`~rhesis_pipeline.outage.Outage`: one when the database
+goes, one when it is back), waits a bounded, jittered backoff and tries again — connecting
+anew and LISTENing again — while dramatiq's loop goes on (it sees no message). Had it
+raised, dramatiq would log a critical line and restart the consumer every three seconds
+for the whole outage, and **replace its in-memory delay queue** each time. That still
+happens when the error comes from elsewhere in dramatiq's consumer thread (moving a due
+delayed message to its queue). Nothing a live worker holds may be lost either way, so what
+the process holds is kept per queue, outside the consumer (:class:`_Held`), and survives a
+consumer swap:
 
 * the messages handed to dramatiq and not yet acked (executing, waiting in the work
   queue, or in the delay queue — those are forgotten by dramatiq on the swap);
@@ -175,10 +180,12 @@ class RhesisConsumer(Consumer):
         except Exception as exc:
             if not db.is_connection_error(exc):
                 raise
+            # Handled here, not raised: dramatiq would drop its delay queue, log a critical
+            # line and restart the consumer every 3 s for as long as the outage lasts.
             self._drop_listen_conn()
             self._held.reconcile = True
-            self._outage.failed(exc)
-            raise db.as_unavailable(exc) from exc
+            time.sleep(min(self._outage.failed(exc), self.timeout_s))
+            return None
 
     def ack(self, message) -> None:
         if self._released(message):

@@ -8,6 +8,7 @@ tests/test_database_chaos.py.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from rhesis_pipeline import db, runs
@@ -19,7 +20,14 @@ from rhesis_pipeline.settings import Settings
 
 from .support import actors
 from .support.faults import cut_connections
-from .support.runs import fake_claim, fake_worker, results_by_id, scalar, wait_finished
+from .support.runs import (
+    fake_claim,
+    fake_worker,
+    results_by_id,
+    scalar,
+    survive_cuts,
+    wait_finished,
+)
 from .support.waiting import wait_until
 
 FAST_HEARTBEAT = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOUT_S": "5"}
@@ -99,7 +107,7 @@ def test_a_worker_that_lost_its_lock_is_reconnecting_not_dead_during_its_grace(d
     assert Rescuer(unsettled, clock=lambda: now + timedelta(hours=1)).run_once().requeued == 0
 
 
-def test_a_delayed_message_dropped_with_a_lost_connection_still_runs_once(database_url, workers):
+def test_a_delayed_message_held_through_a_lost_connection_runs_once(database_url, workers):
     # Given: a live worker holding a delayed message in dramatiq's in-memory delay queue.
     worker = workers.start(processes=1, threads=2, env=FAST_HEARTBEAT)
     message = actors.record.send_with_options(args=("delayed",), delay=4_000)
@@ -113,7 +121,7 @@ def test_a_delayed_message_dropped_with_a_lost_connection_still_runs_once(databa
         timeout=15,
         what="the delayed message claimed by the worker",
     )
-    # When: every connection is ended: dramatiq drops its delay queue on the consumer error.
+    # When: every connection is ended.
     assert cut_connections(database_url) >= 1
     db.dispose()  # this test's own pooled connections were cut too
     # Then: the message is not stuck as 'consumed' by a live worker: it runs, once.
@@ -132,8 +140,59 @@ def test_a_delayed_message_dropped_with_a_lost_connection_still_runs_once(databa
         timeout=15,
         what="the delayed message acked",
     )
-    assert "returned 1 messages this worker had claimed" in worker.log()
     assert worker.proc.poll() is None
+    # The consumers handled the loss themselves: one line each, no dramatiq restarts.
+    log = worker.log()
+    assert "Consumer encountered a connection error" not in log
+    assert log.count("consumer of rhesis-test-smoke.DQ lost the database") == 1
+    assert log.count("consumer of rhesis-test-smoke.DQ has the database again") == 1
+
+
+def test_claims_a_live_worker_no_longer_holds_go_back_to_their_queue(database_url, caplog):
+    """dramatiq drops its in-memory delay queue when an error reaches its consumer thread
+    (e.g. moving a due message to its queue while the database is away) and replaces the
+    consumer. The next consumer of that queue returns what this worker claimed there but
+    no longer holds, in its place."""
+    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.consumer")
+    registration = Registration([actors.SMOKE_QUEUE])
+    registration.start()
+    queue = f"{actors.SMOKE_QUEUE}.DQ"
+    broker = actors.record.broker
+    try:
+        # Given: a delayed message claimed and handed to dramatiq's delay queue ...
+        message = actors.record.send_with_options(args=("held",), delay=3_000)
+        first = broker.consume(queue, prefetch=2, timeout=200)
+        handed = wait_until(lambda: next(first), timeout=10, what="the message handed out")
+        assert handed.message_id == message.message_id
+        token = scalar(
+            "SELECT token::text FROM rhesis.claims WHERE message_id = :m", m=handed.message_id
+        )
+        # ... which dramatiq then drops, closing the consumer (as after an error).
+        first.close()
+        assert (
+            scalar(
+                "SELECT state::text FROM dramatiq.queue WHERE message_id = :m", m=handed.message_id
+            )
+            == "consumed"
+        )
+
+        # When: the next consumer of the queue connects.
+        second = broker.consume(queue, prefetch=2, timeout=200)
+        again = wait_until(lambda: next(second), timeout=10, what="the message handed out again")
+
+        # Then: it went back to its queue and was claimed again, under a new token.
+        assert again.message_id == message.message_id
+        assert (
+            scalar(
+                "SELECT token::text FROM rhesis.claims WHERE message_id = :m", m=again.message_id
+            )
+            != token
+        )
+        assert any("returned 1 messages" in r.getMessage() for r in caplog.records)
+        second.requeue([again])
+        second.close()
+    finally:
+        registration.stop()
 
 
 def test_outcomes_stored_while_the_database_is_cut_are_kept_and_stored(
@@ -165,3 +224,33 @@ def test_outcomes_stored_while_the_database_is_cut_are_kept_and_stored(
     executions = log.read_text().split()
     assert executions.count("cut-and-pass") == 1 and executions.count("cut-and-fail") == 1
     assert runs.get_progress(run_id).errored == 1
+
+
+def _listening_sessions() -> int:
+    return survive_cuts(
+        lambda: scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+        )
+    )
+
+
+def test_a_rate_limit_waiter_whose_connection_is_cut_still_wakes(database_url):
+    from rhesis_pipeline.rate_limits import PostgresRateLimiterBackend
+
+    # Given: a waiter blocked on an event (a Barrier's wait), listening on its connection.
+    backend = PostgresRateLimiterBackend()
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(backend.wait("barrier-k", 30_000)))
+    waiter.start()
+    wait_until(lambda: _listening_sessions() == 1, timeout=10, what="the waiter listening")
+
+    # When: its connection is ended; it listens again on a new one.
+    assert cut_connections(database_url) >= 1
+    db.dispose()
+    wait_until(lambda: _listening_sessions() == 1, timeout=10, what="the waiter listening again")
+
+    # Then: the event published afterwards wakes it (no error, well before its timeout).
+    backend.wait_notify("barrier-k", 10_000)
+    waiter.join(10)
+    assert woke == [True]

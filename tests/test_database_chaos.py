@@ -95,7 +95,7 @@ def test_connections_cut_three_times_in_12_seconds(database_url, workers, tmp_pa
     env = chaos_env(tmp_path)
     # Given: two worker processes and the scheduler; three runs of 700 tests in flight.
     workers.start(processes=PROCESSES, threads=THREADS, env=env)
-    workers.start_scheduler(env=env)
+    scheduler = workers.start_scheduler(env=env)
     size = 700
     run_ids = launch(3, size, sleep_s=0.02)
     wait_until(lambda: runs.get_progress(run_ids[0]).done > 50, timeout=60, what="progress")
@@ -113,6 +113,9 @@ def test_connections_cut_three_times_in_12_seconds(database_url, workers, tmp_pa
     # Then: exact outcomes, one callback per run, few re-executions; healthy again.
     assert_exact(run_ids, size, tmp_path, cuts=3)
     assert_healthy(database_url, last_cut)
+    for process in workers.started:  # the workers and the scheduler are still running
+        assert process.proc.poll() is None, process.log()[-3000:]
+    assert scheduler.proc.poll() is None
 
 
 def test_the_server_stopped_for_10_seconds_and_started_again(
