@@ -113,7 +113,7 @@ def test_owned_database_url_is_migrated_and_used_by_the_db_module(owned_server, 
         f"postgresql+psycopg2://postgres@127.0.0.1:{owned_server.port}/"
     )
     with db.begin() as conn:
-        assert db.current_revision(conn) == migrate.head_revision()
+        assert migrate.current_revision(conn) == migrate.head_revision()
         assert (
             conn.execute(text("SELECT current_setting('port')::int")).scalar() == owned_server.port
         )
@@ -123,19 +123,20 @@ def test_owned_database_url_is_migrated_and_used_by_the_db_module(owned_server, 
 def test_frozen_stops_a_process_and_always_continues_it():
     proc = subprocess.Popen(["sleep", "60"])
     try:
-        assert process_state(proc.pid) in ("R", "S")
+        # Running (R), sleeping (S) or briefly in uninterruptible sleep (D) while it starts.
+        wait_until(lambda: process_state(proc.pid) in ("R", "S", "D"), timeout=5, what="started")
 
         with frozen(proc.pid) as pid:
             assert pid == proc.pid
             assert process_state(proc.pid) == "T"
 
-        wait_until(lambda: process_state(proc.pid) in ("R", "S"), timeout=5, what="continued")
+        wait_until(lambda: process_state(proc.pid) in ("R", "S", "D"), timeout=5, what="continued")
 
         # Continued also when the block raises; a Popen works as well as a pid.
         with pytest.raises(RuntimeError, match="boom"), frozen(proc):
             assert process_state(proc.pid) == "T"
             raise RuntimeError("boom")
-        wait_until(lambda: process_state(proc.pid) in ("R", "S"), timeout=5, what="continued")
+        wait_until(lambda: process_state(proc.pid) in ("R", "S", "D"), timeout=5, what="continued")
         assert proc.poll() is None
     finally:
         proc.kill()
