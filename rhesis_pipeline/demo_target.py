@@ -7,6 +7,8 @@ Answers are deterministic. Prompts starting with a tag behave on purpose:
 * ``[flaky]`` — HTTP 500 on the first two requests with that prompt, then a normal answer;
 * ``[missing]`` — HTTP 404;
 * ``[slow]`` — answers after 300 ms.
+
+:func:`reply` gives the same answers as a python target.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ def answer(prompt: str) -> str:
         if any(k in low for k in keys):
             return text
     return f"You asked: {prompt}"
+
+
+def reply(test: dict) -> str:
+    """A python target answering like the endpoint (``examples/python-suite.yaml``):
+    any worker can import it, so that suite runs with nothing else started."""
+    return answer(str(test.get("prompt", "")))
 
 
 class ChatTarget:

@@ -117,12 +117,10 @@ def validate_executor(executor: str | Mapping[str, Any]) -> dict[str, Any]:
                 f"executor: unknown key(s) {', '.join(unknown)}; "
                 f"allowed: {', '.join(sorted(allowed))}"
             )
-        from urllib.parse import urlsplit
-
         url = spec.get("url")
-        parts = urlsplit(_PLACEHOLDER.sub("x", url)) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidExecutor(f"executor.url {url!r} is not an absolute http(s) URL")
+        problem = url_problem(url) if isinstance(url, str) else "is not an absolute http(s) URL"
+        if problem:
+            raise InvalidExecutor(f"executor.url {url!r} {problem}")
         return {
             "type": "http",
             "url": url,
@@ -133,6 +131,33 @@ def validate_executor(executor: str | Mapping[str, Any]) -> dict[str, Any]:
             "timeout_s": float(spec.get("timeout_s", 30)),
         }
     raise InvalidExecutor(f"executor.type {kind!r} is not supported; use 'python' or 'http'")
+
+
+_HOST = re.compile(r"[\w.-]+|\[?[0-9A-Fa-f:.]+\]?")
+
+
+def url_problem(url: str) -> str | None:
+    """Why the endpoint URL *url* (``{{field}}`` placeholders allowed) cannot be requested,
+    as the end of a sentence ("is not …"), or None. Checked when a run is submitted, so a
+    URL that httpx would refuse, or that names no reachable port, fails validation rather
+    than every test."""
+    import httpx
+
+    hint = "; write it like https://host:port/path"
+    concrete = _PLACEHOLDER.sub("1", url)
+    if any(c.isspace() for c in concrete):
+        return "contains a space: remove it, or write it as %20"
+    try:
+        parsed = httpx.URL(concrete)
+    except httpx.InvalidURL as exc:
+        return f"is not a valid URL ({exc})" + hint
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return "is not an absolute http(s) URL" + hint
+    if not _HOST.fullmatch(parsed.host):
+        return f"has an invalid host {parsed.host!r}" + hint
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        return f"has port {parsed.port}; a port is 1 to 65535"
+    return None
 
 
 @lru_cache(maxsize=256)

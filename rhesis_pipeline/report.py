@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -82,7 +83,11 @@ def reason(result: dict[str, Any]) -> str:
     if result["error"]:
         return result["error"]
     failed = [m for m in (result["metrics"] or []) if isinstance(m, dict) and not m.get("passed")]
-    return "; ".join(f"{m.get('name')}: {m.get('reason')}" for m in failed) or "-"
+    if failed:
+        return "; ".join(f"{m.get('name')}: {m.get('reason')}" for m in failed)
+    if result["status"] == "failed":  # no error, no failed metric: the target's own verdict
+        return "the target returned False"
+    return "-"
 
 
 def summary_text(run_id: str) -> str:
@@ -124,6 +129,7 @@ class ProgressPrinter:
         self.started = time.monotonic()
         self.last_print = 0.0
         self.last_done = -1
+        self.drawn = False  # a terminal's progress line is open (no newline yet)
 
     def update(self, p: runs.Run, *, final: bool = False) -> None:
         now = time.monotonic()
@@ -142,6 +148,7 @@ class ProgressPrinter:
             self.stream.write("\r" + line)
             if final:
                 self.stream.write("\n")
+            self.drawn = not final
             self.stream.flush()
         elif final or (now - self.last_print >= self.interval_s and p.done != self.last_done):
             self.stream.write(line + "\n")
@@ -149,18 +156,41 @@ class ProgressPrinter:
             self.last_print = now
             self.last_done = p.done
 
+    def note(self, text: str) -> None:
+        """Print *text* as a line of its own, ending an open progress line first."""
+        if self.drawn:
+            self.stream.write("\n")
+            self.drawn = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
 
 def wait_for(
-    run_id: str, *, timeout_s: float | None, progress: ProgressPrinter | None, poll_s: float = 0.2
+    run_id: str,
+    *,
+    timeout_s: float | None,
+    progress: ProgressPrinter | None,
+    poll_s: float = 0.2,
+    on_idle: Callable[[runs.Progress], None] | None = None,
+    idle_after_s: float = 5.0,
 ) -> bool:
-    """Poll the run until the callback has finished it; False if *timeout_s* passed first."""
+    """Poll the run until the callback has finished it; False if *timeout_s* passed first.
+    *on_idle* is called with the progress after every *idle_after_s* seconds in which no
+    test finished (to say why, once)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last_done, since = -1, time.monotonic()
     while True:
         p = runs.get_progress(run_id)
         if progress:
             progress.update(p, final=p.finished)
         if p.finished:
             return True
+        now = time.monotonic()
+        if p.done != last_done:
+            last_done, since = p.done, now
+        elif on_idle is not None and now - since >= idle_after_s:
+            on_idle(p)
+            since = now
         if deadline is not None and time.monotonic() >= deadline:
             if progress:
                 progress.update(p, final=True)

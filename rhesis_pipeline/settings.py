@@ -44,10 +44,14 @@ All other settings are ``RHESIS_*`` variables:
 ``RHESIS_RUN_MAX_AGE_HOURS``   Hours after which a run's unfinished tests are lost. 24.
 ``RHESIS_WORKER_RETENTION_HOURS`` Hours dead workers' rows are kept. 24.
 =============================  ==========================================================
+
+Seconds and hours must be finite numbers of at most 1,000,000 (``nan``, ``inf`` and
+``1e308`` are refused with one line, as every invalid setting is).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -136,7 +140,14 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+def _float(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float = 0,
+    maximum: float = 1_000_000,
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -144,8 +155,12 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float 
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name}={raw!r} is not a finite number; give {minimum:g} or more")
     if value < minimum:
         raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    if value > maximum:
+        raise ConfigurationError(f"{name}={raw} is out of range; give at most {maximum:.15g}")
     return value
 
 

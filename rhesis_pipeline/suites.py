@@ -21,24 +21,35 @@ A suite (JSON or YAML)::
 Validation happens before anything is enqueued and reports every problem with the file,
 the path inside it (``tests[3].metrics[0].type``), what is wrong and what is allowed.
 Unknown keys and duplicate test ids are errors; so are regexes that do not compile,
-JSONPaths that do not parse, URLs without a scheme and Python targets that cannot be
-imported.
+JSONPaths that do not parse, URLs that do not parse (no scheme, a space, a bad port),
+Python targets that cannot be imported, text that cannot be stored (NUL, lone
+surrogates), numbers that are not finite, and ``max_backoff_ms`` below
+``min_backoff_ms``. Files larger than :data:`MAX_SUITE_BYTES`, duplicate keys and YAML
+aliases that expand past a bound (:mod:`rhesis_pipeline.suite_yaml`) are refused while
+reading, before anything is built from them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import InvalidSubmission
+from .values import problems as value_problems
 
 METRIC_TYPES = ("contains", "not_contains", "equals", "regex", "json_path_equals", "max_latency_ms")
 #: {{field}} placeholders in an HTTP endpoint's url, headers and body.
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+#: Largest suite file read, in bytes (10 MiB: tens of thousands of tests).
+MAX_SUITE_BYTES = 10 * 1024 * 1024
+#: Longest backoff and time limit a suite may ask for (one day).
+MAX_BACKOFF_MS = 86_400_000
+MAX_TIME_LIMIT_S = 86_400
 
 
 class InvalidSuite(InvalidSubmission):
@@ -85,9 +96,13 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "properties": {
                 "max_retries": {"type": "integer", "minimum": 0, "maximum": 20},
-                "min_backoff_ms": {"type": "integer", "minimum": 1},
-                "max_backoff_ms": {"type": "integer", "minimum": 1},
-                "time_limit_s": {"type": "number", "exclusiveMinimum": 0},
+                "min_backoff_ms": {"type": "integer", "minimum": 1, "maximum": MAX_BACKOFF_MS},
+                "max_backoff_ms": {"type": "integer", "minimum": 1, "maximum": MAX_BACKOFF_MS},
+                "time_limit_s": {
+                    "type": "number",
+                    "minimum": 0.001,
+                    "maximum": MAX_TIME_LIMIT_S,
+                },
             },
             "additionalProperties": False,
         },
@@ -180,24 +195,58 @@ def _describe(error) -> str:
 
 
 def parse_text(text: str, source: str) -> Any:
-    """Parse JSON or YAML text; InvalidSuite naming the file and the position if neither."""
+    """Parse JSON or YAML text; InvalidSuite naming the file and the position if neither,
+    or if it repeats a key, nests too deeply, or expands YAML aliases too far."""
     import yaml
 
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidSuite(
-                f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            ) from None
+    from . import suite_yaml
+
     try:
-        return yaml.safe_load(text)
+        if text.lstrip().startswith(("{", "[")):
+            return json.loads(text, object_pairs_hook=_unique_keys)
+        return suite_yaml.load(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidSuite(
+            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except (suite_yaml.RefusedYAML, _DuplicateKey) as exc:
+        raise InvalidSuite(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InvalidSuite(f"{source}: not valid JSON or YAML: {problem}{where}") from None
+    except RecursionError:
+        raise InvalidSuite(
+            f"{source}: nested too deeply to read; a suite needs a few levels only"
+        ) from None
+    except ValueError as exc:  # a number longer than Python reads
+        digits = re.search(r"value has (\d+) digits", str(exc))
+        if "integer string conversion" not in str(exc):
+            raise InvalidSuite(f"{source}: not valid JSON or YAML: {exc}") from None
+        size = f"of {digits.group(1)} digits " if digits else ""
+        raise InvalidSuite(
+            f"{source}: a number {size}is longer than the {_max_digits()} digits allowed; "
+            "quote it to keep it as text"
+        ) from None
+
+
+def _max_digits() -> int:
+    return getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a JSON object whose keys are unique (json keeps the last)."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(f"duplicate key {key!r}; a key may appear once in an object")
+        data[key] = value
+    return data
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -205,20 +254,43 @@ def load_suite(path: str | Path) -> Suite:
     p = Path(path)
     source = str(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(MAX_SUITE_BYTES + 1)
     except FileNotFoundError:
         raise InvalidSuite(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidSuite(f"{source}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise InvalidSuite(f"{source}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SUITE_BYTES:
+        raise InvalidSuite(
+            f"{source}: the file is larger than {MAX_SUITE_BYTES // (1024 * 1024)} MiB; "
+            "split it into several suites"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidSuite(
+            f"{source}: not UTF-8 text (byte {exc.start} is not UTF-8); save it as UTF-8"
+        ) from None
     return validate_suite(parse_text(text, source), source)
 
 
+_KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
+
+
 def validate_suite(data: Any, source: str = "<suite>") -> Suite:
+    if data is None:
+        raise InvalidSuite(
+            f"{source}: the file is empty; a suite is a mapping with name, endpoint and tests"
+        )
     if not isinstance(data, dict):
         raise InvalidSuite(
             f"{source}: a suite is a mapping with name, endpoint and tests; "
-            f"got {type(data).__name__}"
+            f"got {_KINDS.get(type(data), type(data).__name__)}"
         )
+    # Text and numbers that could not be stored first: the checks below quote values.
+    unstorable = value_problems(data, lambda path: format_path(list(path)))
+    if unstorable:
+        _refuse(source, unstorable)
     problems = _schema_errors(data, SCHEMA, [])
     endpoint = data.get("endpoint")
     if isinstance(endpoint, dict) and endpoint.get("type") in _ENDPOINT_SCHEMAS:
@@ -244,15 +316,15 @@ def validate_suite(data: Any, source: str = "<suite>") -> Suite:
                 where = ["tests", i, "metrics", j]
                 problems += _schema_errors(metric, _METRIC_SCHEMAS[metric["type"]], where)
                 problems += _metric_semantics(metric, format_path(where))
+    defaults = data.get("defaults") or {}
+    if isinstance(defaults, dict) and not problems:
+        problems += _defaults_semantics(defaults)
     if isinstance(endpoint, dict) and not problems:
         problems += _endpoint_semantics(endpoint, tests)
 
     if problems:
-        listed = "\n".join(f"  {p}" for p in problems[:50])
-        more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
-        raise InvalidSuite(f"{source}: {len(problems)} problem(s):\n{listed}{more}")
+        _refuse(source, problems)
 
-    defaults = data.get("defaults") or {}
     options = {k: v for k, v in defaults.items() if k != "time_limit_s"}
     if "time_limit_s" in defaults:
         options["time_limit_ms"] = int(defaults["time_limit_s"] * 1000)
@@ -264,6 +336,34 @@ def validate_suite(data: Any, source: str = "<suite>") -> Suite:
         options=options,
         source=source,
     )
+
+
+def _refuse(source: str, problems: list[str]) -> NoReturn:
+    """Raise InvalidSuite: one line for one problem, else a list (at most 50 shown)."""
+    if len(problems) == 1:
+        raise InvalidSuite(f"{source}: {problems[0]}")
+    listed = "\n".join(f"  {p}" for p in problems[:50])
+    more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
+    raise InvalidSuite(f"{source}: {len(problems)} problem(s):\n{listed}{more}")
+
+
+def _defaults_semantics(defaults: dict[str, Any]) -> list[str]:
+    from .runs import RunOptions
+
+    minimum = defaults.get("min_backoff_ms", RunOptions.min_backoff_ms)
+    maximum = defaults.get("max_backoff_ms", RunOptions.max_backoff_ms)
+    if maximum >= minimum:
+        return []
+    if "max_backoff_ms" not in defaults:
+        return [
+            f"defaults.min_backoff_ms: {minimum} is more than defaults.max_backoff_ms "
+            f"({maximum}, the default); lower it, or set max_backoff_ms to at least {minimum}"
+        ]
+    implicit = "" if "min_backoff_ms" in defaults else ", the default"
+    return [
+        f"defaults.max_backoff_ms: {maximum} is less than defaults.min_backoff_ms "
+        f"({minimum}{implicit}); make it at least {minimum}"
+    ]
 
 
 def _metric_semantics(metric: dict[str, Any], where: str) -> list[str]:
@@ -286,15 +386,12 @@ def _metric_semantics(metric: dict[str, Any], where: str) -> list[str]:
 def _endpoint_semantics(endpoint: dict[str, Any], tests: list[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     if endpoint["type"] == "http":
-        url = endpoint["url"]
-        from urllib.parse import urlsplit
+        from .executors import url_problem
 
-        parts = urlsplit(PLACEHOLDER.sub("x", url))
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            problems.append(
-                f"endpoint.url: {url!r} is not an absolute http(s) URL; write it like "
-                "https://host:port/path"
-            )
+        url = endpoint["url"]
+        problem = url_problem(url)
+        if problem:
+            problems.append(f"endpoint.url: {url!r} {problem}")
         if "response_path" in endpoint:
             try:
                 _parse_json_path(endpoint["response_path"])

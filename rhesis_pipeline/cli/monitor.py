@@ -21,6 +21,7 @@ from ..logs import configure_logging
 from ..monitor.diagnosis import PROBLEM, plural
 from ..report import format_seconds, table
 from .common import RhesisGroup, use_database
+from .params import HOURS, MINUTES, PORT, TEXT
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -159,9 +160,7 @@ def _status_text(current) -> str:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.option(
-    "--max-hours", type=click.FloatRange(min=0), default=2.0, show_default=True, help=MAX_HOURS_HELP
-)
+@click.option("--max-hours", type=HOURS, default=2.0, show_default=True, help=MAX_HOURS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(max_hours: float, as_json: bool) -> None:
     """Runs by status, active runs, queues, live workers, stuck runs and warnings.
@@ -183,7 +182,7 @@ def status(max_hours: float, as_json: bool) -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.option("--max-hours", type=click.FloatRange(min=0), required=True, help=MAX_HOURS_HELP)
+@click.option("--max-hours", type=HOURS, required=True, help=MAX_HOURS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check(max_hours: float, as_json: bool) -> None:
     """List stuck runs; exit 1 if there is any, 0 if none.
@@ -261,7 +260,7 @@ def _revoke_report(outcomes, *, dry_run: bool, as_json: bool) -> None:
 @click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
 @click.option(
     "--max-hours",
-    type=click.FloatRange(min=0),
+    type=HOURS,
     help="Revoke every run stuck for this many hours (see `check`).",
 )
 @click.option("--yes", "-y", is_flag=True, help="With --max-hours: revoke without asking.")
@@ -443,6 +442,7 @@ def inspect(run_id: str, verbose: bool, as_json: bool) -> None:
 @click.option(
     "--queue",
     "queue",
+    type=TEXT,
     metavar="Q",
     help="Only this queue (and its delay queue Q.DQ); default: every queue.",
 )
@@ -461,6 +461,8 @@ def clean(force: bool, queue: str | None, dry_run: bool, as_json: bool) -> None:
     if queue is not None and not queue.strip():
         raise click.BadParameter("must not be empty", param_hint="--queue")
     use_database(migrated=True)
+    if queue is not None:
+        _check_queue_exists(queue)
     result = clean_queues(queue, dry_run=dry_run or not force)
     refused = not force and not dry_run
     if as_json:
@@ -490,6 +492,25 @@ def clean(force: bool, queue: str | None, dry_run: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+def _check_queue_exists(queue: str) -> None:
+    """A usage error if no message was ever enqueued on *queue* (within the retention),
+    no live worker consumes it and it is not one of the pipeline's queues."""
+    from dramatiq.common import q_name
+
+    from .. import queues
+    from ..monitor import list_workers, queue_stats
+
+    names = {q.queue for q in queue_stats(list_workers())}
+    names |= {queues.TESTS, queues.CALLBACKS, queues.MAINTENANCE}
+    known = sorted({q_name(name) for name in names})
+    if q_name(queue) not in known:
+        raise click.BadParameter(
+            f"no queue named {queue!r}: nothing is enqueued on it and no worker consumes it; "
+            f"the queues are {', '.join(known)}",
+            param_hint="'--queue'",
+        )
+
+
 # -- fix ------------------------------------------------------------------------------
 
 
@@ -497,14 +518,14 @@ def clean(force: bool, queue: str | None, dry_run: bool, as_json: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask: revoke every stuck run (for cron).")
 @click.option(
     "--stuck-minutes",
-    type=click.FloatRange(min=0),
+    type=MINUTES,
     default=30.0,
     show_default=True,
     help="Runs stuck this long are offered for revocation.",
 )
 @click.option(
     "--auto-revoke-hours",
-    type=click.FloatRange(min=0),
+    type=HOURS,
     default=2.0,
     show_default=True,
     help="Runs stuck this long are revoked without asking.",
@@ -652,9 +673,7 @@ def workers(as_json: bool) -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.option(
-    "--max-hours", type=click.FloatRange(min=0), default=2.0, show_default=True, help=MAX_HOURS_HELP
-)
+@click.option("--max-hours", type=HOURS, default=2.0, show_default=True, help=MAX_HOURS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def health(max_hours: float, as_json: bool) -> None:
     """Healthy or unhealthy, with the reasons; exit 0 or 1.
@@ -687,14 +706,14 @@ def health(max_hours: float, as_json: bool) -> None:
 @main.command("serve-health", epilog=EXIT_CODES_HELP)
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=PORT,
     required=True,
     help="Port to listen on (0: any free port, printed on start).",
 )
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option(
-    "--max-hours", type=click.FloatRange(min=0), default=2.0, show_default=True, help=MAX_HOURS_HELP
+    "--host", type=TEXT, default="0.0.0.0", show_default=True, help="Address to listen on."
 )
+@click.option("--max-hours", type=HOURS, default=2.0, show_default=True, help=MAX_HOURS_HELP)
 def serve_health(port: int, host: str, max_hours: float) -> None:
     """Serve the health check over HTTP: GET /healthz answers 200 (healthy) or 503.
 
@@ -737,18 +756,35 @@ def sweep(dry_run: bool, as_json: bool) -> None:
     from ..maintenance.sweeper import Sweeper
 
     use_database(migrated=True)
-    result = Sweeper.from_settings().run_once(dry_run=dry_run)
+    sweeper = Sweeper.from_settings()
+    result = sweeper.run_once(dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(result.as_dict()))
         return
     if not result.ran:
         click.echo("another sweep is running; this one did nothing")
         return
-    would = "would be " if dry_run else ""
-    click.echo(
-        f"rescued {result.rescued} {would}messages of dead workers, timed out {result.timed_out}"
-        f" tests, expired {result.expired_runs} runs ({result.lost} tests lost), purged "
-        f"{result.purged_messages} messages, {result.purged_rate_limit_keys} rate-limit keys, "
-        f"{result.purged_workers} workers in {result.duration_s:.2f}s"
-        + (" (dry run: nothing changed)" if dry_run else "")
+    click.echo(_sweep_text(result, batch=sweeper.retention.batch_size))
+
+
+def _sweep_text(result, *, batch: int) -> str:
+    """One line: what the sweep did or, in a dry run, would do. A dry run counts one
+    batch of each purge only, so a full batch reads "at least N"."""
+    if not result.dry_run:
+        return (
+            f"rescued {result.rescued} messages of dead workers, timed out {result.timed_out}"
+            f" tests, expired {result.expired_runs} runs ({result.lost} tests lost), purged "
+            f"{result.purged_messages} messages, {result.purged_rate_limit_keys} rate-limit "
+            f"keys, {result.purged_workers} workers in {result.duration_s:.2f}s"
+        )
+
+    def purge(n: int) -> str:
+        return f"at least {n}" if n >= batch else str(n)
+
+    return (
+        f"dry run, nothing changed: would rescue {result.rescued} messages of dead workers, "
+        f"time out {result.timed_out} tests, expire {result.expired_runs} runs "
+        f"({result.lost} tests lost), purge {purge(result.purged_messages)} messages, "
+        f"{purge(result.purged_rate_limit_keys)} rate-limit keys, "
+        f"{purge(result.purged_workers)} workers ({result.duration_s:.2f}s)"
     )

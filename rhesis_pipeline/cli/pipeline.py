@@ -8,6 +8,7 @@ from .. import __version__, db
 from .. import migrate as migrations
 from ..logs import configure_logging
 from .common import EXIT_CODES_HELP, RhesisGroup, use_database
+from .params import TEXT, TIMEOUT_SECONDS, count
 
 
 @click.group(
@@ -144,24 +145,85 @@ def _finish(run_id: str, *, finished: bool, as_json: bool, timeout: float | None
     sys.exit(_exit_code(run_id))
 
 
+def _import_from_cwd() -> None:
+    """Let a suite's python target be imported from the current directory, as dramatiq
+    (started from there) imports it in the workers."""
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+class _IdleNotice:
+    """``wait_for``'s on_idle: when the run does not progress, say once on stderr if no
+    live worker consumes its queue (the finding ``rhesis-monitor health`` gives), and how
+    to start one. Asks the diagnosis at most every *recheck_s* seconds."""
+
+    def __init__(self, run_id: str, progress, recheck_s: float = 30.0) -> None:
+        self.run_id = run_id
+        self.progress = progress
+        self.recheck_s = recheck_s
+        self.said = False
+        self.next_check = 0.0
+
+    def __call__(self, p) -> None:
+        import time
+
+        if self.said or time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + self.recheck_s
+        text = self.text(p)
+        if text:
+            self.progress.note(text)
+            self.said = True
+
+    def text(self, p) -> str | None:
+        from dramatiq.common import q_name
+
+        from .. import queues
+        from ..errors import RhesisError
+        from ..monitor import status
+
+        try:
+            findings = status(active_limit=1).findings
+        except RhesisError:
+            return None  # only a hint: the wait goes on
+        waits_on = queues.CALLBACKS if p.done == p.total else queues.TESTS
+        chosen = [f for f in findings if f.code == "no_live_worker"] or [
+            f
+            for f in findings
+            if f.code == "queue_without_consumer" and q_name(f.subject or "") == waits_on
+        ]
+        if not chosen:
+            return None
+        finding = chosen[0]
+        return (
+            f"rhesis-pipeline: no live worker consumes queue {waits_on}, so run {self.run_id} "
+            f"does not progress ({finding.code}): {finding.recommendation}. Still waiting; "
+            "Ctrl-C stops waiting, and the run goes on"
+        )
+
+
 @main.command(
-    epilog="""\\b
+    epilog="""\b
 Exit codes:
   0   the run is COMPLETED and every test passed (or, without --wait, it was submitted)
   1   a test failed or errored, the run is PARTIAL/FAILED/CANCELLED, or --timeout expired
   2   bad input (the suite file, an option)
   3   database unreachable
   4   database not migrated
+  130 interrupted (Ctrl-C) while waiting; the run goes on
 """
 )
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--wait", is_flag=True, help="Show progress until the run is finished.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--org", help="Organization id (tenant) of the run.")
-@click.option("--user", help="User id of the run.")
+@click.option("--org", type=TEXT, help="Organization id (tenant) of the run.")
+@click.option("--user", type=TEXT, help="User id of the run.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT_SECONDS,
     help="With --wait: give up waiting after SECONDS (exit 1).",
 )
 def run(
@@ -171,17 +233,17 @@ def run(
 
     The suite is validated before anything is enqueued. Prints the run id; with --wait,
     shows live progress until the completion callback has finished the run, then a
-    summary and a table of the tests that did not pass. A python target is imported from
-    the current directory too (as dramatiq does), and must be importable by the workers.
+    summary and a table of the tests that did not pass. --wait needs a running worker
+    (`rhesis-pipeline worker`); without one it says so after a few seconds. A python
+    target is imported from the current directory too (as dramatiq does), and must be
+    importable by the workers.
     """
     import json as json_
-    import os
     import sys
 
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _import_from_cwd()
 
-    from ..report import ProgressPrinter, wait_for
+    from ..report import ProgressPrinter, run_json, wait_for
     from ..runs import launch_test_run
     from ..suites import load_suite
 
@@ -204,7 +266,19 @@ def run(
             click.echo(run_id)
         return
     click.echo(f"run {run_id}: {len(parsed.tests)} tests of {parsed.name!r}", err=True)
-    finished = wait_for(run_id, timeout_s=timeout, progress=ProgressPrinter())
+    progress = ProgressPrinter()
+    try:
+        finished = wait_for(
+            run_id, timeout_s=timeout, progress=progress, on_idle=_IdleNotice(run_id, progress)
+        )
+    except KeyboardInterrupt:
+        progress.note(
+            f"rhesis-pipeline: interrupted: stopped waiting; run {run_id} goes on "
+            f"(rhesis-pipeline show {run_id})"
+        )
+        if as_json:
+            click.echo(json_.dumps({**run_json(run_id), "interrupted": True}, indent=2))
+        sys.exit(130)
     _finish(run_id, finished=finished, as_json=as_json, timeout=timeout)
 
 
@@ -226,7 +300,7 @@ def show(run_id: str, as_json: bool) -> None:
 
 
 @main.command("runs", epilog=EXIT_CODES_HELP)
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--limit", default=20, show_default=True, type=count(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_runs(limit: int, as_json: bool) -> None:
     """List recent runs, newest first."""
@@ -238,7 +312,9 @@ def list_runs(limit: int, as_json: bool) -> None:
     use_database(migrated=True)
     rows = recent_runs(limit)
     if as_json:
-        click.echo(json_.dumps([recent_run_json(r) for r in rows], indent=2, default=str))
+        click.echo(
+            json_.dumps([recent_run_json(r) for r in rows], indent=2, default=_json_value)
+        )
         return
     if not rows:
         click.echo("no runs yet")
@@ -263,6 +339,13 @@ def list_runs(limit: int, as_json: bool) -> None:
     )
 
 
+def _json_value(value):
+    """``--json``'s text for what JSON lacks: times in ISO 8601, like every other --json."""
+    from datetime import datetime
+
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def _check_uuid(value: str) -> None:
     import uuid
 
@@ -281,8 +364,8 @@ def _check_uuid(value: str) -> None:
     type=click.Path(dir_okay=False),
     help="Suite to run instead of the bundled examples/demo-suite.yaml.",
 )
-@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 32))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option("--processes", default=2, show_default=True, type=count(1, 32))
+@click.option("--threads", default=8, show_default=True, type=count(1, 256))
 def demo(suite_path: str | None, processes: int, threads: int) -> None:
     """Run the bundled example suite end to end on this machine.
 
@@ -294,5 +377,6 @@ def demo(suite_path: str | None, processes: int, threads: int) -> None:
 
     from ..demo import run_demo
 
+    _import_from_cwd()
     use_database(migrated=False)
     sys.exit(run_demo(suite_path=suite_path, processes=processes, threads=threads))
