@@ -10,6 +10,7 @@ from typing import Any
 
 from . import runs
 from .durations import format_seconds
+from .run_record import Run
 
 
 def run_json(run_id: str) -> dict[str, Any]:
@@ -171,7 +172,7 @@ def wait_for(
     timeout_s: float | None,
     progress: ProgressPrinter | None,
     poll_s: float = 0.2,
-    on_idle: Callable[[runs.Progress], None] | None = None,
+    on_idle: Callable[[Run], None] | None = None,
     idle_after_s: float = 5.0,
 ) -> bool:
     """Poll the run until the callback has finished it; False if *timeout_s* passed first.

@@ -312,9 +312,7 @@ def list_runs(limit: int, as_json: bool) -> None:
     use_database(migrated=True)
     rows = recent_runs(limit)
     if as_json:
-        click.echo(
-            json_.dumps([recent_run_json(r) for r in rows], indent=2, default=_json_value)
-        )
+        click.echo(json_.dumps([recent_run_json(r) for r in rows], indent=2, default=_json_value))
         return
     if not rows:
         click.echo("no runs yet")
