@@ -11,6 +11,9 @@ surrogate cannot even be encoded as UTF-8. A target can return any of these, so:
   verdict cannot be trusted if its output is not what it returned;
 * error texts (ours, or an exception's message) are made storable silently: NUL and lone
   surrogates are written as escapes.
+
+(:mod:`rhesis_pipeline.values` does the same checks on what *users* submit — suites — with
+messages that tell them what to fix; this module judges what *targets* return.)
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from .values import SURROGATE
+
 #: Deepest nesting of an output accepted (Python's JSON encoder recurses).
 MAX_DEPTH = 100
 #: Largest output (and metrics) stored, in bytes of JSON.
 MAX_JSON_BYTES = 1024 * 1024
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -35,7 +39,7 @@ def text(value: str) -> str:
     """*value* with NUL and lone surrogates written as backslash escapes."""
     if "\x00" in value:
         value = value.replace("\x00", "\\x00")
-    if _SURROGATE.search(value):
+    if SURROGATE.search(value):
         value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
 
@@ -51,7 +55,7 @@ def _problem(value: Any, path: str, depth: int) -> str | None:
     if isinstance(value, str):
         if "\x00" in value:
             return f"a NUL character (\\u0000) at {path}"
-        if _SURROGATE.search(value):
+        if SURROGATE.search(value):
             return f"a lone surrogate (not UTF-8) at {path}"
         return None
     if isinstance(value, float):

@@ -277,6 +277,11 @@ def load_suite(path: str | Path) -> Suite:
 _KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
 
 
+def _known(kind: Any, schemas: dict[str, Any]) -> bool:
+    """Whether *kind* (anything a file may hold: a list, a number …) names one of *schemas*."""
+    return isinstance(kind, str) and kind in schemas
+
+
 def validate_suite(data: Any, source: str = "<suite>") -> Suite:
     if data is None:
         raise InvalidSuite(
@@ -293,7 +298,7 @@ def validate_suite(data: Any, source: str = "<suite>") -> Suite:
         _refuse(source, unstorable)
     problems = _schema_errors(data, SCHEMA, [])
     endpoint = data.get("endpoint")
-    if isinstance(endpoint, dict) and endpoint.get("type") in _ENDPOINT_SCHEMAS:
+    if isinstance(endpoint, dict) and _known(endpoint.get("type"), _ENDPOINT_SCHEMAS):
         problems += _schema_errors(endpoint, _ENDPOINT_SCHEMAS[endpoint["type"]], ["endpoint"])
     raw_tests = data.get("tests")
     tests: list[Any] = raw_tests if isinstance(raw_tests, list) else []
@@ -311,8 +316,9 @@ def validate_suite(data: Any, source: str = "<suite>") -> Suite:
                 )
             else:
                 seen[key] = i
-        for j, metric in enumerate(test.get("metrics") or []):
-            if isinstance(metric, dict) and metric.get("type") in _METRIC_SCHEMAS:
+        metrics = test.get("metrics")
+        for j, metric in enumerate(metrics if isinstance(metrics, list) else []):
+            if isinstance(metric, dict) and _known(metric.get("type"), _METRIC_SCHEMAS):
                 where = ["tests", i, "metrics", j]
                 problems += _schema_errors(metric, _METRIC_SCHEMAS[metric["type"]], where)
                 problems += _metric_semantics(metric, format_path(where))

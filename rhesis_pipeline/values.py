@@ -15,14 +15,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+#: A lone surrogate (Python strings hold no surrogate pairs: any surrogate is lone).
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def text_problem(text: str) -> str | None:
     """Why *text* cannot be stored, as the end of a sentence ("contains …"), or None."""
     if "\x00" in text:
         return "contains a NUL character (\\u0000): remove it"
-    found = _SURROGATE.search(text)
+    found = SURROGATE.search(text)
     if found:
         return (
             f"contains a lone surrogate (\\u{ord(found.group()):04x}), which cannot be stored: "

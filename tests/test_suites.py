@@ -120,3 +120,33 @@ def test_malformed_suites_are_refused_with_every_problem_named(tmp_path, text, f
 def test_missing_file(tmp_path):
     with pytest.raises(InvalidSuite, match="no such file"):
         load_suite(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        # Found by tests/test_fuzz.py: kinds that are not text crashed the lookup of a
+        # type's schema; metrics that are not a list crashed the iteration.
+        ("metric type", ["contains"], "tests[0].metrics[0].type"),
+        ("endpoint type", ["python"], "endpoint.type"),
+        ("metrics", 7, "tests[0].metrics"),
+        ("metrics", {"type": "contains"}, "tests[0].metrics"),
+    ],
+)
+def test_fields_of_the_wrong_kind_are_refused_by_name(tmp_path, field, value, fragment):
+    suite = {
+        "name": "x",
+        "endpoint": {"type": "python", "target": "tests.support.targets:echo"},
+        "tests": [{"id": "a", "metrics": [{"type": "contains", "value": "x"}]}],
+    }
+    if field == "metric type":
+        suite["tests"][0]["metrics"][0]["type"] = value
+    elif field == "endpoint type":
+        suite["endpoint"]["type"] = value
+    else:
+        suite["tests"][0]["metrics"] = value
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps(suite))
+    with pytest.raises(InvalidSuite) as refused:
+        load_suite(path)
+    assert fragment in str(refused.value)
