@@ -82,9 +82,10 @@ def test_ctrl_c_while_waiting_names_the_run_says_it_goes_on_and_still_prints_jso
     )
     try:
         assert proc.stderr is not None
-        for line in proc.stderr:  # wait until it is waiting
+        for line in proc.stderr:  # wait until it is waiting: the first progress line
             if line.startswith("run "):
                 run_id = line.split()[1].rstrip(":")
+            if line.startswith("["):
                 break
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)

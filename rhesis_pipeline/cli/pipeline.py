@@ -265,9 +265,9 @@ def run(
         else:
             click.echo(run_id)
         return
-    click.echo(f"run {run_id}: {len(parsed.tests)} tests of {parsed.name!r}", err=True)
     progress = ProgressPrinter()
     try:
+        click.echo(f"run {run_id}: {len(parsed.tests)} tests of {parsed.name!r}", err=True)
         finished = wait_for(
             run_id, timeout_s=timeout, progress=progress, on_idle=_IdleNotice(run_id, progress)
         )
