@@ -79,6 +79,9 @@ def test_ctrl_c_while_waiting_names_the_run_says_it_goes_on_and_still_prints_jso
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background commands with SIGINT ignored,
+        # and children inherit that: give the CLI the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stderr is not None
@@ -92,7 +95,7 @@ def test_ctrl_c_while_waiting_names_the_run_says_it_goes_on_and_still_prints_jso
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     assert proc.returncode == 130, stderr
     assert f"rhesis-pipeline: interrupted: stopped waiting; run {run_id} goes on" in stderr
     assert "Traceback" not in stderr
