@@ -11,10 +11,11 @@ from . import runs
 from .durations import format_seconds
 
 
-def run_json(run_id: str) -> dict[str, Any]:
-    """The documented ``--json`` object of a run."""
-    run = runs.get_run(run_id)
-    results = runs.get_results(run_id)
+def run_json(run_id: str, *, organization_id: str | None = None) -> dict[str, Any]:
+    """The documented ``--json`` object of a run (read as *organization_id*'s tenant if
+    given: another organization's run is not found)."""
+    run = runs.get_run(run_id, organization_id=organization_id)
+    results = runs.get_results(run_id, organization_id=organization_id)
     return {
         "run_id": run.id,
         "name": run.name,
@@ -85,8 +86,8 @@ def reason(result: dict[str, Any]) -> str:
     return "; ".join(f"{m.get('name')}: {m.get('reason')}" for m in failed) or "-"
 
 
-def summary_text(run_id: str) -> str:
-    data = run_json(run_id)
+def summary_text(run_id: str, *, organization_id: str | None = None) -> str:
+    data = run_json(run_id, organization_id=organization_id)
     lines = [
         f"run {data['run_id']} ({data['name']}): {data['status']}",
         f"  {data['total']} tests: {data['passed']} passed, {data['failed']} failed, "
