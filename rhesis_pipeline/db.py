@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, PermissionDenied
 from .settings import Settings, redact_url
 
 if TYPE_CHECKING:
@@ -217,9 +217,14 @@ def as_unavailable(exc: BaseException) -> DatabaseUnavailable:
     return exc if isinstance(exc, DatabaseUnavailable) else unavailable(exc)
 
 
+#: SQLSTATE of "permission denied" and of a row-level security policy's refusal.
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Turn connection-level driver errors into DatabaseUnavailable."""
+    """Turn connection-level driver errors into DatabaseUnavailable, and refusals of this
+    session's role (a missing grant, a row-level security policy) into PermissionDenied."""
     import psycopg2
     from sqlalchemy import exc as sa_exc
 
@@ -237,6 +242,13 @@ def translate_errors() -> Iterator[None]:
         psycopg2.InterfaceError,
     ) as exc:
         raise unavailable(exc) from exc
+    except (sa_exc.DBAPIError, psycopg2.Error) as exc:
+        if getattr(getattr(exc, "orig", exc), "pgcode", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise PermissionDenied(
+            f"the database refused this session's role: {detail[0] if detail else 'denied'}"
+        ) from exc
 
 
 @contextmanager

@@ -49,6 +49,13 @@ class MessageTooLarge(RhesisError, ValueError):
     exit_code = 2
 
 
+class PermissionDenied(RhesisError):
+    """The database refused this session's role an operation (SQLSTATE 42501): a missing
+    grant, or a row-level security policy (a tenant writing another organization's row)."""
+
+    exit_code = 1
+
+
 class InvalidSubmission(RhesisError, ValueError):
     """A run cannot be submitted as given; the message names the field and the fix."""
 

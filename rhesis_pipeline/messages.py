@@ -141,9 +141,13 @@ def store(conn, message: Message) -> None:
     )
 
 
-def store_many(conn, queue_name: str, rows: Iterable[tuple[str, str]]) -> int:
+def store_many(conn, queue_name: str, rows: Iterable[tuple[str, str]], *, copy: bool = True) -> int:
     """Store (message_id, encoded message) *rows* of one queue as queued, with one COPY
-    and one NOTIFY, inside *conn*'s transaction. Returns how many were stored."""
+    and one NOTIFY, inside *conn*'s transaction. Returns how many were stored.
+
+    copy=False: one INSERT … SELECT FROM unnest instead, for a session under row-level
+    security (rhesis_tenant), which Postgres refuses COPY FROM.
+    """
     count = 0
 
     def counted():
@@ -152,9 +156,20 @@ def store_many(conn, queue_name: str, rows: Iterable[tuple[str, str]]) -> int:
             count += 1
             yield (queue_name, message_id, "queued", payload)
 
-    db.copy_rows(
-        conn, "dramatiq.queue", ("queue_name", "message_id", "state", "message"), counted()
-    )
+    if copy:
+        db.copy_rows(
+            conn, "dramatiq.queue", ("queue_name", "message_id", "state", "message"), counted()
+        )
+    else:
+        listed = list(counted())
+        conn.execute(
+            Q["insert_messages"],
+            {
+                "queue_name": queue_name,
+                "message_ids": [row[1] for row in listed],
+                "messages": [row[3] for row in listed],
+            },
+        )
     if count:
         conn.execute(
             Q["notify_queue"], {"channel": channel(queue_name), "payload": f'{{"batch": {count}}}'}

@@ -13,10 +13,11 @@ from .durations import format_seconds
 from .run_record import Run
 
 
-def run_json(run_id: str) -> dict[str, Any]:
-    """The documented ``--json`` object of a run."""
-    run = runs.get_run(run_id)
-    results = runs.get_results(run_id)
+def run_json(run_id: str, *, organization_id: str | None = None) -> dict[str, Any]:
+    """The documented ``--json`` object of a run (read as *organization_id*'s tenant if
+    given: another organization's run is not found)."""
+    run = runs.get_run(run_id, organization_id=organization_id)
+    results = runs.get_results(run_id, organization_id=organization_id)
     return {
         "run_id": run.id,
         "name": run.name,
@@ -91,8 +92,8 @@ def reason(result: dict[str, Any]) -> str:
     return "-"
 
 
-def summary_text(run_id: str) -> str:
-    data = run_json(run_id)
+def summary_text(run_id: str, *, organization_id: str | None = None) -> str:
+    data = run_json(run_id, organization_id=organization_id)
     lines = [
         f"run {data['run_id']} ({data['name']}): {data['status']}",
         f"  {data['total']} tests: {data['passed']} passed, {data['failed']} failed, "

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import db, messages
-from .errors import InvalidSubmission, RhesisError
+from . import db, messages, tenancy
+from .errors import InvalidSubmission, PermissionDenied, RhesisError
 from .messages import callback_message_id
 from .outcomes import Outcome, Recorded, writer
 from .queries import Q
@@ -170,14 +170,19 @@ def launch_test_run(
         It travels with every member message and with the callback.
     session: a SQLAlchemy ``Session`` or ``Connection`` on the same database; the run is
         written inside its transaction and exists — and runs — only if the caller commits.
-        Without it, the run is committed before this returns.
+        Without it, the run is committed before this returns. A session acting as
+        ``rhesis_tenant`` (:func:`rhesis_pipeline.tenancy.enter`) may launch runs for
+        its own organization only: for another, :class:`InvalidSubmission` says so
+        (row-level security refused it; the caller's transaction must be rolled back).
     options: :class:`RunOptions` or a mapping of its fields (max_retries, min_backoff_ms,
         max_backoff_ms, time_limit_ms).
 
     Everything — the run, one result row per test, one message per test — is written in
     one transaction with bulk statements and one NOTIFY: a run is there with all of its
-    members or not at all. Raises :class:`InvalidSubmission` (naming the field) before
-    writing anything if the input is malformed.
+    members or not at all. The bulk statements are COPY, or, in a session that row-level
+    security applies to (which Postgres refuses COPY FROM), INSERT … SELECT FROM unnest.
+    Raises :class:`InvalidSubmission` (naming the field) before writing anything if the
+    input is malformed.
     """
     items = _validate_tests(tests)
     spec = _executor_spec(executor)
@@ -201,17 +206,33 @@ def launch_test_run(
         "total": len(items),
     }
 
+    context: dict[str, Any] = {}
+
     def write(conn) -> None:
+        # A session under row-level security (rhesis_tenant) may not COPY FROM.
+        context.update(conn.execute(Q["launch_context"]).one()._mapping)
+        copy = not context["row_security"]
         conn.execute(Q["insert_run"], params)
-        db.copy_rows(
-            conn,
-            "rhesis.test_results",
-            ("run_id", "test_id", "position", "test", "message_id"),
-            (
-                (run_id, t["id"], str(i), json.dumps(t, default=str), m)
-                for i, (t, m) in enumerate(zip(items, message_ids, strict=True))
-            ),
-        )
+        if copy:
+            db.copy_rows(
+                conn,
+                "rhesis.test_results",
+                ("run_id", "test_id", "position", "test", "message_id"),
+                (
+                    (run_id, t["id"], str(i), json.dumps(t, default=str), m)
+                    for i, (t, m) in enumerate(zip(items, message_ids, strict=True))
+                ),
+            )
+        else:
+            conn.execute(
+                Q["insert_results"],
+                {
+                    "run_id": run_id,
+                    "test_ids": [t["id"] for t in items],
+                    "tests": [json.dumps(t, default=str) for t in items],
+                    "message_ids": message_ids,
+                },
+            )
         messages.store_many(
             conn,
             messages.MEMBER.queue_name,
@@ -230,17 +251,47 @@ def launch_test_run(
                 )
                 for t, m in zip(items, message_ids, strict=True)
             ),
+            copy=copy,
         )
 
-    if session is None:
-        with db.begin() as conn:
-            write(conn)
-    else:
-        conn = session.connection() if hasattr(session, "connection") else session
-        with db.translate_errors():
-            write(conn)
+    try:
+        if session is None:
+            with db.begin() as conn:
+                write(conn)
+        else:
+            # A Session's connection() is a method; a Connection's .connection, its DBAPI one.
+            is_session = callable(getattr(session, "connection", None))
+            conn = session.connection() if is_session else session
+            with db.translate_errors():
+                write(conn)
+    except PermissionDenied as exc:
+        refusal = _refused(org, context)
+        if refusal is None:
+            raise
+        raise refusal from exc
     logger.info("submitted run %s: %d tests, %s executor", run_id, len(items), spec["type"])
     return run_id
+
+
+def _refused(org: object, context: dict[str, Any]) -> InvalidSubmission | None:
+    """Why a session under row-level security may not launch a run for *org*, or None
+    if that is not why the database refused it."""
+    if not context.get("row_security"):
+        return None
+    own = context.get("organization_id")
+    if own is None:
+        return InvalidSubmission(
+            f"organization_id {org!r} refused: this session acts as rhesis_tenant with no "
+            "organization (app.current_organization is unset or empty) and may launch "
+            "nothing; set it in the transaction first with "
+            "set_config('app.current_organization', …, true)"
+        )
+    if org != own:
+        return InvalidSubmission(
+            f"organization_id {org!r} refused: this session acts as rhesis_tenant for "
+            f"organization {own!r} and may launch runs only for it"
+        )
+    return None
 
 
 # -- member outcomes -------------------------------------------------------------------
@@ -475,10 +526,10 @@ def run_hooks(summary: Run) -> None:
 # -- reading -----------------------------------------------------------------------
 
 
-def get_progress(run_id: str) -> Run:
+def get_progress(run_id: str, *, organization_id: str | None = None) -> Run:
     """Done/total and counters of a run (``.percent``, ``.finished``), from its row (cheap
     enough to poll): the same record as :func:`get_run`."""
-    return get_run(run_id)
+    return get_run(run_id, organization_id=organization_id)
 
 
 def is_cancel_requested(run_id: str) -> bool:
@@ -490,24 +541,35 @@ class RunNotFound(RhesisError, LookupError):
     exit_code = 1
 
 
-def get_run(run_id: str) -> Run:
-    """One run's row; raises RunNotFound."""
-    with db.connect() as conn:
-        row = conn.execute(Q["get_run"], {"run_id": str(run_id)}).one_or_none()
+# The readers take ``organization_id``: given, they read as that organization's tenant
+# (role rhesis_tenant, row-level security; see rhesis_pipeline.tenancy), so another
+# organization's run is not found and its rows are never read. None: the system role.
+
+
+def get_run(run_id: str, *, organization_id: str | None = None) -> Run:
+    """One run's row; raises RunNotFound (also for another organization's run)."""
+    with tenancy.connect(organization_id) as conn:
+        return read_run(conn, run_id)
+
+
+def read_run(conn, run_id: str) -> Run:
+    """Run *run_id*'s row, read on *conn* (as whatever role it acts); raises RunNotFound."""
+    row = conn.execute(Q["get_run"], {"run_id": str(run_id)}).one_or_none()
     if row is None:
         raise RunNotFound(f"no test run with id {run_id}")
     return Run.from_row(row._mapping)
 
 
-def recent_runs(limit: int = 20) -> list[Run]:
+def recent_runs(limit: int = 20, *, organization_id: str | None = None) -> list[Run]:
     """The newest runs, newest first (``rhesis-pipeline runs``)."""
-    with db.connect() as conn:
+    with tenancy.connect(organization_id) as conn:
         rows = conn.execute(Q["recent_runs"], {"limit": limit}).all()
     return [Run.from_row(r._mapping) for r in rows]
 
 
-def get_results(run_id: str) -> list[dict[str, Any]]:
-    with db.connect() as conn:
+def get_results(run_id: str, *, organization_id: str | None = None) -> list[dict[str, Any]]:
+    """A run's results in suite order (none for another organization's run)."""
+    with tenancy.connect(organization_id) as conn:
         rows = conn.execute(Q["get_results"], {"run_id": str(run_id)}).all()
     return [dict(r._mapping) for r in rows]
 

@@ -38,6 +38,25 @@ class RhesisGroup(click.Group):
             ctx.exit(130)
 
 
+def _organization(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
+
+
+def org_option(action: str = "Read"):
+    """``--org ORG``: act as organization ORG's tenant (role rhesis_tenant, row-level
+    security), so that only its runs exist for the command."""
+    return click.option(
+        "--org",
+        "organization_id",
+        metavar="ORG",
+        callback=_organization,
+        help=f"{action} as organization ORG's tenant (role rhesis_tenant, row-level "
+        "security): another organization's runs are not found.",
+    )
+
+
 def use_database(*, migrated: bool = True) -> None:
     """Resolve the database, say on stderr which one is used, and (by default) check that
     it is reachable and migrated. Raises RhesisError subclasses with one-line messages."""

@@ -20,7 +20,7 @@ from ..errors import RhesisError
 from ..logs import configure_logging
 from ..monitor.diagnosis import PROBLEM, plural
 from ..report import format_seconds, table
-from .common import RhesisGroup, use_database
+from .common import RhesisGroup, org_option, use_database
 from .params import HOURS, MINUTES, PORT, TEXT
 
 EXIT_CODES_HELP = """\b
@@ -111,9 +111,10 @@ def _runs_table(runs, *, with_reason: bool = False) -> str:
 # -- status ---------------------------------------------------------------------------
 
 
-def _status_text(current) -> str:
+def _status_text(current, organization_id: str | None = None) -> str:
     s = current.snapshot
-    lines = [f"rhesis-monitor status at {current.checked_at:%Y-%m-%d %H:%M:%S} UTC", ""]
+    of = f" of organization {organization_id}" if organization_id else ""
+    lines = [f"rhesis-monitor status{of} at {current.checked_at:%Y-%m-%d %H:%M:%S} UTC", ""]
     lines.append(
         "RUNS  "
         + "  ".join(f"{k.lower().replace('_', ' ')} {v}" for k, v in s.runs_by_status.items())
@@ -162,20 +163,22 @@ def _status_text(current) -> str:
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option("--max-hours", type=HOURS, default=2.0, show_default=True, help=MAX_HOURS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(max_hours: float, as_json: bool) -> None:
+@org_option("Show runs and queue messages")
+def status(max_hours: float, as_json: bool, organization_id: str | None) -> None:
     """Runs by status, active runs, queues, live workers, stuck runs and warnings.
 
     Exits 0 whenever it could read the state, whatever it shows (use `health` or
-    `check` for an exit code that reflects problems).
+    `check` for an exit code that reflects problems). With --org, runs and queue
+    messages are that organization's only; workers are shown whole.
     """
     from ..monitor import status as read_status
 
     use_database(migrated=True)
-    current = read_status(max_hours=max_hours)
+    current = read_status(max_hours=max_hours, organization_id=organization_id)
     if as_json:
         _emit_json(current.as_dict())
     else:
-        click.echo(_status_text(current))
+        click.echo(_status_text(current, organization_id))
 
 
 # -- check ----------------------------------------------------------------------------
@@ -184,7 +187,8 @@ def status(max_hours: float, as_json: bool) -> None:
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option("--max-hours", type=HOURS, required=True, help=MAX_HOURS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def check(max_hours: float, as_json: bool) -> None:
+@org_option("Check")
+def check(max_hours: float, as_json: bool, organization_id: str | None) -> None:
     """List stuck runs; exit 1 if there is any, 0 if none.
 
     A run is stuck when it has been QUEUED or IN_PROGRESS for --max-hours or longer, or
@@ -193,7 +197,7 @@ def check(max_hours: float, as_json: bool) -> None:
     from ..monitor import unfinished_runs
 
     use_database(migrated=True)
-    found = unfinished_runs(max_hours=max_hours, only_stuck=True)
+    found = unfinished_runs(max_hours=max_hours, only_stuck=True, organization_id=organization_id)
     if as_json:
         _emit_json(
             {
@@ -266,8 +270,14 @@ def _revoke_report(outcomes, *, dry_run: bool, as_json: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="With --max-hours: revoke without asking.")
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@org_option("Revoke")
 def revoke(
-    run_ids: tuple[str, ...], max_hours: float | None, yes: bool, dry_run: bool, as_json: bool
+    run_ids: tuple[str, ...],
+    max_hours: float | None,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+    organization_id: str | None,
 ) -> None:
     """Cancel runs: the given RUN_IDs, or every run stuck for --max-hours.
 
@@ -288,7 +298,7 @@ def revoke(
     ids = parse_run_ids(run_ids)  # malformed ids: usage error before touching anything
     use_database(migrated=True)
     if max_hours is not None:
-        stuck = find_stuck_runs(max_hours)
+        stuck = find_stuck_runs(max_hours, organization_id=organization_id)
         ids = [r.run_id for r in stuck]
         if stuck and not dry_run and not yes:
             click.echo(
@@ -306,7 +316,7 @@ def revoke(
             ):
                 click.echo("nothing revoked", err=True)
                 sys.exit(1)
-    outcomes = revoke_runs(ids, dry_run=dry_run)
+    outcomes = revoke_runs(ids, dry_run=dry_run, organization_id=organization_id)
     _revoke_report(outcomes, dry_run=dry_run, as_json=as_json)
     sys.exit(1 if any(o.action == "not_found" for o in outcomes) else 0)
 
@@ -420,14 +430,15 @@ def _clip(text: str, n: int) -> str:
     help="Also list every test: status, attempts, error, worker, duration.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def inspect(run_id: str, verbose: bool, as_json: bool) -> None:
+@org_option()
+def inspect(run_id: str, verbose: bool, as_json: bool, organization_id: str | None) -> None:
     """Show one run: counts, timing, callback, and its queue messages by state."""
     from ..monitor import inspect_run
     from ..monitor.common import parse_run_ids
 
     (run_id,) = parse_run_ids([run_id])
     use_database(migrated=True)
-    found = inspect_run(run_id, verbose=verbose)
+    found = inspect_run(run_id, verbose=verbose, organization_id=organization_id)
     if as_json:
         _emit_json(found.as_dict())
     else:

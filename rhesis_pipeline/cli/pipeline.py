@@ -7,7 +7,7 @@ import click
 from .. import __version__, db
 from .. import migrate as migrations
 from ..logs import configure_logging
-from .common import EXIT_CODES_HELP, RhesisGroup, use_database
+from .common import EXIT_CODES_HELP, RhesisGroup, org_option, use_database
 from .params import TEXT, TIMEOUT_SECONDS, count
 
 
@@ -285,7 +285,8 @@ def run(
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def show(run_id: str, as_json: bool) -> None:
+@org_option()
+def show(run_id: str, as_json: bool, organization_id: str | None) -> None:
     """Show a run: status, counts, and the tests that did not pass (all with --json)."""
     import json as json_
 
@@ -294,15 +295,17 @@ def show(run_id: str, as_json: bool) -> None:
     use_database(migrated=True)
     _check_uuid(run_id)
     if as_json:
-        click.echo(json_.dumps(run_json(run_id), indent=2, default=str))
+        data = run_json(run_id, organization_id=organization_id)
+        click.echo(json_.dumps(data, indent=2, default=str))
     else:
-        click.echo(summary_text(run_id))
+        click.echo(summary_text(run_id, organization_id=organization_id))
 
 
 @main.command("runs", epilog=EXIT_CODES_HELP)
 @click.option("--limit", default=20, show_default=True, type=count(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def list_runs(limit: int, as_json: bool) -> None:
+@org_option()
+def list_runs(limit: int, as_json: bool, organization_id: str | None) -> None:
     """List recent runs, newest first."""
     import json as json_
 
@@ -310,7 +313,7 @@ def list_runs(limit: int, as_json: bool) -> None:
     from ..runs import recent_runs
 
     use_database(migrated=True)
-    rows = recent_runs(limit)
+    rows = recent_runs(limit, organization_id=organization_id)
     if as_json:
         click.echo(json_.dumps([recent_run_json(r) for r in rows], indent=2, default=_json_value))
         return

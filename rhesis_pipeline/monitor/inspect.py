@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import db, runs
+from .. import runs, tenancy
 from ..queries import Q
 from .common import iso, parse_run_ids, seconds
 
@@ -67,11 +67,17 @@ class RunInspection:
         return data
 
 
-def inspect_run(run_id: str, *, verbose: bool = False) -> RunInspection:
-    """Everything an operator needs about one run; raises RunNotFound or InvalidRunId."""
+def inspect_run(
+    run_id: str, *, verbose: bool = False, organization_id: str | None = None
+) -> RunInspection:
+    """Everything an operator needs about one run; raises RunNotFound or InvalidRunId.
+
+    organization_id: read as that organization's tenant (row-level security): another
+    organization's run is not found. (A tenant sees no claims: ``claimed_by`` is None.)
+    """
     (run_id,) = parse_run_ids([run_id])
-    record = runs.get_run(run_id)
-    with db.connect() as conn:
+    with tenancy.connect(organization_id) as conn:
+        record = runs.read_run(conn, run_id)
         timing = conn.execute(Q["get_run_timing"], {"run_id": run_id}).one()
         messages = [
             {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import db
+from .. import tenancy
 from ..queries import Q
 from .workers import WorkerListing
 
@@ -42,9 +42,12 @@ class QueueStats:
         }
 
 
-def queue_stats(workers: WorkerListing) -> list[QueueStats]:
-    """Every queue that holds a message, plus every queue a live worker consumes."""
-    with db.connect() as conn:
+def queue_stats(workers: WorkerListing, *, organization_id: str | None = None) -> list[QueueStats]:
+    """Every queue that holds a message, plus every queue a live worker consumes.
+
+    organization_id: count only that organization's messages, read as its tenant.
+    """
+    with tenancy.connect(organization_id) as conn:
         rows = conn.execute(Q["queue_stats"]).all()
     stats: dict[str, QueueStats] = {}
     for row in rows:

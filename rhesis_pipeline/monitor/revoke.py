@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .. import db, messages
+from .. import messages, tenancy
 from ..queries import Q
 from .common import parse_run_ids
 from .stuck import find_stuck_runs
@@ -126,7 +126,11 @@ def requeue_callback(conn, run_id: str) -> None:
 
 
 def revoke_runs(
-    run_ids: Iterable[str], *, dry_run: bool = False, reason: str = DEFAULT_REASON
+    run_ids: Iterable[str],
+    *,
+    dry_run: bool = False,
+    reason: str = DEFAULT_REASON,
+    organization_id: str | None = None,
 ) -> list[RevokeOutcome]:
     """Revoke each run in *run_ids*, one transaction per run, in the order given.
 
@@ -135,14 +139,17 @@ def revoke_runs(
     ``not_found``). Raises InvalidRunId, before
     touching anything, if an id is not a UUID. A run revoked before an interruption stays
     revoked; the one being revoked when it came is left as it was.
+
+    organization_id: act as that organization's tenant (row-level security): another
+    organization's run is ``not_found`` and left untouched.
     """
     outcomes = []
     for run_id in parse_run_ids(run_ids):
         if dry_run:
-            with db.connect() as conn:
+            with tenancy.connect(organization_id) as conn:
                 outcome = revoke_in(conn, run_id, dry_run=True, reason=reason)
         else:
-            with db.begin() as conn:
+            with tenancy.begin(organization_id) as conn:
                 outcome = revoke_in(conn, run_id, dry_run=False, reason=reason)
         if outcome.action == REVOKED:
             logger.warning(
@@ -160,9 +167,16 @@ def revoke_runs(
 
 
 def revoke_stuck_runs(
-    max_hours: float, *, dry_run: bool = False, reason: str | None = None
+    max_hours: float,
+    *,
+    dry_run: bool = False,
+    reason: str | None = None,
+    organization_id: str | None = None,
 ) -> list[RevokeOutcome]:
-    """Revoke every run stuck after *max_hours* (see :mod:`.stuck`), oldest first."""
-    stuck = find_stuck_runs(max_hours)
+    """Revoke every run stuck after *max_hours* (see :mod:`.stuck`), oldest first (of
+    organization *organization_id* only, found and revoked as its tenant, if given)."""
+    stuck = find_stuck_runs(max_hours, organization_id=organization_id)
     why = reason or f"run revoked by an operator: stuck for more than {max_hours:g}h"
-    return revoke_runs([r.run_id for r in stuck], dry_run=dry_run, reason=why)
+    return revoke_runs(
+        [r.run_id for r in stuck], dry_run=dry_run, reason=why, organization_id=organization_id
+    )

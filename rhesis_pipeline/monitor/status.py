@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import db
+from .. import db, tenancy
 from ..queries import Q
 from .common import iso
 from .diagnosis import Finding, FindingsView, Snapshot, diagnose
@@ -54,9 +54,15 @@ class Status(FindingsView):
         }
 
 
-def take_snapshot(*, max_hours: float = 2.0, active_limit: int = 50) -> Snapshot:
-    """Read runs, queues and workers (a few queries; no locks taken)."""
-    with db.connect() as conn:
+def take_snapshot(
+    *, max_hours: float = 2.0, active_limit: int = 50, organization_id: str | None = None
+) -> Snapshot:
+    """Read runs, queues and workers (a few queries; no locks taken).
+
+    organization_id: runs and queue messages of that organization only, read as its
+    tenant (row-level security); workers are the system's, shown whole.
+    """
+    with tenancy.connect(organization_id) as conn:
         by_status = {s: 0 for s in RUN_STATUSES}
         by_status.update({row.status: int(row.runs) for row in conn.execute(Q["runs_by_status"])})
         stalled = [
@@ -66,8 +72,10 @@ def take_snapshot(*, max_hours: float = 2.0, active_limit: int = 50) -> Snapshot
     workers = list_workers()
     return Snapshot(
         workers=workers,
-        queues=queue_stats(workers),
-        runs=unfinished_runs(max_hours=max_hours, limit=active_limit),
+        queues=queue_stats(workers, organization_id=organization_id),
+        runs=unfinished_runs(
+            max_hours=max_hours, limit=active_limit, organization_id=organization_id
+        ),
         max_hours=max_hours,
         heartbeat_timeout_s=db.settings().heartbeat_timeout_s,
         runs_by_status=by_status,
@@ -75,12 +83,17 @@ def take_snapshot(*, max_hours: float = 2.0, active_limit: int = 50) -> Snapshot
     )
 
 
-def status(*, max_hours: float = 2.0, active_limit: int = 50) -> Status:
+def status(
+    *, max_hours: float = 2.0, active_limit: int = 50, organization_id: str | None = None
+) -> Status:
     """The system's status: what ``rhesis-monitor status`` shows.
 
     max_hours: the stuck threshold (see :mod:`.stuck`). active_limit: most unfinished
-    runs listed (oldest first; the counts are exact).
+    runs listed (oldest first; the counts are exact). organization_id: see
+    :func:`take_snapshot`.
     """
     checked_at = datetime.now(timezone.utc)
-    snapshot = take_snapshot(max_hours=max_hours, active_limit=active_limit)
+    snapshot = take_snapshot(
+        max_hours=max_hours, active_limit=active_limit, organization_id=organization_id
+    )
     return Status(checked_at=checked_at, snapshot=snapshot, findings=diagnose(snapshot))

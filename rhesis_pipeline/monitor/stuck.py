@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .. import db
+from .. import tenancy
 from ..queries import Q
 from ..run_record import MONITOR_FIELDS, Run
 from .common import seconds
@@ -44,10 +44,13 @@ def unfinished_runs(
     only_stuck: bool = False,
     limit: int = DEFAULT_LIMIT,
     now: datetime | None = None,
+    organization_id: str | None = None,
 ) -> RunListing:
     """Unfinished runs, oldest first, each flagged stuck or not after *max_hours*.
 
     now: the time to measure ages from (default: the database's clock); for tests.
+    organization_id: only that organization's runs, read as its tenant (row-level
+    security, not a filter of this query).
     """
     params = {
         "max_age_s": hours_to_seconds(max_hours),
@@ -55,7 +58,7 @@ def unfinished_runs(
         "limit": limit,
         "now": now,
     }
-    with db.connect() as conn:
+    with tenancy.connect(organization_id) as conn:
         rows = conn.execute(Q["unfinished_runs"], params).all()
     runs = [
         Run.from_row(
@@ -74,7 +77,18 @@ def unfinished_runs(
 
 
 def find_stuck_runs(
-    max_hours: float, *, limit: int = DEFAULT_LIMIT, now: datetime | None = None
+    max_hours: float,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    now: datetime | None = None,
+    organization_id: str | None = None,
 ) -> list[Run]:
-    """Runs stuck after *max_hours* (see the module's docstring), oldest first."""
-    return unfinished_runs(max_hours=max_hours, only_stuck=True, limit=limit, now=now).runs
+    """Runs stuck after *max_hours* (see the module's docstring), oldest first (of
+    organization *organization_id* only, read as its tenant, if given)."""
+    return unfinished_runs(
+        max_hours=max_hours,
+        only_stuck=True,
+        limit=limit,
+        now=now,
+        organization_id=organization_id,
+    ).runs

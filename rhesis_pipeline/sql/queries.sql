@@ -223,6 +223,7 @@ WHERE q.message_id = u.message_id;
 
 -- name: set_tenant
 -- Expose the tenant to SQL for this transaction; read it with current_setting(…, true).
+-- As rhesis_tenant (become_tenant), it decides which rows row-level security shows.
 SELECT set_config('app.current_organization', :organization_id, true),
        set_config('app.current_user', :user_id, true);
 
@@ -231,6 +232,35 @@ SELECT set_config('app.current_organization', :organization_id, true),
 INSERT INTO rhesis.test_runs (id, organization_id, user_id, name, executor, options, total)
 VALUES (:id, :organization_id, :user_id, :name, CAST(:executor AS jsonb),
         CAST(:options AS jsonb), :total);
+
+-- name: launch_context
+-- Whether row-level security applies to this session on the tables a launch writes (a
+-- session acting as rhesis_tenant: COPY FROM is then refused, the launch INSERTs
+-- instead), and the organization the session acts for (NULL: unset or empty).
+SELECT row_security_active('rhesis.test_runs') OR row_security_active('rhesis.test_results')
+           OR row_security_active('dramatiq.queue') AS row_security,
+       NULLIF(current_setting('app.current_organization', true), '') AS organization_id;
+
+-- name: insert_results
+-- Create run :run_id's result rows (status queued), one per element of :test_ids, at
+-- positions 0, 1, … in that order: a launch under row-level security (no COPY).
+INSERT INTO rhesis.test_results (run_id, test_id, position, test, message_id)
+SELECT CAST(:run_id AS uuid), t.test_id, CAST(t.ord AS integer) - 1, CAST(t.test AS jsonb),
+       t.message_id
+FROM unnest(CAST(:test_ids AS text[]), CAST(:tests AS text[]), CAST(:message_ids AS uuid[]))
+    WITH ORDINALITY AS t(test_id, test, message_id, ord);
+
+-- name: insert_messages
+-- Store encoded messages of :queue_name as queued: a launch under row-level security
+-- (no COPY). Their consumers are woken by notify_queue.
+INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
+SELECT :queue_name, m.message_id, CAST('queued' AS dramatiq.state), CAST(m.message AS jsonb)
+FROM unnest(CAST(:message_ids AS uuid[]), CAST(:messages AS text[])) AS m(message_id, message);
+
+-- name: become_tenant
+-- Act as rhesis_tenant until the end of this transaction: row-level security applies,
+-- keyed on app.current_organization (set_tenant).
+SET LOCAL ROLE rhesis_tenant;
 
 -- name: run_tenant
 -- The tenant (organization and user) of one run.
