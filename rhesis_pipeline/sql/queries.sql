@@ -150,14 +150,15 @@ WITH RECURSIVE ring(org, n, first) AS (
         WHERE q.queue_name = :queue_name AND q."state" = 'queued'
           AND COALESCE(q.message->'options'->'tenant'->>'organization_id', '') = ring.org
         ORDER BY q.mtime
-        LIMIT GREATEST(0, LEAST(
-            :limit,
-            CAST(:cap AS integer) - (
-                SELECT count(*) FROM dramatiq.queue r
-                WHERE r.queue_name = :queue_name AND r."state" = 'consumed'
-                  AND COALESCE(r.message->'options'->'tenant'->>'organization_id', '')
-                      = ring.org),
-            :limit))
+        LIMIT CASE WHEN CAST(:cap AS integer) IS NULL THEN :limit
+                   ELSE GREATEST(0, LEAST(
+                       :limit,
+                       CAST(:cap AS integer) - (
+                           SELECT count(*) FROM dramatiq.queue r
+                           WHERE r.queue_name = :queue_name AND r."state" = 'consumed'
+                             AND COALESCE(r.message->'options'->'tenant'->>'organization_id',
+                                          '') = ring.org)))
+              END
         FOR UPDATE SKIP LOCKED
     ) c
 ), chosen AS (
