@@ -76,7 +76,8 @@ from dramatiq.common import current_millis
 from dramatiq.message import Message
 
 from . import db, registry
-from .messages import channel
+from .locks import CLAIM_LOCK_CLASS
+from .messages import MEMBER, channel
 from .outage import Outage
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,15 @@ class RhesisConsumer(Consumer):
         self._prepared: set[str] = set()
         self._buffer: deque[tuple[Message, str | None]] = deque()
         self._held = held(queue_name)
+        settings = db.settings()
+        #: Per-organization cap on claimed members (RHESIS_TENANT_MAX_RUNNING; None: none).
+        self._cap = settings.tenant_max_running or None
+        #: Members are claimed round-robin by organization (RHESIS_FAIR_CLAIMS; a cap
+        #: needs the fair claim, which counts per organization).
+        self._fair = (settings.fair_claims or self._cap is not None) and (
+            queue_name == MEMBER.queue_name
+        )
+        self._after_org = ""
         self._outage = _outages.setdefault(queue_name, Outage(f"consumer of {queue_name}"))
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -283,26 +293,66 @@ class RhesisConsumer(Consumer):
             return  # an ack will wake us
         limit = min(room, MAX_BATCH)
         self._ensure_listening()  # LISTEN before claiming: no NOTIFY falls in between
-        due_before = current_millis() + (DELAY_HORIZON_MS if self.is_delay_queue else 0)
-        rows = self._execute(
-            "claim_messages",
-            {
-                "queue_name": self.queue_name,
-                "limit": limit,
-                "check_eta": self.is_delay_queue,
-                "due_before_ms": due_before,
-                "worker_id": registry.current_worker_id(),
-            },
-        )
+        if self._fair:
+            rows = self._claim_fairly(limit)
+        else:
+            due_before = current_millis() + (DELAY_HORIZON_MS if self.is_delay_queue else 0)
+            rows = self._execute(
+                "claim_messages",
+                {
+                    "queue_name": self.queue_name,
+                    "limit": limit,
+                    "check_eta": self.is_delay_queue,
+                    "due_before_ms": due_before,
+                    "worker_id": registry.current_worker_id(),
+                },
+            )
         self._next_poll = now + self.poll_interval
         self._claim_now = len(rows) == limit
         poison: list[tuple[str, str]] = []
-        for message_id, raw, token, _ in rows:
+        for message_id, raw, token, *_ in rows:
             message = self._decode(str(message_id), raw, poison)
             if message is not None:
                 self._buffer.append((message, None if token is None else str(token)))
         if poison:
             self._reject_poison(poison)
+
+    def _claim_fairly(self, limit: int) -> list[tuple]:
+        """Claim round-robin by organization (``claim_fair_messages``), starting after the
+        organization served last. With RHESIS_TENANT_MAX_RUNNING, the claim runs in a
+        transaction after the queue's claim lock, so that what each organization already
+        holds is counted exactly (in a snapshot taken after every earlier claim committed)."""
+        params = {
+            "queue_name": self.queue_name,
+            "limit": limit,
+            "after_org": self._after_org,
+            "cap": self._cap,
+            "worker_id": registry.current_worker_id(),
+        }
+        if self._cap is None:
+            rows = self._execute("claim_fair_messages", params)
+        else:
+            conn = self._ensure_listening()
+            conn.autocommit = False
+            try:
+                db.execute_prepared_raw(
+                    conn,
+                    self._prepared,
+                    "claim_lock",
+                    {"lock_class": CLAIM_LOCK_CLASS, "queue_name": self.queue_name},
+                )
+                rows = db.execute_prepared_raw(conn, self._prepared, "claim_fair_messages", params)
+                conn.commit()
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+            finally:
+                if not conn.closed:
+                    conn.autocommit = True
+        if rows:
+            self._after_org = max(rows, key=lambda row: row[3])[4]
+        return rows
 
     def _decode(self, message_id: str, raw: str, poison: list[tuple[str, str]]) -> Message | None:
         try:

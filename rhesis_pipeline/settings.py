@@ -43,6 +43,12 @@ All other settings are ``RHESIS_*`` variables:
                                is an error (timeout) rather than run again. 30.
 ``RHESIS_RUN_MAX_AGE_HOURS``   Hours after which a run's unfinished tests are lost. 24.
 ``RHESIS_WORKER_RETENTION_HOURS`` Hours dead workers' rows are kept. 24.
+``RHESIS_TENANT_MAX_RUNNING``  Most tests one organization may have claimed (executing, or
+                               held by a worker about to execute them) at once. 0 (the
+                               default): unlimited.
+``RHESIS_FAIR_CLAIMS``         ``on`` (default): members of different organizations are
+                               claimed round-robin by organization; ``off``: oldest first
+                               across all organizations.
 =============================  ==========================================================
 
 Seconds and hours must be finite numbers of at most 1,000,000 (``nan``, ``inf`` and
@@ -164,6 +170,17 @@ def _float(
     return value
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r} must be on or off")
+
+
 def _default_data_dir() -> Path:
     import platformdirs
 
@@ -191,6 +208,8 @@ class Settings:
     member_grace_s: float = 30.0
     run_max_age_hours: float = 24.0
     worker_retention_hours: float = 24.0
+    tenant_max_running: int = 0
+    fair_claims: bool = True
 
     @property
     def lock_grace_s(self) -> float:
@@ -263,6 +282,8 @@ class Settings:
             db_pool_timeout=_float(env, "RHESIS_DB_POOL_TIMEOUT", 30.0, minimum=0.1),
             max_message_bytes=_int(env, "RHESIS_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024),
             queue_retention_hours=_float(env, "RHESIS_QUEUE_RETENTION_HOURS", 168.0),
+            tenant_max_running=_int(env, "RHESIS_TENANT_MAX_RUNNING", 0),
+            fair_claims=_switch(env, "RHESIS_FAIR_CLAIMS", True),
         )
 
 

@@ -146,6 +146,20 @@ def _status_text(current, organization_id: str | None = None) -> str:
     else:
         lines.append("none")
     lines.append("")
+    lines.append("TENANTS (tests waiting and running, per organization)")
+    if s.tenants:
+        lines.append(
+            table(
+                [
+                    [org or "(none)", str(waiting), str(running)]
+                    for org, waiting, running in s.tenants
+                ],
+                ["ORGANIZATION", "WAITING", "RUNNING"],
+            )
+        )
+    else:
+        lines.append("none")
+    lines.append("")
     lines.append(f"WORKERS ({len(s.workers.live)} live, {len(s.workers.dead)} dead)")
     if s.workers.live:
         lines.append(_workers_table(s.workers.live))

@@ -79,6 +79,8 @@ class Snapshot:
     runs_by_status: dict[str, int] = field(default_factory=dict)
     #: (run_id, name, callback state or None) of runs whose callback will not run.
     stalled_callbacks: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: (organization or "" for none, waiting tests, running tests), busiest first.
+    tenants: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def plural(n: int, word: str) -> str:

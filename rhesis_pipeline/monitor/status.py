@@ -7,12 +7,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import db, tenancy
+from ..messages import MEMBER
 from ..queries import Q
 from .common import iso
 from .diagnosis import Finding, FindingsView, Snapshot, diagnose
 from .queues import queue_stats
 from .stuck import unfinished_runs
 from .workers import list_workers
+
+#: Most organizations listed by status (the busiest).
+TENANTS_SHOWN = 50
 
 RUN_STATUSES = ("QUEUED", "IN_PROGRESS", "COMPLETED", "PARTIAL", "FAILED", "CANCELLED")
 
@@ -35,6 +39,10 @@ class Status(FindingsView):
                 "active": [r.as_dict() for r in s.runs.runs],
             },
             "queues": [q.as_dict() for q in s.queues],
+            "tenants": [
+                {"organization_id": org or None, "waiting": waiting, "running": running}
+                for org, waiting, running in s.tenants
+            ],
             "workers": {
                 "live": len(s.workers.live),
                 "dead": len(s.workers.dead),
@@ -69,6 +77,12 @@ def take_snapshot(
             (str(r.run_id), r.name, r.callback_state)
             for r in conn.execute(Q["stalled_callbacks"], {"limit": 100})
         ]
+        tenants = [
+            (r.organization, int(r.waiting), int(r.running))
+            for r in conn.execute(
+                Q["tenant_load"], {"queue_name": MEMBER.queue_name, "limit": TENANTS_SHOWN}
+            )
+        ]
     workers = list_workers()
     return Snapshot(
         workers=workers,
@@ -80,6 +94,7 @@ def take_snapshot(
         heartbeat_timeout_s=db.settings().heartbeat_timeout_s,
         runs_by_status=by_status,
         stalled_callbacks=stalled,
+        tenants=tenants,
     )
 
 

@@ -91,12 +91,109 @@ WITH claimed AS (
     WHERE :worker_id IS NOT NULL
     ON CONFLICT (message_id) DO UPDATE
         SET worker_id = EXCLUDED.worker_id, token = EXCLUDED.token,
-            queue_name = EXCLUDED.queue_name, claimed_at = EXCLUDED.claimed_at
+            queue_name = EXCLUDED.queue_name, claimed_at = EXCLUDED.claimed_at,
+            started_at = NULL
     RETURNING message_id, token
 )
 SELECT c.message_id, c.message::text, r.token, set_config('synchronous_commit', 'off', true)
 FROM claimed c
 LEFT JOIN recorded r ON r.message_id = c.message_id;
+
+-- name: claim_fair_messages
+-- Claim up to :limit queued messages of :queue_name fairly across organizations (a
+-- message's organization: options.tenant.organization_id, '' for none): the organizations
+-- with waiting work are taken in rotating order starting after :after_org (at most
+-- :limit of them, one index probe each, on queue_waiting_by_organization), each offers
+-- its oldest messages, and the claim takes them round-robin — every organization's 1st,
+-- then every one's 2nd, … — so a small run of one organization is not held behind
+-- another's backlog; oldest first within an organization. With :cap (RHESIS_TENANT_MAX_
+-- RUNNING) an organization is offered at most :cap minus what it already has claimed
+-- (the caller serialises capped claims, see consumer.py). Claims are recorded as in
+-- claim_messages. Returns each message's organization and its place in the rotation, so
+-- the next claim starts after the last organization served.
+WITH RECURSIVE ring(org, n, first) AS (
+    SELECT o.org, 1, o.org
+    FROM (SELECT COALESCE(
+              (SELECT COALESCE(message->'options'->'tenant'->>'organization_id', '')
+               FROM dramatiq.queue
+               WHERE queue_name = :queue_name AND "state" = 'queued'
+                 AND COALESCE(message->'options'->'tenant'->>'organization_id', '')
+                     > :after_org
+               ORDER BY 1 LIMIT 1),
+              (SELECT COALESCE(message->'options'->'tenant'->>'organization_id', '')
+               FROM dramatiq.queue
+               WHERE queue_name = :queue_name AND "state" = 'queued'
+               ORDER BY 1 LIMIT 1)) AS org) o
+    WHERE o.org IS NOT NULL
+    UNION ALL
+    SELECT nxt.org, ring.n + 1, ring.first
+    FROM ring
+    CROSS JOIN LATERAL (
+        SELECT COALESCE(
+            (SELECT COALESCE(message->'options'->'tenant'->>'organization_id', '')
+             FROM dramatiq.queue
+             WHERE queue_name = :queue_name AND "state" = 'queued'
+               AND COALESCE(message->'options'->'tenant'->>'organization_id', '') > ring.org
+             ORDER BY 1 LIMIT 1),
+            (SELECT COALESCE(message->'options'->'tenant'->>'organization_id', '')
+             FROM dramatiq.queue
+             WHERE queue_name = :queue_name AND "state" = 'queued'
+             ORDER BY 1 LIMIT 1)) AS org
+    ) nxt
+    WHERE ring.n < :limit AND nxt.org IS NOT NULL AND nxt.org <> ring.first
+), offered AS (
+    SELECT ring.n, ring.org, c.message_id, c.mtime
+    FROM ring
+    CROSS JOIN LATERAL (
+        SELECT q.message_id, q.mtime
+        FROM dramatiq.queue q
+        WHERE q.queue_name = :queue_name AND q."state" = 'queued'
+          AND COALESCE(q.message->'options'->'tenant'->>'organization_id', '') = ring.org
+        ORDER BY q.mtime
+        LIMIT CASE WHEN CAST(:cap AS integer) IS NULL THEN :limit
+                   ELSE GREATEST(0, LEAST(
+                       :limit,
+                       CAST(:cap AS integer) - (
+                           SELECT count(*) FROM dramatiq.queue r
+                           WHERE r.queue_name = :queue_name AND r."state" = 'consumed'
+                             AND COALESCE(r.message->'options'->'tenant'->>'organization_id',
+                                          '') = ring.org)))
+              END
+        FOR UPDATE SKIP LOCKED
+    ) c
+), chosen AS (
+    SELECT message_id, n, org
+    FROM (SELECT message_id, n, org,
+                 row_number() OVER (PARTITION BY n ORDER BY mtime) AS turn
+          FROM offered) o
+    ORDER BY turn, n
+    LIMIT :limit
+), claimed AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'consumed', mtime = (now() AT TIME ZONE 'UTC')
+    FROM chosen
+    WHERE q.message_id = chosen.message_id
+    RETURNING q.message_id, q.message, chosen.n, chosen.org
+), recorded AS (
+    INSERT INTO rhesis.claims (message_id, worker_id, token, queue_name, claimed_at)
+    SELECT message_id, CAST(:worker_id AS uuid), gen_random_uuid(), :queue_name, now()
+    FROM claimed
+    WHERE :worker_id IS NOT NULL
+    ON CONFLICT (message_id) DO UPDATE
+        SET worker_id = EXCLUDED.worker_id, token = EXCLUDED.token,
+            queue_name = EXCLUDED.queue_name, claimed_at = EXCLUDED.claimed_at,
+            started_at = NULL
+    RETURNING message_id, token
+)
+SELECT c.message_id, c.message::text, r.token, c.n, c.org,
+       set_config('synchronous_commit', 'off', true)
+FROM claimed c
+LEFT JOIN recorded r ON r.message_id = c.message_id;
+
+-- name: claim_lock
+-- Serialise capped claims of one queue for this transaction (RHESIS_TENANT_MAX_RUNNING):
+-- the claim that follows, in a new snapshot, sees every claim committed before it.
+SELECT pg_advisory_xact_lock(CAST(:lock_class AS integer), hashtext(:queue_name));
 
 -- name: ack_messages
 -- Mark claimed messages of :queue_name done, and forget their claims. Left alone: a
@@ -692,6 +789,19 @@ LEFT JOIN dramatiq.queue q ON q.message_id = u.callback_message_id
 WHERE u.status IN ('QUEUED', 'IN_PROGRESS') AND u.done = u.total
   AND (q.message_id IS NULL OR q."state" IN ('rejected', 'done'))
 ORDER BY u.created_at
+LIMIT :limit;
+
+-- name: tenant_load
+-- Per organization (options.tenant.organization_id, '' for none): its members waiting in
+-- :queue_name or its delay queue, and those claimed (running, or held by a worker about
+-- to run them); the busiest :limit organizations.
+SELECT COALESCE(message->'options'->'tenant'->>'organization_id', '') AS organization,
+       count(*) FILTER (WHERE "state" = 'queued') AS waiting,
+       count(*) FILTER (WHERE "state" = 'consumed') AS running
+FROM dramatiq.queue
+WHERE queue_name IN (:queue_name, :queue_name || '.DQ') AND "state" IN ('queued', 'consumed')
+GROUP BY 1
+ORDER BY count(*) DESC, 1
 LIMIT :limit;
 
 -- name: queue_stats
