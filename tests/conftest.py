@@ -203,3 +203,12 @@ def owned_database_url(owned_server):
         yield url
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def web_user(pg_server, database_url):
+    """URL of this test's database as a fresh LOGIN role (not a superuser) granted
+    rhesis_tenant, as a web backend's database user is; dropped afterwards."""
+    from .support.tenants import web_user as make
+
+    yield from make(pg_server, database_url)

@@ -32,6 +32,7 @@ from rhesis_pipeline.settings import Settings, libpq_url
 
 from .support import cli
 from .support.runs import fake_claim, fake_worker, scalar, wait_finished
+from .support.tenants import admin, drop_role
 
 A, B = "org-a", "org-b"
 EXECUTOR = "tests.support.targets:noop"
@@ -43,43 +44,8 @@ NO_ROWS = ("rhesis.claims",)  # granted (revocation's statement reads it), polic
 PERMISSION_DENIED = ("rhesis.workers", "rhesis.rate_limits", "rhesis.alembic_version")
 
 
-def _admin(pg_server):
-    conn = psycopg2.connect(libpq_url(pg_server.admin_url))
-    conn.autocommit = True
-    return conn
-
-
-def _drop_role(pg_server, role: str) -> None:
-    conn = _admin(pg_server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,)
-            )
-            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-    finally:
-        conn.close()
-
-
 def _use(url: str) -> None:
     db.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
-
-
-@pytest.fixture
-def web_user(pg_server, database_url):
-    """URL of the test database as a fresh LOGIN role (not a superuser) granted rhesis_tenant."""
-    role = f"app_{uuid.uuid4().hex[:12]}"
-    conn = _admin(pg_server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
-            cur.execute(sql.SQL("GRANT rhesis_tenant TO {}").format(sql.Identifier(role)))
-    finally:
-        conn.close()
-    try:
-        yield make_url(database_url).set(username=role).render_as_string(hide_password=False)
-    finally:
-        _drop_role(pg_server, role)
 
 
 @contextmanager
@@ -554,7 +520,7 @@ def test_the_tables_owner_sees_everything_and_may_act_as_a_tenant(pg_server, dat
     # policies (ENABLE, not FORCE, row-level security).
     owner = f"own_{uuid.uuid4().hex[:12]}"
     name = f"rhesis_own_{uuid.uuid4().hex[:10]}"
-    conn = _admin(pg_server)
+    conn = admin(pg_server)
     try:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(owner)))
@@ -588,4 +554,4 @@ def test_the_tables_owner_sees_everything_and_may_act_as_a_tenant(pg_server, dat
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
         conn.close()
-        _drop_role(pg_server, owner)
+        drop_role(pg_server, owner)
