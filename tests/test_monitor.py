@@ -436,7 +436,15 @@ def test_status_json_has_the_documented_shape_and_names_queues_without_consumer(
     result = invoke("status", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"checked_at", "max_hours", "runs", "queues", "workers", "warnings"}
+    assert set(data) == {
+        "checked_at",
+        "max_hours",
+        "runs",
+        "queues",
+        "tenants",
+        "workers",
+        "warnings",
+    }
     assert set(data["runs"]) == {"by_status", "unfinished", "stuck", "active"}
     assert data["runs"]["by_status"]["QUEUED"] == 1 and data["runs"]["unfinished"] == 1
     (queue,) = data["queues"]

@@ -506,7 +506,7 @@ def test_downgrade_removes_policies_and_grants_and_runs_from_before_keep_working
 
     # A run stored before the migration ...
     old = runs.launch_test_run([{"id": "x"}], executor=EXECUTOR, organization_id=B)
-    assert migrate.upgrade() == ("0004", "0005")
+    assert migrate.upgrade() == ("0004", migrate.head_revision())
     # ... is its organization's, and still the system role's.
     assert runs.get_run(old).organization_id == B
     with tenant_cursor(web_user, B) as cur:
