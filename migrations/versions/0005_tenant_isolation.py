@@ -93,8 +93,8 @@ def upgrade() -> None:
         $$
         """
     )
-    # The system role may act as a tenant (SET LOCAL ROLE rhesis_tenant). A superuser
-    # is a member of every role already; GRANT of a membership held is a no-op notice.
+    # The system role may act as a tenant (SET LOCAL ROLE rhesis_tenant); granted once
+    # (a superuser is a member of every role already).
     op.execute(
         """
         DO $$
