@@ -4,8 +4,9 @@ Revocation (:mod:`rhesis_pipeline.monitor.revoke`) stores every unfinished test 
 as ``cancelled`` at once, so a member that is executing can no longer change its run's
 result; without this module it would still hold its worker thread until its attempt
 ends (up to its time limit). So each worker thread registers the run of the member it
-executes (:func:`executing`), and the worker's heartbeat thread — every
-``RHESIS_HEARTBEAT_INTERVAL_S`` — asks the database which of those runs were revoked
+executes (:func:`executing`), and the worker's revocation-checks thread (a maintenance
+service started by the WorkerRegistry middleware) — every ``RHESIS_HEARTBEAT_INTERVAL_S``
+— asks the database which of those runs were revoked
 and raises :class:`RunCancelled` in the threads executing them (:func:`interrupt_revoked`).
 
 Like dramatiq's time limit, the exception is asynchronous: it reaches a thread when it

@@ -296,7 +296,7 @@ def revoke(
     """Cancel runs: the given RUN_IDs, or every run stuck for --max-hours.
 
     Waiting member messages are removed, members executing are interrupted at their
-    worker's next heartbeat (their outcome is refused), unfinished tests become
+    worker's next revocation check (their outcome is refused), unfinished tests become
     `cancelled`, and the run's callback is enqueued once: the run becomes CANCELLED when a
     worker runs it, and hooks run as for any run. Each run is revoked in one transaction.
     A run whose every test has an outcome but whose callback failed for good gets that

@@ -6,9 +6,9 @@ a second sweep started meanwhile returns at once, saying so (two schedulers runn
 mistake, an operator sweeping by hand). Each step is idempotent, so a second sweep right
 after the first changes nothing. Time is injectable (``clock``) for tests.
 
-Steps: rescue orphans of dead workers, expire overdue runs, retention. (Workers also
-rescue from their heartbeat, every few seconds; the sweep covers the case where no
-worker is alive to do it.)
+Steps: rescue orphans of dead workers, expire overdue runs, retention. (Every worker
+process also runs the rescuer in a thread of its own, every heartbeat interval; the sweep
+covers the case where no worker is alive to do it.)
 """
 
 from __future__ import annotations
