@@ -26,7 +26,8 @@ How this one works
   ``rejected`` and logged with its id and the reason; it never blocks the queue.
 * One connection per consumer, in autocommit: it LISTENs, and claims, acks and requeues
   run on it as prepared single-statement transactions (one round trip each), planned
-  so that a claim walks the (state, mtime) index and stops after ``limit`` rows (see
+  so that a claim walks its queue's claim index (``queue_claim``, or for members the
+  per-organization one) and stops after ``limit`` rows (see
   :func:`rhesis_pipeline.db.execute_prepared`); with stale statistics the planner had
   chosen to sort every queued row on each claim (quadratic in the backlog).
 
@@ -99,6 +100,16 @@ CLAIM_TOKEN = "_rhesis_claim_token"
 #: that stored its outcome (see rhesis_pipeline.outcomes), so ``ack`` has nothing to do.
 ACKED_IN_TRANSACTION = "_rhesis_acked_in_transaction"
 
+#: Attribute set on a member's MessageProxy whose test was loaded with its claim
+#: (``load_members``): (result status, test, executor, run status, cancel requested).
+#: Absent on the careful path (see ``UNSTARTED``) and on other queues.
+PRELOADED = "_rhesis_preloaded"
+
+#: Message option set by the rescuer on a member returned to its queue without a known
+#: start (its worker died; a preloaded member's start is marked in batches): such a
+#: member is not preloaded, so it marks its start before executing (the careful path).
+UNSTARTED = "rhesis_unstarted"
+
 #: Attribute set on a MessageProxy whose processing failed because the database was
 #: unreachable: ``ack``/``nack`` release it (it goes back to its queue, no attempt
 #: counted) instead of finishing it.
@@ -155,6 +166,9 @@ class RhesisConsumer(Consumer):
         self._listen_conn = None
         self._prepared: set[str] = set()
         self._buffer: deque[tuple[Message, str | None]] = deque()
+        self._is_member_queue = queue_name == MEMBER.queue_name
+        #: message id -> what load_members returned for it (handed out with the message).
+        self._preloaded: dict[str, tuple] = {}
         self._held = held(queue_name)
         settings = db.settings()
         #: Per-organization cap on claimed members (RHESIS_TENANT_MAX_RUNNING; None: none).
@@ -265,6 +279,7 @@ class RhesisConsumer(Consumer):
             if self._buffer:
                 self.requeue([m for m, _ in self._buffer])
                 self._buffer.clear()
+            self._preloaded.clear()
         except Exception as exc:
             logger.warning(
                 "could not flush acks or requeue on close of %s: %s", self.queue_name, exc
@@ -310,12 +325,31 @@ class RhesisConsumer(Consumer):
         self._next_poll = now + self.poll_interval
         self._claim_now = len(rows) == limit
         poison: list[tuple[str, str]] = []
+        claimed: list[tuple[Message, str | None]] = []
         for message_id, raw, token, *_ in rows:
             message = self._decode(str(message_id), raw, poison)
             if message is not None:
-                self._buffer.append((message, None if token is None else str(token)))
+                claimed.append((message, None if token is None else str(token)))
         if poison:
             self._reject_poison(poison)
+        if self._is_member_queue:
+            self._preload(claimed)
+        self._buffer.extend(claimed)
+
+    def _preload(self, claimed: list[tuple[Message, str | None]]) -> None:
+        """Load the tests of claimed members in one round trip (not one per test); a
+        member rescued without a known start (``UNSTARTED``) is left to the careful path."""
+        ids = [
+            m.message_id
+            for m, token in claimed
+            if token is not None
+            and m.actor_name == MEMBER.name
+            and not m.options.get(UNSTARTED)
+        ]
+        if not ids:
+            return
+        for message_id, *preload in self._execute("load_members", {"ids": ids}):
+            self._preloaded[str(message_id)] = tuple(preload[:5])
 
     def _claim_fairly(self, limit: int) -> list[tuple]:
         """Claim round-robin by organization (``claim_fair_messages``), starting after the
@@ -416,6 +450,9 @@ class RhesisConsumer(Consumer):
             self._held.messages[message.message_id] = "eta" in message.options
         proxy = MessageProxy(message)
         setattr(proxy, CLAIM_TOKEN, token)
+        preload = self._preloaded.pop(message.message_id, None)
+        if preload is not None:
+            setattr(proxy, PRELOADED, preload)
         return proxy
 
     # -- acks ------------------------------------------------------------------------

@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 import socket
 
+_cached: tuple[int, str] | None = None
+
 
 def worker_id() -> str:
-    """``host:pid`` of this process (computed each call: a forked child has its own pid)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this process (a forked child gets its own: keyed by pid)."""
+    global _cached
+    pid = os.getpid()
+    if _cached is None or _cached[0] != pid:
+        _cached = (pid, f"{socket.gethostname()}:{pid}")
+    return _cached[1]

@@ -65,6 +65,16 @@ class Outcome:
     metrics_json: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class Start:
+    """A preloaded member started executing under claim *token* of *message_id*: marked
+    on its claim by the writer with the next batch (nobody waits for it)."""
+
+    message_id: str
+    token: str
+    started_at: datetime
+
+
 @dataclass
 class Recorded:
     recorded: bool  # False: the outcome was already stored; nothing changed
@@ -79,7 +89,9 @@ class OutcomeWriter:
     """One per process; its thread starts on first use."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Outcome, Future]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Outcome | Start, Future | None]] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._outage = Outage("outcome writer")
@@ -105,6 +117,11 @@ class OutcomeWriter:
                         "the outcome writer thread died; outcome not stored"
                     ) from None
 
+    def mark_started(self, start: Start) -> None:
+        """Mark a claim started with the next batch; returns at once (see Start)."""
+        self._ensure_thread()
+        self._queue.put((start, None))
+
     def _ensure_thread(self) -> bool:
         """Start the writer thread if it is not running; True if it had to be (re)started."""
         with self._lock:
@@ -119,16 +136,17 @@ class OutcomeWriter:
 
     def _loop(self) -> None:
         batch: list[tuple[Outcome, Future]] = []
+        starts: list[Start] = []
         while True:
-            if not batch:
-                batch.append(self._queue.get())
-            while len(batch) < MAX_BATCH:
+            if not batch and not starts:
+                self._take(self._queue.get(), batch, starts)
+            while len(batch) + len(starts) < MAX_BATCH:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    self._take(self._queue.get_nowait(), batch, starts)
                 except queue.Empty:
                     break
             try:
-                results = write_batch([o for o, _ in batch])
+                results = write_batch([o for o, _ in batch], starts=starts)
             except Exception as exc:
                 if db.is_connection_error(exc):
                     # Keep the batch; try again when the database answers.
@@ -140,12 +158,33 @@ class OutcomeWriter:
                     len(batch),
                     storable.text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__),
                 )
+                if starts and self._write_starts_alone(starts):
+                    starts = []
                 batch = [item for item in batch if not self._write_alone(*item)]
                 continue
             self._outage.ok()
             for (_, future), result in zip(batch, results, strict=True):
                 future.set_result(result)
-            batch = []
+            batch, starts = [], []
+
+    @staticmethod
+    def _take(item: tuple, batch: list, starts: list[Start]) -> None:
+        if isinstance(item[0], Start):
+            starts.append(item[0])
+        else:
+            batch.append(item)
+
+    def _write_starts_alone(self, starts: list[Start]) -> bool:
+        """Write start marks in a transaction of their own; False if the database went
+        away meanwhile (kept for the next try). A refused mark is dropped, logged: it only
+        means that attempt is not counted if its worker dies."""
+        try:
+            write_batch([], starts=starts)
+        except Exception as exc:
+            if db.is_connection_error(exc):
+                return False
+            logger.warning("%d start marks not written: %s", len(starts), exc)
+        return True
 
     def _write_alone(self, outcome: Outcome, future: Future) -> bool:
         """Write *outcome* in a transaction of its own; if the database refuses it, store
@@ -175,13 +214,21 @@ class OutcomeWriter:
         return True
 
 
-def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
+def write_batch(
+    outcomes: list[Outcome], conn: Any = None, *, starts: list[Start] | None = None
+) -> list[Recorded]:
     """Store *outcomes* in one transaction; one Recorded per outcome, in order.
 
     conn: a connection inside a transaction of the caller's (revocation: the outcomes
     then commit, or not, with the rest of that transaction); default: a transaction of
     its own, committed before this returns.
+    starts: start marks written in the same transaction (before the outcomes).
     """
+    start_step = [_mark_started(starts)] if starts else []
+    if not outcomes:
+        if starts:
+            db.run_prepared_batch(start_step)
+        return []
     outcomes = [storable.make_storable(o) for o in outcomes]
     run_ids = sorted({o.run_id for o in outcomes})
     callbacks = []
@@ -210,9 +257,10 @@ def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
         "cb_messages": [c[3] for c in callbacks],
     }
     if conn is None:
-        with db.begin() as own:
-            db.execute_prepared(own, "lock_runs", {"run_ids": run_ids})
-            rows = db.execute_prepared(own, "record_outcomes", params)
+        # One round trip, one transaction (see db.run_prepared_batch).
+        rows = db.run_prepared_batch(
+            [*start_step, ("lock_runs", {"run_ids": run_ids}), ("record_outcomes", params)]
+        )
     else:
         db.execute_prepared(conn, "lock_runs", {"run_ids": run_ids})
         rows = db.execute_prepared(conn, "record_outcomes", params)
@@ -231,6 +279,17 @@ def write_batch(outcomes: list[Outcome], conn: Any = None) -> list[Recorded]:
             Recorded(recorded, done, total, fired_here, bool(acked), fenced_out=not accepted)
         )
     return results
+
+
+def _mark_started(starts: list[Start]) -> tuple[str, dict[str, Any]]:
+    return (
+        "mark_started",
+        {
+            "ids": [s.message_id for s in starts],
+            "tokens": [s.token for s in starts],
+            "started": [s.started_at for s in starts],
+        },
+    )
 
 
 _writer = OutcomeWriter()

@@ -37,7 +37,7 @@ from typing import Any
 from . import db, messages, tenancy
 from .errors import InvalidSubmission, PermissionDenied, RhesisError
 from .messages import callback_message_id
-from .outcomes import Outcome, Recorded, writer
+from .outcomes import Outcome, Recorded, Start, writer
 from .queries import Q
 from .run_record import FINAL_STATUSES, SUMMARY_FIELDS, Run
 from .tenant import current_tenant
@@ -332,6 +332,25 @@ def start_member(
         with db.begin() as conn:
             conn.execute(Q["mark_run_started"], {"run_id": run_id})
         run_status = "IN_PROGRESS"
+    return MemberStart(
+        test=test,
+        executor=executor,
+        run_status=run_status,
+        cancel_requested=cancel_requested,
+        started_at=started_at,
+    )
+
+
+def start_preloaded(preload: tuple, claim: tuple[str, str]) -> MemberStart | None:
+    """start_member for a member whose test was loaded with its claim (consumer.PRELOADED):
+    no round trip; its claim is marked started by the outcome writer with its next batch
+    (if the worker dies before that, the rescuer returns the member uncounted and it runs
+    next on the careful path, :func:`start_member`). None: its outcome is already stored."""
+    status, test, executor, run_status, cancel_requested = preload
+    if status in TERMINAL_RESULTS:
+        return None
+    started_at = datetime.now(timezone.utc)
+    writer().mark_started(Start(claim[0], claim[1], started_at))
     return MemberStart(
         test=test,
         executor=executor,

@@ -14,7 +14,7 @@ import time
 from dramatiq.middleware import CurrentMessage
 
 from . import cancellation, executors, metrics, runs
-from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN
+from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN, PRELOADED
 from .identity import worker_id
 from .maintenance.sweeper import Sweeper
 from .messages import MEMBER
@@ -37,7 +37,11 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     me = worker_id()
     attempts = message.options.get("retries", 0) + 1
     claim = (message.message_id, getattr(message, CLAIM_TOKEN, None))
-    start = runs.start_member(run_id, test_id, claim)
+    preload = getattr(message, PRELOADED, None)
+    if preload is not None and claim[1] is not None:
+        start = runs.start_preloaded(preload, (claim[0], claim[1]))
+    else:
+        start = runs.start_member(run_id, test_id, claim)
     if start is None:
         logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
         return

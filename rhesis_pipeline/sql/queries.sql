@@ -67,8 +67,8 @@ SELECT pg_notify(:channel, :payload);
 -- claiming, oldest first; on delay queues only those due before :due_before_ms. Each
 -- claim is recorded for worker :worker_id with a fresh token (fencing: a result reported
 -- under a superseded token is refused). As a hot-path prepared statement (no seq scan,
--- bitmap scan or sort) the inner scan walks the (state, mtime) index and stops after
--- :limit rows. A claim lost in a crash only returns its messages to the queue: it
+-- bitmap scan or sort) the inner scan walks queue_claim (this queue's waiting messages,
+-- oldest first; migration 0007) and stops after :limit rows. A claim lost in a crash only returns its messages to the queue: it
 -- commits asynchronously.
 WITH claimed AS (
     UPDATE dramatiq.queue
@@ -80,7 +80,7 @@ WITH claimed AS (
               AND "state" = 'queued'
               AND (NOT :check_eta
                    OR COALESCE(CAST(message->'options'->>'eta' AS bigint), 0) <= :due_before_ms)
-            ORDER BY "state", mtime
+            ORDER BY mtime
             LIMIT :limit
             FOR UPDATE SKIP LOCKED))
     RETURNING message_id, message
@@ -381,6 +381,55 @@ FROM rhesis.test_results r
 JOIN rhesis.test_runs u ON u.id = r.run_id
 WHERE r.run_id = :run_id AND r.test_id = :test_id;
 
+-- name: load_members
+-- What the members just claimed need to execute, loaded with their claim (one round trip
+-- per claimed batch instead of one per test): for each claimed message of
+-- execute_single_test, its test's status and definition and its run's executor, state
+-- and cancel flag. Runs still QUEUED become IN_PROGRESS (their first members are
+-- claimed). A message whose args are not (run uuid, test id) loads nothing: it fails on
+-- its own when executed. Committed asynchronously: a lost IN_PROGRESS is set again by
+-- the first outcome.
+WITH wanted AS (
+    SELECT q.message_id,
+           CASE WHEN q.message->'args'->>0
+                     ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                THEN CAST(q.message->'args'->>0 AS uuid) END AS run_id,
+           q.message->'args'->>1 AS test_id
+    FROM dramatiq.queue q
+    WHERE q.message_id = ANY(CAST(:ids AS uuid[]))
+      AND q.message->>'actor_name' = 'execute_single_test'
+), started AS (
+    UPDATE rhesis.test_runs u
+    SET status = 'IN_PROGRESS', started_at = COALESCE(u.started_at, now())
+    WHERE u.id IN (SELECT run_id FROM wanted) AND u.status = 'QUEUED'
+    RETURNING u.id
+)
+SELECT w.message_id, r.status, r.test, u.executor,
+       CASE WHEN u.status = 'QUEUED' THEN 'IN_PROGRESS' ELSE u.status END AS run_status,
+       u.cancel_requested,
+       (SELECT count(*) FROM started) AS runs_started,
+       set_config('synchronous_commit', 'off', true) AS async_commit
+FROM wanted w
+JOIN rhesis.test_results r ON r.run_id = w.run_id AND r.test_id = w.test_id
+JOIN rhesis.test_runs u ON u.id = r.run_id;
+
+-- name: mark_started
+-- Mark claims started (members whose test was preloaded with their claim; written in
+-- batches by the outcome writer): the rescuer then counts a lost attempt if the worker
+-- dies. A claim superseded meanwhile (another token) is left alone. Committed
+-- asynchronously, like load_member's mark.
+WITH input AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]),
+                         CAST(:started AS timestamptz[])) AS u(message_id, token, started_at)
+), marked AS (
+    UPDATE rhesis.claims c
+    SET started_at = i.started_at
+    FROM input i
+    WHERE c.message_id = i.message_id AND c.token = i.token AND c.started_at IS NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM marked), set_config('synchronous_commit', 'off', true);
+
 -- name: mark_run_started
 -- A run's first member started: QUEUED becomes IN_PROGRESS (once).
 UPDATE rhesis.test_runs
@@ -669,8 +718,12 @@ FOR UPDATE OF q SKIP LOCKED;
 -- Put rescued messages back in their queue at their original place (mtime = when they
 -- were first enqueued, so they do not wait behind the backlog); those in :counted (their
 -- worker died while running them) count the lost attempt (options.retries + 1) and the
--- worker death (options.rhesis_lost + 1); the others (only claimed, never started) run
--- again as they were. Forget their claims, wake each queue's consumers.
+-- worker death (options.rhesis_lost + 1); the others (claimed, not known to have
+-- started) run again without counting, marked ``options.rhesis_unstarted``: a member
+-- whose start may have been lost with its worker (marks of preloaded members are written
+-- in batches) runs next on the careful path, which marks its start before executing, so a
+-- test that kills its worker costs at most one uncounted death. The mark stays. Forget
+-- their claims, wake each queue's consumers.
 WITH requeued AS (
     UPDATE dramatiq.queue
     SET "state" = 'queued',
@@ -687,6 +740,9 @@ WITH requeued AS (
                     '{options,rhesis_lost}',
                     to_jsonb(COALESCE(CAST(message->'options'->>'rhesis_lost' AS integer), 0)
                              + 1))
+            WHEN message->>'actor_name' = 'execute_single_test'
+                 AND jsonb_typeof(message->'options') = 'object' THEN
+                jsonb_set(message, '{options,rhesis_unstarted}', 'true')
             ELSE message
         END
     WHERE message_id = ANY(CAST(:ids AS uuid[])) AND "state" = 'consumed'
