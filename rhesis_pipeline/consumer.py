@@ -110,6 +110,11 @@ PRELOADED = "_rhesis_preloaded"
 #: member is not preloaded, so it marks its start before executing (the careful path).
 UNSTARTED = "rhesis_unstarted"
 
+#: Attribute set on a member's MessageProxy whose outcome was handed to the outcome
+#: writer without waiting (the fast path): its queue row is marked done by the outcome's
+#: transaction, and :func:`settle` lets it go when that commits — ``ack`` does nothing.
+SETTLED_BY_WRITER = "_rhesis_settled_by_writer"
+
 #: Attribute set on a MessageProxy whose processing failed because the database was
 #: unreachable: ``ack``/``nack`` release it (it goes back to its queue, no attempt
 #: counted) instead of finishing it.
@@ -123,6 +128,8 @@ class _Held:
         self.lock = threading.Lock()
         #: message id -> True if it went to dramatiq's delay queue (it has an eta).
         self.messages: dict[str, bool] = {}
+        #: Wakes this queue's current consumer (set by it; see settle).
+        self.wake = lambda: None
         #: ("done" | "rejected", message) not yet written.
         self.acks: deque[tuple[str, Message]] = deque()
         #: Claims of this worker on this queue may be held by nobody: release them.
@@ -146,6 +153,22 @@ def held(queue_name: str) -> _Held:
     """The process's :class:`_Held` for *queue_name*."""
     with _held_lock:
         return _held.setdefault(queue_name, _Held())
+
+
+def settle(queue_name: str, message_id: str, stored: bool) -> None:
+    """The outcome of fast-path member *message_id* was committed (*stored*: its queue
+    row is marked done) or refused for good: the process no longer holds it. A refused
+    one goes back to its queue (released, no attempt counted) to run again."""
+    h = held(queue_name)
+    h.forget([message_id])
+    if not stored:
+        h.reconcile = True
+        logger.error(
+            "the outcome of message %s on %s could not be stored; it goes back to its queue",
+            message_id,
+            queue_name,
+        )
+    h.wake()
 
 
 def _reset_after_fork() -> None:
@@ -183,6 +206,7 @@ class RhesisConsumer(Consumer):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self._held.wake = self._signal
         self._claim_now = True
         self._next_poll = 0.0
         self._closed = False
@@ -212,6 +236,8 @@ class RhesisConsumer(Consumer):
             return None
 
     def ack(self, message) -> None:
+        if getattr(message, SETTLED_BY_WRITER, False):
+            return  # settle() lets it go when its outcome commits
         if self._released(message):
             return
         if getattr(message, ACKED_IN_TRANSACTION, False):
@@ -303,9 +329,14 @@ class RhesisConsumer(Consumer):
         now = time.monotonic()
         if not (self._claim_now or now >= self._next_poll):
             return
-        room = self.prefetch - self._held.count() - len(self._buffer)
+        held = self._held.count()
+        room = self.prefetch - held - len(self._buffer)
         if room <= 0:
             return  # an ack will wake us
+        if self._is_member_queue and held and room < self.prefetch // 2:
+            # Members in flight keep the threads busy: claim when half the prefetch is
+            # free, so each claim (and each batch of outcomes) carries more messages.
+            return
         limit = min(room, MAX_BATCH)
         self._ensure_listening()  # LISTEN before claiming: no NOTIFY falls in between
         if self._fair:
@@ -342,9 +373,7 @@ class RhesisConsumer(Consumer):
         ids = [
             m.message_id
             for m, token in claimed
-            if token is not None
-            and m.actor_name == MEMBER.name
-            and not m.options.get(UNSTARTED)
+            if token is not None and m.actor_name == MEMBER.name and not m.options.get(UNSTARTED)
         ]
         if not ids:
             return

@@ -89,11 +89,12 @@ class OutcomeWriter:
     """One per process; its thread starts on first use."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Outcome | Start, Future | None]] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[Outcome | Start, Future | None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: Outcomes handed to the writer and not yet resolved (committed or refused).
+        self._unresolved = 0
+        self._resolved = threading.Condition(self._lock)
         self._outage = Outage("outcome writer")
 
     def record(self, outcome: Outcome) -> Recorded:
@@ -102,9 +103,7 @@ class OutcomeWriter:
         Waits as long as the writer keeps trying — through a database outage too — in
         slices, so that dramatiq's time limit or a revocation can still interrupt it.
         """
-        future: Future = Future()
-        self._ensure_thread()
-        self._queue.put((outcome, future))
+        future = self.submit(outcome)
         while True:
             try:
                 return future.result(WAIT_SLICE_S)
@@ -116,6 +115,42 @@ class OutcomeWriter:
                     raise RuntimeError(
                         "the outcome writer thread died; outcome not stored"
                     ) from None
+
+    def submit(self, outcome: Outcome) -> Future:
+        """Hand *outcome* to the writer and return at once: the Future resolves to its
+        Recorded once committed (or to the exception that refused it for good)."""
+        future: Future = Future()
+        with self._lock:
+            self._unresolved += 1
+        future.add_done_callback(self._one_resolved)
+        self._ensure_thread()
+        self._queue.put((outcome, future))
+        return future
+
+    def _one_resolved(self, _future: Future) -> None:
+        with self._lock:
+            self._unresolved -= 1
+            if self._unresolved == 0:
+                self._resolved.notify_all()
+
+    @property
+    def unresolved(self) -> int:
+        """Outcomes handed over and not yet committed or refused."""
+        with self._lock:
+            return self._unresolved
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every outcome handed over is resolved (a graceful stop: outcomes of
+        members that did not wait for their commit must not be lost with the process);
+        False if some were still waiting after *timeout* seconds (e.g. no database)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._unresolved:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._resolved.wait(left)
+        return True
 
     def mark_started(self, start: Start) -> None:
         """Mark a claim started with the next batch; returns at once (see Start)."""

@@ -30,6 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -385,12 +386,10 @@ def record_outcome(
     claim: (message_id, claim token) the member ran under; if that claim was superseded
     (the message was rescued and claimed again) the outcome is refused and logged.
     """
-    if status not in TERMINAL_RESULTS:
-        raise ValueError(f"status must be one of {TERMINAL_RESULTS}, got {status!r}")
     result = writer().record(
-        Outcome(
-            run_id=str(run_id),
-            test_id=str(test_id),
+        _outcome(
+            run_id,
+            test_id,
             status=status,
             output=output,
             metrics=metrics,
@@ -399,12 +398,83 @@ def record_outcome(
             worker=worker,
             attempts=attempts,
             started_at=started_at,
-            ack_message_id=ack[0] if ack else None,
-            ack_queue_name=ack[1] if ack else None,
-            message_id=claim[0] if claim else None,
-            claim_token=claim[1] if claim else None,
+            ack=ack,
+            claim=claim,
         )
     )
+    _log_recorded(run_id, test_id, status, result, claim)
+    return result
+
+
+def submit_outcome(
+    run_id: str,
+    test_id: str,
+    *,
+    status: str,
+    ack: tuple[str, str],
+    claim: tuple[str, str],
+    on_settled: Callable[[bool], object],
+    **fields: Any,
+) -> None:
+    """record_outcome without waiting (the fast path of a preloaded member): the outcome
+    writer commits it with its next batch — its message marked done in the same
+    transaction — and then calls ``on_settled(True)``; ``on_settled(False)`` if it was
+    refused for good (the message must then run again). Takes record_outcome's fields."""
+
+    def settled(future: Future) -> None:
+        exc = future.exception()
+        if exc is None:
+            _log_recorded(run_id, test_id, status, future.result(), claim)
+        else:
+            logger.error("outcome of %s/%s not stored: %s", run_id, test_id, exc)
+        on_settled(exc is None)
+
+    outcome = _outcome(run_id, test_id, status=status, ack=ack, claim=claim, **fields)
+    writer().submit(outcome).add_done_callback(settled)
+
+
+def _outcome(
+    run_id: str,
+    test_id: str,
+    *,
+    status: str,
+    output: Any = None,
+    metrics: Any = None,
+    error: str | None = None,
+    duration_ms: float | None = None,
+    worker: str | None = None,
+    attempts: int | None = None,
+    started_at: datetime | None = None,
+    ack: tuple[str, str] | None = None,
+    claim: tuple[str, str | None] | None = None,
+) -> Outcome:
+    if status not in TERMINAL_RESULTS:
+        raise ValueError(f"status must be one of {TERMINAL_RESULTS}, got {status!r}")
+    return Outcome(
+        run_id=str(run_id),
+        test_id=str(test_id),
+        status=status,
+        output=output,
+        metrics=metrics,
+        error=error,
+        duration_ms=duration_ms,
+        worker=worker,
+        attempts=attempts,
+        started_at=started_at,
+        ack_message_id=ack[0] if ack else None,
+        ack_queue_name=ack[1] if ack else None,
+        message_id=claim[0] if claim else None,
+        claim_token=claim[1] if claim else None,
+    )
+
+
+def _log_recorded(
+    run_id: str,
+    test_id: str,
+    status: str,
+    result: Recorded,
+    claim: tuple[str, str | None] | None,
+) -> None:
     if result.fenced_out:
         logger.warning(
             "outcome of %s/%s refused: reported under claim %s, which was superseded "
@@ -422,7 +492,6 @@ def record_outcome(
             result.done,
             result.total,
         )
-    return result
 
 
 # -- completion --------------------------------------------------------------------

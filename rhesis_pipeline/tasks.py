@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from dramatiq.middleware import CurrentMessage
 
 from . import cancellation, executors, metrics, runs
-from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN, PRELOADED
+from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN, PRELOADED, SETTLED_BY_WRITER, settle
 from .identity import worker_id
 from .maintenance.sweeper import Sweeper
 from .messages import MEMBER
@@ -36,10 +37,15 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     assert message is not None, "CurrentMessage middleware is missing"
     me = worker_id()
     attempts = message.options.get("retries", 0) + 1
-    claim = (message.message_id, getattr(message, CLAIM_TOKEN, None))
+    token = getattr(message, CLAIM_TOKEN, None)
+    claim = (message.message_id, token)
     preload = getattr(message, PRELOADED, None)
-    if preload is not None and claim[1] is not None:
-        start = runs.start_preloaded(preload, (claim[0], claim[1]))
+    # The fast path: the test came with its claim (consumer.PRELOADED); its start is
+    # marked, and its outcome stored, by the outcome writer without this thread waiting.
+    # Else the careful path: both written before going on (see consumer.UNSTARTED).
+    fast = preload is not None and token is not None
+    if preload is not None and token is not None:
+        start = runs.start_preloaded(preload, (message.message_id, token))
     else:
         start = runs.start_member(run_id, test_id, claim)
     if start is None:
@@ -47,6 +53,21 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         return
 
     def store(status: str, **fields) -> None:
+        if fast:
+            # Fast path: hand the outcome over and free the thread; the outcome's
+            # transaction marks the message done, then settle() lets it go.
+            setattr(message, SETTLED_BY_WRITER, True)
+            runs.submit_outcome(
+                run_id,
+                test_id,
+                status=status,
+                worker=me,
+                ack=(message.message_id, message.queue_name),
+                claim=(message.message_id, str(token)),
+                on_settled=partial(settle, message.queue_name, message.message_id),
+                **fields,
+            )
+            return
         recorded = runs.record_outcome(
             run_id,
             test_id,

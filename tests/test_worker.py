@@ -195,3 +195,53 @@ def test_sent_message_is_json_with_our_queue(database_url):
         ).one()
     assert row[0] == actors.SMOKE_QUEUE and row[1] == "queued"
     assert json.loads(row[2])["message_id"] == message.message_id
+
+
+def test_a_gracefully_stopping_worker_stores_the_outcomes_it_has_not_written_yet(workers, tmp_path):
+    # Given: a worker running a run of 300 quick tests, each logging its execution to a
+    # file; once some have run, the run's row is locked from outside, so the outcomes
+    # that fast-path members handed to the outcome writer cannot commit.
+    from rhesis_pipeline.runs import get_run, launch_test_run
+
+    from .support.runs import wait_finished
+
+    exec_log = tmp_path / "executions.log"
+    env = {"RHESIS_TEST_EXEC_LOG": str(exec_log)}
+    worker = workers.start(processes=1, threads=4, env=env)
+    tests = [{"id": f"t{i}"} for i in range(300)]
+    run_id = launch_test_run(tests, executor="tests.support.targets:logged")
+
+    def executions() -> list[str]:
+        return exec_log.read_text().split() if exec_log.exists() else []
+
+    wait_until(lambda: len(executions()) >= 20, what="20 executions")
+    locker = db.engine().connect()
+    try:
+        with locker.begin():
+            locker.execute(
+                text("SELECT 1 FROM rhesis.test_runs WHERE id = :id FOR UPDATE"), {"id": run_id}
+            )
+            wait_until(
+                lambda: len(executions()) - get_run(run_id).done >= 4,
+                what="outcomes waiting for their commit",
+            )
+            # When: the worker is asked to stop (SIGTERM) while they wait; the lock goes
+            # once the worker says it is storing them before it stops (or has exited).
+            worker.proc.send_signal(signal.SIGTERM)
+            wait_until(
+                lambda: (
+                    "outcomes before stopping" in worker.log() or worker.proc.poll() is not None
+                ),
+                what="the stopping worker storing its outcomes",
+            )
+        assert worker.proc.wait(60) == 0, worker.log()
+    finally:
+        locker.close()
+
+    # Then: every outcome it had been handed is stored: the next worker finishes the run,
+    # and no test ran twice.
+    workers.start(processes=1, threads=4, env=env)
+    run = wait_finished(run_id, timeout=60)
+    assert (run.status, run.passed, run.collected_count) == ("COMPLETED", 300, 1)
+    ran = executions()
+    assert len(ran) == len(set(ran)) == 300, sorted(t for t in set(ran) if ran.count(t) > 1)

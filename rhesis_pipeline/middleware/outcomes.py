@@ -22,6 +22,7 @@ from .. import runs
 from ..consumer import CLAIM_TOKEN
 from ..executors import ExecutionError
 from ..identity import worker_id
+from ..outcomes import writer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,28 @@ def _not_retried(broker, message, exception: BaseException) -> int:
     return 1 if throws and isinstance(exception, throws) else 0
 
 
+#: Seconds a stopping worker waits for outcomes handed to its outcome writer.
+DRAIN_TIMEOUT_S = 30.0
+
+
 class MemberOutcomes(Middleware):
+    def after_worker_shutdown(self, broker, worker):
+        # Fast-path members did not wait for their outcome's commit: store what is still
+        # waiting before the process exits. This runs before WorkerRegistry marks the
+        # worker stopped (after-hooks run in reverse), so no rescuer takes those messages
+        # meanwhile. What is still unwritten after the timeout (no database) stays
+        # claimed by a stopped worker: the rescuer returns it, and it runs again.
+        waiting = writer().unresolved
+        if not waiting:
+            return
+        logger.info("storing %d outcomes before stopping", waiting)
+        if not writer().drain(DRAIN_TIMEOUT_S):
+            logger.error(
+                "stopping with outcomes not stored after %.0fs (database unreachable?); "
+                "their tests will run again",
+                DRAIN_TIMEOUT_S,
+            )
+
     def after_process_message(self, broker, message, *, result=None, exception=None):
         if exception is None or message.actor_name != MEMBER_ACTOR or not message.failed:
             return
