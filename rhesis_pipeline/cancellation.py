@@ -9,6 +9,11 @@ service started by the WorkerRegistry middleware) — every ``RHESIS_HEARTBEAT_I
 — asks the database which of those runs were revoked
 and raises :class:`RunCancelled` in the threads executing them (:func:`interrupt_revoked`).
 
+Members already claimed (preloaded with their claim) are skipped before they execute:
+a revocation NOTIFYs ``messages.REVOKED_CHANNEL`` at commit, the members' consumer of
+every worker listens to it and notes the run (:func:`note_revoked`), and a member checks
+:func:`was_revoked` before it starts.
+
 Like dramatiq's time limit, the exception is asynchronous: it reaches a thread when it
 next runs Python bytecode, so a call blocked in C (a socket read without timeout) is
 stopped only when it returns. It derives from dramatiq's ``Interrupt`` (a BaseException),
@@ -34,7 +39,12 @@ class RunCancelled(Interrupt):
     """Raised in a thread executing a member of a run that was revoked meanwhile."""
 
 
+#: Most revoked run ids a process remembers (oldest forgotten first).
+REMEMBERED_REVOCATIONS = 10_000
+
 _lock = threading.Lock()
+#: Runs revoked since this process started (told by NOTIFY; see note_revoked).
+_revoked: dict[str, None] = {}
 #: thread ident -> run id of the member it executes.
 _executing: dict[int, str] = {}
 #: thread idents already interrupted (raise once per execution).
@@ -56,6 +66,26 @@ def executing(run_id: str) -> Iterator[None]:
             _interrupted.discard(ident)
 
 
+def note_revoked(run_id: str) -> None:
+    """Run *run_id* was revoked (a consumer heard it on ``messages.REVOKED_CHANNEL``):
+    members of it that this process claimed before are skipped (:func:`was_revoked`)."""
+    with _lock:
+        if str(run_id) in _revoked:
+            return
+        _revoked[str(run_id)] = None
+        while len(_revoked) > REMEMBERED_REVOCATIONS:
+            del _revoked[next(iter(_revoked))]
+    logger.info("run %s was revoked: members of it claimed here are skipped", run_id)
+
+
+def was_revoked(run_id: str) -> bool:
+    """Whether this process heard that run *run_id* was revoked. A member whose test was
+    loaded with its claim checks this before executing, since its run's cancel flag
+    was read at the claim."""
+    with _lock:
+        return str(run_id) in _revoked
+
+
 def interrupt_revoked() -> int:
     """Interrupt the threads executing members of revoked runs; returns how many."""
     with _lock:
@@ -66,6 +96,8 @@ def interrupt_revoked() -> int:
         revoked = {str(r) for r in conn.execute(Q["revoked_among"], {"ids": runs}).scalars()}
     if not revoked:
         return 0
+    for run_id in revoked:  # before the interrupts: a freed thread must not start another
+        note_revoked(run_id)
     count = 0
     with _lock:
         for ident, run_id in _executing.items():

@@ -76,9 +76,9 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.message import Message
 
-from . import db, registry
+from . import cancellation, db, registry
 from .locks import CLAIM_LOCK_CLASS
-from .messages import MEMBER, channel
+from .messages import MEMBER, REVOKED_CHANNEL, UNSTARTED, channel
 from .outage import Outage
 
 logger = logging.getLogger(__name__)
@@ -104,11 +104,6 @@ ACKED_IN_TRANSACTION = "_rhesis_acked_in_transaction"
 #: (``load_members``): (result status, test, executor, run status, cancel requested).
 #: Absent on the careful path (see ``UNSTARTED``) and on other queues.
 PRELOADED = "_rhesis_preloaded"
-
-#: Message option set by the rescuer on a member returned to its queue without a known
-#: start (its worker died; a preloaded member's start is marked in batches): such a
-#: member is not preloaded, so it marks its start before executing (the careful path).
-UNSTARTED = "rhesis_unstarted"
 
 #: Attribute set on a member's MessageProxy whose outcome was handed to the outcome
 #: writer without waiting (the fast path): its queue row is marked done by the outcome's
@@ -545,6 +540,9 @@ class RhesisConsumer(Consumer):
         timeout = min(self.timeout_s, 0.1 if self.is_delay_queue else self.timeout_s)
         if self._held.acks or self._held.reconcile:
             return
+        self._take_notifies(conn)  # those that arrived with the replies of other statements
+        if self._claim_now:
+            return
         readable, _, _ = select.select([conn, self._wake_r], [], [], timeout)
         if self._wake_r in readable:
             try:
@@ -554,8 +552,16 @@ class RhesisConsumer(Consumer):
                 pass
         if conn in readable:
             conn.poll()
-            if conn.notifies:
-                conn.notifies.clear()
+            self._take_notifies(conn)
+
+    def _take_notifies(self, conn) -> None:
+        """Act on the NOTIFYs received on *conn*: a revocation is noted for the members
+        (see cancellation); anything else means work may be waiting."""
+        while conn.notifies:
+            notify = conn.notifies.pop(0)
+            if notify.channel == REVOKED_CHANNEL:
+                cancellation.note_revoked(notify.payload)
+            else:
                 self._claim_now = True
 
     def _execute(self, name: str, params: dict) -> list[tuple]:
@@ -570,6 +576,8 @@ class RhesisConsumer(Consumer):
         try:
             conn.autocommit = True
             db.listen(conn, channel(self.queue_name))
+            if self._is_member_queue:
+                db.listen(conn, REVOKED_CHANNEL)
         except Exception:
             db.BROKER_POOL.putconn(conn, close=True)
             raise

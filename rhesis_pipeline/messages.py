@@ -10,10 +10,9 @@ written once.
 
 from __future__ import annotations
 
-import os
+import json
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +54,16 @@ SWEEP = ActorSpec(
 )
 ACTORS = (MEMBER, CALLBACK, SWEEP)
 
+#: Message option set by the rescuer on a member it returns to its queue without
+#: counting an attempt (see rhesis_pipeline.maintenance.rescue): the member then runs on
+#: the careful path — start marked before it executes, outcome committed before its ack —
+#: so that a test that kills its worker is counted. The mark stays.
+UNSTARTED = "rhesis_unstarted"
+
+#: NOTIFY channel of revocations (payload: the run id), sent when a revocation commits:
+#: workers skip the members of that run they have already claimed.
+REVOKED_CHANNEL = "rhesis.revoked"
+
 #: Names the callback message ids of runs: uuid5(CALLBACK_NAMESPACE, run_id).
 CALLBACK_NAMESPACE = uuid.UUID("6f1c1d43-5c56-4d1e-9a53-52a7f7c1e0b1")
 
@@ -67,27 +76,6 @@ def channel(queue_name: str) -> str:
 def callback_message_id(run_id: str) -> str:
     """The fixed id of run *run_id*'s callback message (so it is never enqueued twice)."""
     return str(uuid.uuid5(CALLBACK_NAMESPACE, str(run_id)))
-
-
-def uuid4s(n: int) -> list[str]:
-    """*n* random (version 4) UUIDs from one read of the OS's random source."""
-    raw = os.urandom(16 * n)
-    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16)]
-
-
-def member_message(
-    run_id: str, test_id: str, *, message_id: str, options: dict[str, Any], timestamp_ms: int
-) -> Message:
-    """The message of one member of run *run_id* (options: retries, limits, tenant)."""
-    return Message(
-        queue_name=MEMBER.queue_name,
-        actor_name=MEMBER.name,
-        args=(run_id, test_id),
-        kwargs={},
-        options=options,
-        message_id=message_id,
-        message_timestamp=timestamp_ms,
-    )
 
 
 def callback_message(run_id: str, tenant: dict[str, Any] | None = None) -> Message:
@@ -141,37 +129,21 @@ def store(conn, message: Message) -> None:
     )
 
 
-def store_many(conn, queue_name: str, rows: Iterable[tuple[str, str]], *, copy: bool = True) -> int:
-    """Store (message_id, encoded message) *rows* of one queue as queued, with one COPY
-    and one NOTIFY, inside *conn*'s transaction. Returns how many were stored.
-
-    copy=False: one INSERT … SELECT FROM unnest instead, for a session under row-level
-    security (rhesis_tenant), which Postgres refuses COPY FROM.
-    """
-    count = 0
-
-    def counted():
-        nonlocal count
-        for message_id, payload in rows:
-            count += 1
-            yield (queue_name, message_id, "queued", payload)
-
-    if copy:
-        db.copy_rows(
-            conn, "dramatiq.queue", ("queue_name", "message_id", "state", "message"), counted()
-        )
-    else:
-        listed = list(counted())
-        conn.execute(
-            Q["insert_messages"],
-            {
-                "queue_name": queue_name,
-                "message_ids": [row[1] for row in listed],
-                "messages": [row[3] for row in listed],
-            },
-        )
-    if count:
-        conn.execute(
-            Q["notify_queue"], {"channel": channel(queue_name), "payload": f'{{"batch": {count}}}'}
-        )
-    return count
+def enqueue_run_members(conn, run_id: str, options: dict[str, Any], total: int) -> None:
+    """Store one ``execute_single_test`` message per result row of run *run_id* (written
+    in *conn*'s transaction) as queued, built by the database (``enqueue_run_members``),
+    and wake the members' queue once. *options*: every member's message options."""
+    conn.execute(
+        Q["enqueue_run_members"],
+        {
+            "run_id": str(run_id),
+            "queue_name": MEMBER.queue_name,
+            "actor_name": MEMBER.name,
+            "options": json.dumps(options),
+            "timestamp_ms": int(time.time() * 1000),
+        },
+    )
+    conn.execute(
+        Q["notify_queue"],
+        {"channel": channel(MEMBER.queue_name), "payload": f'{{"batch": {total}}}'},
+    )

@@ -25,11 +25,11 @@ Progress is read from the counters, never by counting result rows.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -118,30 +118,35 @@ Progress = RunSummary = RunRecord = Run
 # -- submission ---------------------------------------------------------------------
 
 
-def _validate_tests(tests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+#: Tests written per INSERT on the path without COPY (a session under row-level security).
+INSERT_CHUNK = 5_000
+
+
+def _checked_tests(tests: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
+    """(test id, test as JSON) of each test, checked on the way (streamed: nothing is
+    listed, so a generator of a million tests costs the memory of one test plus the set of
+    ids seen). Raises InvalidSubmission naming the first bad test; the caller's
+    transaction is then rolled back, so nothing is written."""
     if isinstance(tests, str | bytes) or not isinstance(tests, Iterable):
         raise InvalidSubmission("tests must be a list of test objects")
-    items = list(tests)
-    if not items:
-        raise InvalidSubmission("a run needs at least one test; tests is empty")
-    if len(items) > MAX_TESTS:
-        raise InvalidSubmission(f"a run takes at most {MAX_TESTS} tests, got {len(items)}")
+    # One encoder for the whole run: json.dumps(default=…) would build one per test.
+    encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
     seen: dict[str, int] = {}
-    out = []
-    for i, test in enumerate(items):
+    for i, test in enumerate(tests):
+        if i >= MAX_TESTS:
+            raise InvalidSubmission(f"a run takes at most {MAX_TESTS} tests; tests has more")
         if not isinstance(test, Mapping):
             raise InvalidSubmission(f"tests[{i}] must be an object, got {type(test).__name__}")
         test_id = test.get("id")
         if isinstance(test_id, bool) or not isinstance(test_id, str | int) or str(test_id) == "":
             raise InvalidSubmission(f"tests[{i}].id is missing or empty; give every test an id")
-        key = str(test_id)
-        if key in seen:
+        key = test_id if isinstance(test_id, str) else str(test_id)
+        first = seen.setdefault(key, i)
+        if first != i:
             raise InvalidSubmission(
-                f"tests[{i}].id {key!r} duplicates tests[{seen[key]}].id; ids must be unique"
+                f"tests[{i}].id {key!r} duplicates tests[{first}].id; ids must be unique"
             )
-        seen[key] = i
-        out.append({**test, "id": key})
-    return out
+        yield key, encode(test if test_id is key else {**test, "id": key})
 
 
 def _executor_spec(executor: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -151,7 +156,7 @@ def _executor_spec(executor: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def launch_test_run(
-    tests: Sequence[Mapping[str, Any]],
+    tests: Iterable[Mapping[str, Any]],
     *,
     executor: str | Mapping[str, Any],
     name: str | None = None,
@@ -180,12 +185,14 @@ def launch_test_run(
 
     Everything — the run, one result row per test, one message per test — is written in
     one transaction with bulk statements and one NOTIFY: a run is there with all of its
-    members or not at all. The bulk statements are COPY, or, in a session that row-level
-    security applies to (which Postgres refuses COPY FROM), INSERT … SELECT FROM unnest.
-    Raises :class:`InvalidSubmission` (naming the field) before writing anything if the
-    input is malformed.
+    members or not at all. *tests* may be any iterable (a generator too): it is read
+    once and streamed to the database — COPY, or, in a session that row-level security
+    applies to (which Postgres refuses COPY FROM), INSERTs of ``INSERT_CHUNK`` tests —
+    without ever listing it; the members' messages are then built by the database from
+    the stored tests. Raises :class:`InvalidSubmission` (naming the field) if the input
+    is malformed, and nothing is written (in a caller's *session*, what this call wrote
+    is rolled back to a savepoint; the session's own work stays).
     """
-    items = _validate_tests(tests)
     spec = _executor_spec(executor)
     run_options = RunOptions.parse(options)
     tenant = current_tenant()
@@ -195,65 +202,54 @@ def launch_test_run(
     run_id = str(uuid.uuid4())
     tenant_option = {"tenant": {"organization_id": org, "user_id": user}} if org or user else {}
     message_options: dict[str, Any] = {**run_options.message_options(), **tenant_option}
-    now_ms = int(time.time() * 1000)
-    message_ids = messages.uuid4s(len(items))
-    params = {
-        "id": run_id,
-        "organization_id": org,
-        "user_id": user,
-        "name": name or f"run-{run_id[:8]}",
-        "executor": json.dumps(spec),
-        "options": json.dumps(asdict(run_options)),
-        "total": len(items),
-    }
-
     context: dict[str, Any] = {}
+    total = 0
 
     def write(conn) -> None:
+        nonlocal total
         # A session under row-level security (rhesis_tenant) may not COPY FROM.
         context.update(conn.execute(Q["launch_context"]).one()._mapping)
-        copy = not context["row_security"]
-        conn.execute(Q["insert_run"], params)
-        if copy:
-            db.copy_rows(
+        # The run first (row-level security checks a result's run); its total is known
+        # once the tests are read, and set then.
+        conn.execute(
+            Q["insert_run"],
+            {
+                "id": run_id,
+                "organization_id": org,
+                "user_id": user,
+                "name": name or f"run-{run_id[:8]}",
+                "executor": json.dumps(spec),
+                "options": json.dumps(asdict(run_options)),
+                "total": 1,
+            },
+        )
+        checked = _checked_tests(tests)
+        if not context["row_security"]:
+            total = db.copy_rows(
                 conn,
                 "rhesis.test_results",
-                ("run_id", "test_id", "position", "test", "message_id"),
-                (
-                    (run_id, t["id"], str(i), json.dumps(t, default=str), m)
-                    for i, (t, m) in enumerate(zip(items, message_ids, strict=True))
-                ),
+                ("run_id", "test_id", "position", "test"),
+                ((run_id, test_id, str(i), test) for i, (test_id, test) in enumerate(checked)),
             )
         else:
-            conn.execute(
-                Q["insert_results"],
-                {
-                    "run_id": run_id,
-                    "test_ids": [t["id"] for t in items],
-                    "tests": [json.dumps(t, default=str) for t in items],
-                    "message_ids": message_ids,
-                },
-            )
-        messages.store_many(
-            conn,
-            messages.MEMBER.queue_name,
-            (
-                (
-                    m,
-                    messages.encode(
-                        messages.member_message(
-                            run_id,
-                            t["id"],
-                            message_id=m,
-                            options=dict(message_options),
-                            timestamp_ms=now_ms,
-                        )
-                    ),
+            while chunk := list(itertools.islice(checked, INSERT_CHUNK)):
+                conn.execute(
+                    Q["insert_results"],
+                    {
+                        "run_id": run_id,
+                        "first": total,
+                        "test_ids": [test_id for test_id, _ in chunk],
+                        "tests": [test for _, test in chunk],
+                    },
                 )
-                for t, m in zip(items, message_ids, strict=True)
-            ),
-            copy=copy,
-        )
+                total += len(chunk)
+        if not total:
+            raise InvalidSubmission("a run needs at least one test; tests is empty")
+        if total != 1:
+            conn.execute(Q["set_run_total"], {"run_id": run_id, "total": total})
+        # The members' messages are built by the database from the result rows just
+        # written: one statement, nothing more sent (see enqueue_run_members).
+        messages.enqueue_run_members(conn, run_id, message_options, total)
 
     try:
         if session is None:
@@ -263,14 +259,14 @@ def launch_test_run(
             # A Session's connection() is a method; a Connection's .connection, its DBAPI one.
             is_session = callable(getattr(session, "connection", None))
             conn = session.connection() if is_session else session
-            with db.translate_errors():
+            with db.translate_errors(), conn.begin_nested():
                 write(conn)
     except PermissionDenied as exc:
         refusal = _refused(org, context)
         if refusal is None:
             raise
         raise refusal from exc
-    logger.info("submitted run %s: %d tests, %s executor", run_id, len(items), spec["type"])
+    logger.info("submitted run %s: %d tests, %s executor", run_id, total, spec["type"])
     return run_id
 
 

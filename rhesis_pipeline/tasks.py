@@ -42,7 +42,7 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     preload = getattr(message, PRELOADED, None)
     # The fast path: the test came with its claim (consumer.PRELOADED); its start is
     # marked, and its outcome stored, by the outcome writer without this thread waiting.
-    # Else the careful path: both written before going on (see consumer.UNSTARTED).
+    # Else the careful path: both written before going on (see messages.UNSTARTED).
     fast = preload is not None and token is not None
     if preload is not None and token is not None:
         start = runs.start_preloaded(preload, (message.message_id, token))
@@ -80,7 +80,7 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         if recorded.acked:
             setattr(message, ACKED_IN_TRANSACTION, True)
 
-    if start.cancel_requested:
+    if start.cancel_requested or (fast and cancellation.was_revoked(run_id)):
         store("cancelled", error="run cancelled")
         return
     limit_ms = message.options.get("time_limit") or MEMBER.options["time_limit"]

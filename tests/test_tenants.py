@@ -504,8 +504,18 @@ def test_downgrade_removes_policies_and_grants_and_runs_from_before_keep_working
     # Other databases on the server (the template of this one) still use the role: kept.
     assert scalar("SELECT count(*) FROM pg_roles WHERE rolname = 'rhesis_tenant'") == 1
 
-    # A run stored before the migration ...
-    old = runs.launch_test_run([{"id": "x"}], executor=EXECUTOR, organization_id=B)
+    # A run stored before the migration (written as the schema of 0004 takes it) ...
+    old = str(uuid.uuid4())
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO rhesis.test_runs (id, organization_id, name, executor, total)"
+                " VALUES (:id, :org, 'old', '{}', 1);"
+                " INSERT INTO rhesis.test_results (run_id, test_id, position, test, message_id)"
+                " VALUES (:id, 'x', 0, '{}', gen_random_uuid())"
+            ),
+            {"id": old, "org": B},
+        )
     assert migrate.upgrade() == ("0004", migrate.head_revision())
     # ... is its organization's, and still the system role's.
     assert runs.get_run(old).organization_id == B

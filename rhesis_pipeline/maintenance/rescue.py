@@ -13,13 +13,23 @@ woken by NOTIFY. A run member is judged by whether its worker died while *runnin
 
 * only claimed (prefetched, never started): it runs again, no attempt counted, never a
   timeout;
-* started: the lost attempt counts (``options.retries + 1``, and ``options.rhesis_lost``
-  counts the worker deaths). A member running for longer than its time limit plus
-  ``member_grace_s`` is not run again but stored as ``error`` (timed out); one whose
-  attempts are used up (``retries > max_retries``: a test that kills its worker process,
-  every time) is stored as ``error`` ("the worker process died while running this test,
-  N times") instead of crash-looping every worker. Either goes through the normal outcome
-  path, in the same transaction, and may finish its run.
+* started, and running for longer than its time limit plus ``member_grace_s``: not run
+  again but stored as ``error`` (timed out);
+* started on the *fast path* (its test preloaded with its claim; its start mark and its
+  outcome written in batches by the outcome writer, see :mod:`rhesis_pipeline.tasks`): it
+  may have finished with its outcome still unwritten, so nobody is charged: it runs again,
+  no attempt counted, marked ``rhesis_unstarted`` (the mark is also set on every member
+  returned uncounted, and stays), which sends it down the *careful path* next: start
+  marked before it executes, outcome committed before it is acked;
+* started on the careful path: the lost attempt counts (``options.retries + 1``, and
+  ``options.rhesis_lost`` counts the worker deaths); one whose attempts are used up
+  (``retries > max_retries``: a test that kills its worker process, every time) is stored
+  as ``error`` ("the worker process died while running this test, N times") instead of
+  crash-looping every worker. So a test that kills its worker costs one worker death
+  more than its attempts (the first, on the fast path, is not counted).
+
+A timeout or an error goes through the normal outcome path, in the same transaction, and
+may finish its run.
 
 Other actors' messages (callbacks, sweeps) go back with their attempt counted.
 
@@ -206,6 +216,11 @@ class Rescuer:
                 f"limit of {limit_ms / 1000:g}s",
                 attempts=attempts,
             )
+        if not options.get(messages.UNSTARTED):
+            # The fast path: its start was marked and its outcome written in batches, so
+            # it may have finished with its outcome lost (a neighbour of a test that
+            # killed the worker): nobody is charged; it runs again on the careful path.
+            return False
         max_retries = options.get("max_retries", messages.MEMBER.options["max_retries"])
         if attempts > max_retries:
             deaths = options.get("rhesis_lost", 0) + 1

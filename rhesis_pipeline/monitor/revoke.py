@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import messages, tenancy
+from ..messages import REVOKED_CHANNEL
 from ..queries import Q
 from .common import parse_run_ids
 from .stuck import find_stuck_runs
@@ -100,7 +101,7 @@ def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON)
     if dry_run:
         outcome.action = WOULD_REVOKE
         return outcome
-    conn.execute(Q["request_cancel"], {"run_id": run_id})
+    conn.execute(Q["request_cancel"], {"run_id": run_id, "channel": REVOKED_CHANNEL})
     outcome.removed_messages = conn.execute(Q["remove_queued_members"], {"run_id": run_id}).rowcount
     test_ids = list(conn.execute(Q["unfinished_tests"], {"run_id": run_id}).scalars())
     recorded = (

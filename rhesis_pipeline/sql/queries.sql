@@ -330,6 +330,10 @@ INSERT INTO rhesis.test_runs (id, organization_id, user_id, name, executor, opti
 VALUES (:id, :organization_id, :user_id, :name, CAST(:executor AS jsonb),
         CAST(:options AS jsonb), :total);
 
+-- name: set_run_total
+-- A run's number of tests, once a launch has read them all (inserted with 1 before).
+UPDATE rhesis.test_runs SET total = :total WHERE id = :run_id;
+
 -- name: launch_context
 -- Whether row-level security applies to this session on the tables a launch writes (a
 -- session acting as rhesis_tenant: COPY FROM is then refused, the launch INSERTs
@@ -339,20 +343,32 @@ SELECT row_security_active('rhesis.test_runs') OR row_security_active('rhesis.te
        NULLIF(current_setting('app.current_organization', true), '') AS organization_id;
 
 -- name: insert_results
--- Create run :run_id's result rows (status queued), one per element of :test_ids, at
--- positions 0, 1, … in that order: a launch under row-level security (no COPY).
-INSERT INTO rhesis.test_results (run_id, test_id, position, test, message_id)
-SELECT CAST(:run_id AS uuid), t.test_id, CAST(t.ord AS integer) - 1, CAST(t.test AS jsonb),
-       t.message_id
-FROM unnest(CAST(:test_ids AS text[]), CAST(:tests AS text[]), CAST(:message_ids AS uuid[]))
-    WITH ORDINALITY AS t(test_id, test, message_id, ord);
+-- Create result rows (status queued) of run :run_id, one per element of :test_ids, at
+-- positions :first, :first + 1, … in that order: a launch under row-level security (no
+-- COPY), in chunks. Message ids come from the column's default.
+INSERT INTO rhesis.test_results (run_id, test_id, position, test)
+SELECT CAST(:run_id AS uuid), t.test_id, :first + CAST(t.ord AS integer) - 1,
+       CAST(t.test AS jsonb)
+FROM unnest(CAST(:test_ids AS text[]), CAST(:tests AS text[]))
+    WITH ORDINALITY AS t(test_id, test, ord);
 
--- name: insert_messages
--- Store encoded messages of :queue_name as queued: a launch under row-level security
--- (no COPY). Their consumers are woken by notify_queue.
+-- name: enqueue_run_members
+-- Store the member messages of run :run_id as queued: one execute_single_test message per
+-- result row, built here from the row (its message id, the run and test ids) and
+-- :options, so a launch sends each test once (its result row) and nothing per message.
+-- The same JSON that dramatiq's Message.encode writes. Woken by notify_queue.
 INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
-SELECT :queue_name, m.message_id, CAST('queued' AS dramatiq.state), CAST(m.message AS jsonb)
-FROM unnest(CAST(:message_ids AS uuid[]), CAST(:messages AS text[])) AS m(message_id, message);
+SELECT :queue_name, r.message_id, CAST('queued' AS dramatiq.state),
+       jsonb_build_object(
+           'queue_name', CAST(:queue_name AS text),
+           'actor_name', CAST(:actor_name AS text),
+           'args', jsonb_build_array(CAST(r.run_id AS text), r.test_id),
+           'kwargs', CAST('{}' AS jsonb),
+           'options', CAST(:options AS jsonb),
+           'message_id', CAST(r.message_id AS text),
+           'message_timestamp', CAST(:timestamp_ms AS bigint))
+FROM rhesis.test_results r
+WHERE r.run_id = CAST(:run_id AS uuid);
 
 -- name: become_tenant
 -- Act as rhesis_tenant until the end of this transaction: row-level security applies,
@@ -966,7 +982,11 @@ WHERE u.id = :run_id;
 
 -- name: request_cancel
 -- Mark a run revoked: members delivered from now on are skipped (stored as cancelled).
-UPDATE rhesis.test_runs SET cancel_requested = true WHERE id = :run_id;
+-- Workers are told on :channel at commit: members they preloaded are skipped too.
+WITH marked AS (
+    UPDATE rhesis.test_runs SET cancel_requested = true WHERE id = :run_id RETURNING id
+)
+SELECT pg_notify(:channel, CAST(id AS text)) FROM marked;
 
 -- name: remove_queued_members
 -- Delete a run's member messages that no worker holds (waiting in their queue or in its

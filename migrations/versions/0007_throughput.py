@@ -1,4 +1,5 @@
-"""A claim index that starts with the queue; storage settings for a busy queue.
+"""Throughput: a claim index that starts with the queue; storage settings for a busy
+queue; message ids of results made by the database.
 
 * ``queue_claim (queue_name, mtime) WHERE state = 'queued'``: a claim on a small queue
   (callbacks, delay queues, maintenance) used to walk dramatiq-pg's ``(state, mtime)``
@@ -8,13 +9,17 @@
   the schema remains a superset of dramatiq-pg's.)
 * ``fillfactor``: a message's row is updated two or three times in its life (claimed,
   done); room left on its page lets the new version stay on the same page (cheaper
-  updates, and heap-only tuples where no indexed column changes). Same for results
-  (queued → terminal) and runs (counters updated by every batch of outcomes).
+  updates, and heap-only tuples where no indexed column changes). Same for claims
+  (started) and runs (counters updated by every batch of outcomes); results have had
+  fillfactor 60 since 0002.
 * ``autovacuum`` per table, by rows instead of by a fraction of the table: the queue
   churns through its whole size every few minutes under load, so it is vacuumed after a
   fixed number of dead rows, without the cost-based sleep, and analysed often enough
   that the planner knows how many rows wait. These only take effect where the server
   runs autovacuum (``rhesis-monitor health`` warns when it does not).
+* ``test_results.message_id`` defaults to ``gen_random_uuid()``: a launch streams its
+  tests into the result rows and the database builds each member's message from its row
+  (``enqueue_run_members``), so the client neither makes nor sends a message id.
 
 Revision ID: 0007
 Revises: 0006
@@ -49,7 +54,6 @@ STORAGE = {
         "autovacuum_vacuum_cost_delay": 0,
     },
     "rhesis.test_results": {
-        "fillfactor": 70,
         "autovacuum_vacuum_scale_factor": 0.05,
         "autovacuum_vacuum_threshold": 20000,
         "autovacuum_vacuum_cost_delay": 0,
@@ -70,9 +74,13 @@ def upgrade() -> None:
     for table, parameters in STORAGE.items():
         values = ", ".join(f"{key} = {value}" for key, value in parameters.items())
         op.execute(f"ALTER TABLE {table} SET ({values})")
+    op.execute(
+        "ALTER TABLE rhesis.test_results ALTER COLUMN message_id SET DEFAULT gen_random_uuid()"
+    )
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE rhesis.test_results ALTER COLUMN message_id DROP DEFAULT")
     for table, parameters in STORAGE.items():
         op.execute(f"ALTER TABLE {table} RESET ({', '.join(parameters)})")
     op.execute("DROP INDEX dramatiq.queue_claim")
