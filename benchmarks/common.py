@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
@@ -44,6 +45,36 @@ def server_url() -> tuple[str, str]:
         from rhesis_pipeline import embedded
 
         return embedded.admin_url(Path(tempfile.mkdtemp(prefix="rhesis-bench-"))), "embedded"
+
+
+@dataclass(frozen=True)
+class Counters:
+    commits: int  # xact_commit of the database, from pg_stat_database
+    wal_bytes: int  # the server's WAL position, in bytes
+
+
+#: Backends publish their statistics at most once a second: wait this long before a read.
+STATS_SETTLE_S = 1.2
+
+
+def database_counters(url: str) -> Counters:
+    """Commits of *url*'s database and the server's WAL position, read after the other
+    backends' statistics have been published (once they have been idle for a second:
+    the workers poll and heartbeat, so they reach that point)."""
+    from rhesis_pipeline.settings import libpq_url
+
+    time.sleep(STATS_SETTLE_S)
+    conn = psycopg2.connect(libpq_url(url))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT xact_commit, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
+                " FROM pg_stat_database WHERE datname = current_database()"
+            )
+            commits, wal = cur.fetchone()
+    finally:
+        conn.close()
+    return Counters(int(commits), int(wal))
 
 
 @contextmanager

@@ -540,8 +540,7 @@ class RhesisConsumer(Consumer):
         timeout = min(self.timeout_s, 0.1 if self.is_delay_queue else self.timeout_s)
         if self._held.acks or self._held.reconcile:
             return
-        self._take_notifies(conn)  # those that arrived with the replies of other statements
-        if self._claim_now:
+        if self._take_notifies(conn):  # arrived with the replies of other statements
             return
         readable, _, _ = select.select([conn, self._wake_r], [], [], timeout)
         if self._wake_r in readable:
@@ -554,15 +553,17 @@ class RhesisConsumer(Consumer):
             conn.poll()
             self._take_notifies(conn)
 
-    def _take_notifies(self, conn) -> None:
+    def _take_notifies(self, conn) -> bool:
         """Act on the NOTIFYs received on *conn*: a revocation is noted for the members
-        (see cancellation); anything else means work may be waiting."""
+        (see cancellation); anything else means work may be waiting (returns True)."""
+        work = False
         while conn.notifies:
             notify = conn.notifies.pop(0)
             if notify.channel == REVOKED_CHANNEL:
                 cancellation.note_revoked(notify.payload)
             else:
-                self._claim_now = True
+                work = self._claim_now = True
+        return work
 
     def _execute(self, name: str, params: dict) -> list[tuple]:
         conn = self._ensure_listening()

@@ -201,6 +201,7 @@ class Settings:
     db_pool_timeout: float = 30.0
     max_message_bytes: int = 1024 * 1024
     queue_retention_hours: float = 168.0
+    run_retention_hours: float = 0.0
     run_hooks: tuple[str, ...] = ()
     sweep_cron: str = "* * * * *"
     heartbeat_interval_s: float = 5.0
@@ -282,6 +283,7 @@ class Settings:
             db_pool_timeout=_float(env, "RHESIS_DB_POOL_TIMEOUT", 30.0, minimum=0.1),
             max_message_bytes=_int(env, "RHESIS_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024),
             queue_retention_hours=_float(env, "RHESIS_QUEUE_RETENTION_HOURS", 168.0),
+            run_retention_hours=_float(env, "RHESIS_RUN_RETENTION_HOURS", 0.0),
             tenant_max_running=_int(env, "RHESIS_TENANT_MAX_RUNNING", 0),
             fair_claims=_switch(env, "RHESIS_FAIR_CLAIMS", True),
         )

@@ -94,3 +94,42 @@ def test_expired_rate_limit_keys_are_deleted_live_ones_kept(database_url):
     with db.connect() as conn:
         keys = conn.execute(text("SELECT key FROM rhesis.rate_limits")).scalars().all()
     assert keys == ["live"]
+
+
+def test_run_retention_deletes_runs_finished_before_it_with_their_results(database_url):
+    from rhesis_pipeline.runs import launch_test_run
+
+    def finished(hours_ago: float | None, n: int) -> str:
+        run_id = launch_test_run(
+            [{"id": i} for i in range(n)], executor="tests.support.targets:noop"
+        )
+        if hours_ago is not None:
+            with db.begin() as conn:
+                conn.execute(
+                    text(
+                        "UPDATE rhesis.test_runs SET status = 'COMPLETED', finished_at = :at"
+                        " WHERE id = :id"
+                    ),
+                    {"at": NOW - timedelta(hours=hours_ago), "id": run_id},
+                )
+        return run_id
+
+    old, recent, running = finished(50, 25), finished(1, 3), finished(None, 2)
+
+    def left() -> dict[str, int]:
+        with db.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT u.id::text, count(r.test_id) FROM rhesis.test_runs u"
+                    " LEFT JOIN rhesis.test_results r ON r.run_id = u.id GROUP BY u.id"
+                )
+            )
+            return dict(rows.all())
+
+    # Without a run retention nothing of runs is deleted ...
+    assert purge().run_once().runs == 0 and len(left()) == 3
+    # ... with one of 24 hours, the run finished 50 hours ago goes, results first.
+    result = purge(run_retention=timedelta(hours=24), batch_size=10).run_once()
+    assert (result.results, result.runs) == (25, 1)
+    assert left() == {recent: 3, running: 2}
+    assert old not in left()

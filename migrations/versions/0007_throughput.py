@@ -20,6 +20,8 @@ queue; message ids of results made by the database.
 * ``test_results.message_id`` defaults to ``gen_random_uuid()``: a launch streams its
   tests into the result rows and the database builds each member's message from its row
   (``enqueue_run_members``), so the client neither makes nor sends a message id.
+* ``test_runs_finished_idx``: run retention (``RHESIS_RUN_RETENTION_HOURS``) finds the
+  runs finished before its cutoff.
 
 Revision ID: 0007
 Revises: 0006
@@ -69,6 +71,10 @@ STORAGE = {
 
 def upgrade() -> None:
     op.execute(
+        "CREATE INDEX test_runs_finished_idx ON rhesis.test_runs (finished_at) "
+        "WHERE finished_at IS NOT NULL"
+    )
+    op.execute(
         "CREATE INDEX queue_claim ON dramatiq.queue (queue_name, mtime) WHERE state = 'queued'"
     )
     for table, parameters in STORAGE.items():
@@ -80,6 +86,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX rhesis.test_runs_finished_idx")
     op.execute("ALTER TABLE rhesis.test_results ALTER COLUMN message_id DROP DEFAULT")
     for table, parameters in STORAGE.items():
         op.execute(f"ALTER TABLE {table} RESET ({', '.join(parameters)})")

@@ -6,6 +6,10 @@
 * Expired rate-limit keys (barriers, limiters) of :mod:`rhesis_pipeline.rate_limits`.
 * Rows of workers stopped or silent for longer than the worker retention (and holding no
   claim: those are the rescuer's first).
+* With a run retention (``RHESIS_RUN_RETENTION_HOURS``; default: runs are kept), runs
+  finished longer ago than that, with their results: their result rows first, in
+  batches, then the run rows whose results are gone. Without it ``test_runs`` and
+  ``test_results`` grow with every run.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class RetentionConfig:
     pause_s: seconds between batches, jittered by +/-50 %, so the purge yields to the
         workers on a large backlog. 0 disables the pause.
     max_batches: batches per step in one run at most; the next run continues.
+    run_retention: how long finished runs (and their results) are kept; None keeps them.
     """
 
     message_retention: timedelta = timedelta(days=7)
@@ -48,6 +53,7 @@ class RetentionConfig:
     batch_size: int = 1000
     pause_s: float = 0.05
     max_batches: int = 1000
+    run_retention: timedelta | None = None
 
     def __post_init__(self) -> None:
         if self.message_retention < timedelta(0):
@@ -67,6 +73,8 @@ class RetentionResult:
     messages: int = 0
     rate_limit_keys: int = 0
     workers: int = 0
+    results: int = 0
+    runs: int = 0
     batches: int = 0
     skipped: bool = False  # another run held the lock
     duration_s: float = 0.0
@@ -95,13 +103,20 @@ class Retention:
             result.workers = self._step(
                 result, "purge_dead_workers", now - self.config.worker_retention
             )
+        if not result.skipped and self.config.run_retention is not None:
+            cutoff = now - self.config.run_retention
+            result.results = self._step(result, "purge_retired_results", cutoff)
+            if not result.skipped:
+                result.runs = self._step(result, "purge_retired_runs", cutoff)
         result.duration_s = time.monotonic() - started
         logger.info(
             "retention: deleted %d finished messages, %d expired rate-limit keys, "
-            "%d dead workers in %d batches (%.2fs)%s",
+            "%d dead workers, %d results and %d runs in %d batches (%.2fs)%s",
             result.messages,
             result.rate_limit_keys,
             result.workers,
+            result.results,
+            result.runs,
             result.batches,
             result.duration_s,
             "; another run holds the lock, skipped" if result.skipped else "",

@@ -71,6 +71,9 @@ class Sweeper:
             retention=RetentionConfig(
                 message_retention=timedelta(hours=s.queue_retention_hours),
                 worker_retention=timedelta(hours=s.worker_retention_hours),
+                run_retention=(
+                    timedelta(hours=s.run_retention_hours) if s.run_retention_hours else None
+                ),
             ),
         )
 

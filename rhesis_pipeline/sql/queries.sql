@@ -58,6 +58,36 @@ DELETE FROM dramatiq.queue q
 USING doomed
 WHERE q.message_id = doomed.message_id;
 
+-- name: purge_retired_results
+-- Delete up to :batch result rows of runs finished before :cutoff (run retention);
+-- returns how many. The runs themselves go once their results are gone.
+WITH doomed AS (
+    SELECT r.run_id, r.test_id
+    FROM rhesis.test_runs u
+    JOIN rhesis.test_results r ON r.run_id = u.id
+    WHERE u.finished_at < CAST(:cutoff AS timestamptz)
+    LIMIT :batch
+    FOR UPDATE OF r SKIP LOCKED
+)
+DELETE FROM rhesis.test_results r
+USING doomed
+WHERE r.run_id = doomed.run_id AND r.test_id = doomed.test_id;
+
+-- name: purge_retired_runs
+-- Delete up to :batch runs finished before :cutoff whose results are all deleted (run
+-- retention); returns how many.
+WITH doomed AS (
+    SELECT u.id
+    FROM rhesis.test_runs u
+    WHERE u.finished_at < CAST(:cutoff AS timestamptz)
+      AND NOT EXISTS (SELECT 1 FROM rhesis.test_results r WHERE r.run_id = u.id)
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM rhesis.test_runs u
+USING doomed
+WHERE u.id = doomed.id;
+
 -- name: notify_queue
 -- Wake the consumers of one queue (sent once per batch, delivered at commit).
 SELECT pg_notify(:channel, :payload);
