@@ -56,7 +56,7 @@ def main() -> None:
 
     Reads DATABASE_URL (default: the embedded database) and RHESIS_* settings.
     """
-    configure_logging(db.settings().log_level)
+    configure_logging(db.settings().log_level, db.settings().log_format)
 
 
 def _emit_json(data: Any) -> None:

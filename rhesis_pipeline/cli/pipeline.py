@@ -23,7 +23,7 @@ def main() -> None:
     The database is DATABASE_URL, or an embedded Postgres in RHESIS_DATA_DIR when it is
     unset. Every command says on stderr which one it uses.
     """
-    configure_logging(db.settings().log_level)
+    configure_logging(db.settings().log_level, db.settings().log_format)
 
 
 @main.command(epilog=EXIT_CODES_HELP)

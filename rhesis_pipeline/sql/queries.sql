@@ -75,18 +75,75 @@ WHERE r.run_id = doomed.run_id AND r.test_id = doomed.test_id;
 
 -- name: purge_retired_runs
 -- Delete up to :batch runs finished before :cutoff whose results are all deleted (run
--- retention); returns how many.
+-- retention), adding their tests and runs by status to rhesis.metric_totals first, so
+-- that the Prometheus counters never go down; returns how many (rowcount).
 WITH doomed AS (
-    SELECT u.id
+    SELECT u.id, u.status, u.passed, u.failed, u.errored, u.lost, u.cancelled
     FROM rhesis.test_runs u
     WHERE u.finished_at < CAST(:cutoff AS timestamptz)
       AND NOT EXISTS (SELECT 1 FROM rhesis.test_results r WHERE r.run_id = u.id)
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
+), totals AS (
+    INSERT INTO rhesis.metric_totals (metric, labels, value)
+    SELECT t.metric, t.labels, sum(t.n)
+    FROM doomed d
+    CROSS JOIN LATERAL (VALUES ('deleted_tests', 'passed', d.passed),
+                               ('deleted_tests', 'failed', d.failed),
+                               ('deleted_tests', 'error', d.errored),
+                               ('deleted_tests', 'lost', d.lost),
+                               ('deleted_tests', 'cancelled', d.cancelled),
+                               ('deleted_runs', d.status, 1)) AS t(metric, labels, n)
+    GROUP BY t.metric, t.labels
+    ON CONFLICT (metric, labels) DO UPDATE SET value = rhesis.metric_totals.value + EXCLUDED.value
 )
 DELETE FROM rhesis.test_runs u
 USING doomed
 WHERE u.id = doomed.id;
+
+-- name: observe_finished_run
+-- Add a finished run's test durations and its callback latency to the histograms kept in
+-- rhesis.metric_totals (labels: the bucket's upper bound in seconds; _count and _sum with
+-- empty labels): cumulative bucket counts, as Prometheus histograms are.
+WITH durations AS (
+    SELECT duration_ms / 1000.0 AS s
+    FROM rhesis.test_results
+    WHERE run_id = :run_id AND duration_ms IS NOT NULL
+), observed AS (
+    SELECT 'test_duration_seconds_bucket' AS metric, CAST(b.le AS text) AS labels,
+           (SELECT count(*) FROM durations d WHERE d.s <= b.le) AS n
+    FROM unnest(CAST(:duration_buckets AS double precision[])) AS b(le)
+    UNION ALL
+    SELECT 'test_duration_seconds_count', '', (SELECT count(*) FROM durations)
+    UNION ALL
+    SELECT 'test_duration_seconds_sum', '', (SELECT COALESCE(sum(s), 0) FROM durations)
+    UNION ALL
+    SELECT 'callback_latency_seconds_bucket', CAST(b.le AS text),
+           CASE WHEN :latency_s <= b.le THEN 1 ELSE 0 END
+    FROM unnest(CAST(:latency_buckets AS double precision[])) AS b(le)
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+    UNION ALL
+    SELECT 'callback_latency_seconds_count', '', 1
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+    UNION ALL
+    SELECT 'callback_latency_seconds_sum', '', CAST(:latency_s AS double precision)
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+)
+INSERT INTO rhesis.metric_totals (metric, labels, value)
+SELECT metric, labels, n FROM observed
+ON CONFLICT (metric, labels) DO UPDATE SET value = rhesis.metric_totals.value + EXCLUDED.value;
+
+-- name: metric_totals
+-- Every running total kept for the Prometheus counters and histograms.
+SELECT metric, labels, value FROM rhesis.metric_totals;
+
+-- name: tests_finished_by_status
+-- Tests with a terminal outcome, by status, over the runs still stored (visible ones, for
+-- a tenant); what retention deleted is in metric_totals (deleted_tests).
+SELECT COALESCE(sum(passed), 0) AS passed, COALESCE(sum(failed), 0) AS failed,
+       COALESCE(sum(errored), 0) AS error, COALESCE(sum(lost), 0) AS lost,
+       COALESCE(sum(cancelled), 0) AS cancelled
+FROM rhesis.test_runs;
 
 -- name: notify_queue
 -- Wake the consumers of one queue (sent once per batch, delivered at commit).
@@ -892,6 +949,10 @@ WHERE u.status IN ('QUEUED', 'IN_PROGRESS') AND u.done = u.total
   AND (q.message_id IS NULL OR q."state" IN ('rejected', 'done'))
 ORDER BY u.created_at
 LIMIT :limit;
+
+-- name: server_autovacuum
+-- Whether the server runs autovacuum (the health check warns when it does not).
+SELECT current_setting('autovacuum') = 'on';
 
 -- name: tenant_load
 -- Per organization (options.tenant.organization_id, '' for none): its members waiting in

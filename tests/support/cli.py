@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -38,3 +39,27 @@ def run(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+@contextmanager
+def serve_health(database_url: str, *args: str, env: dict[str, str] | None = None):
+    """Start ``rhesis-monitor serve-health --port 0`` as a real process; yields
+    ``(proc, url)`` with the /healthz URL it announced; always stopped."""
+    proc = subprocess.Popen(
+        [script("rhesis-monitor"), "serve-health", "--port", "0", "--host", "127.0.0.1", *args],
+        env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        while "serving health on" not in line:
+            assert line, "serve-health exited before serving"
+            line = proc.stderr.readline()
+        yield proc, line.split("serving health on ", 1)[1].strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        proc.stderr.close()
