@@ -708,9 +708,27 @@ RETURNING id, name, status, organization_id, user_id, total, done, passed, faile
 -- its progress, read without counting result rows.
 SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
        lost, cancelled, cancel_requested, created_at, started_at, finished_at,
-       last_progress_at, collected_count, summary
+       last_progress_at, collected_count, summary, rerun_of
 FROM rhesis.test_runs
 WHERE id = :run_id;
+
+-- name: rerun_source
+-- What a re-run of run :run_id needs: its executor, options, tenant and name.
+SELECT id, name, executor, options, organization_id, user_id
+FROM rhesis.test_runs
+WHERE id = :run_id;
+
+-- name: rerun_tests
+-- The stored definitions of run :run_id's tests to run again, in suite order: those
+-- with one of :statuses.
+SELECT test
+FROM rhesis.test_results
+WHERE run_id = :run_id AND status = ANY(:statuses)
+ORDER BY position;
+
+-- name: mark_rerun
+-- Record that run :run_id re-runs run :rerun_of.
+UPDATE rhesis.test_runs SET rerun_of = :rerun_of WHERE id = :run_id;
 
 -- name: get_results
 -- The results of one run in suite order.
