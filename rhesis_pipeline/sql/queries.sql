@@ -1153,3 +1153,56 @@ WHERE "state" = 'queued'
 -- name: revoked_among
 -- Which of the run ids :ids were revoked (members still executing them are interrupted).
 SELECT id FROM rhesis.test_runs WHERE id = ANY(CAST(:ids AS uuid[])) AND cancel_requested;
+
+-- name: dashboard_runs
+-- A page of runs for the dashboard, newest first, after the keyset (:before_at,
+-- :before_id) if given; filters by status, organization and a part of the name (each
+-- NULL: any). Walks test_runs_created_at_idx (or the tenant index) and stops after :limit.
+SELECT id, name, status, organization_id, total, done, passed, failed, errored, lost,
+       cancelled, created_at, started_at, finished_at, rerun_of,
+       EXTRACT(EPOCH FROM COALESCE(finished_at, clock_timestamp())
+                          - COALESCE(started_at, created_at)) AS duration_s,
+       EXTRACT(EPOCH FROM clock_timestamp() - created_at) AS age_s
+FROM rhesis.test_runs
+WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
+  AND (CAST(:organization AS text) IS NULL OR organization_id = CAST(:organization AS text))
+  AND (CAST(:name AS text) IS NULL OR strpos(lower(name), lower(CAST(:name AS text))) > 0)
+  AND (CAST(:before_at AS timestamptz) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS timestamptz), CAST(:before_id AS uuid)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: dashboard_active_runs
+-- Runs queued or in progress, newest first (the overview's live progress bars).
+SELECT id, name, status, organization_id, total, done, passed, failed, errored, lost,
+       cancelled
+FROM rhesis.test_runs
+WHERE status IN ('QUEUED', 'IN_PROGRESS')
+ORDER BY created_at DESC
+LIMIT :limit;
+
+-- name: dashboard_run_tests
+-- A page of a run's tests in suite order after position :after, all or only those that
+-- did not pass (:only_failed: failed, error, lost), with verdicts and reasons.
+SELECT r.test_id, r.position, r.status, r.attempts, r.duration_ms, r.error, r.metrics,
+       r.worker, r.finished_at
+FROM rhesis.test_results r
+WHERE r.run_id = :run_id AND r.position > :after
+  AND (NOT :only_failed OR r.status IN ('failed', 'error', 'lost'))
+ORDER BY r.position
+LIMIT :limit;
+
+-- name: dashboard_duration_histogram
+-- A run's test durations in :buckets equal buckets between the shortest and the longest:
+-- (bucket 1..:buckets, tests, shortest ms, longest ms).
+WITH d AS (
+    SELECT duration_ms FROM rhesis.test_results
+    WHERE run_id = :run_id AND duration_ms IS NOT NULL
+), bounds AS (
+    SELECT min(duration_ms) AS lo, max(duration_ms) AS hi FROM d
+)
+SELECT LEAST(width_bucket(d.duration_ms, b.lo, b.hi + 1e-9, :buckets), :buckets) AS bucket,
+       count(*) AS tests, min(b.lo) AS lo, min(b.hi) AS hi
+FROM d CROSS JOIN bounds b
+GROUP BY 1
+ORDER BY 1;
