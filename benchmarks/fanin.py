@@ -49,6 +49,40 @@ FROM generate_series(1, :n) AS g
 """
 
 
+WAL_STATS = """
+SELECT "resource_manager/record_type" AS kind, count, record_size, fpi_size
+FROM pg_get_wal_stats(CAST(:start AS pg_lsn), CAST(:end AS pg_lsn), true)
+WHERE count > 0
+ORDER BY record_size + fpi_size DESC
+LIMIT 15
+"""
+
+
+def wal_breakdown(n: int) -> None:
+    """One run of *n* tests, then its WAL by record type (pg_walinspect, superuser)."""
+    from sqlalchemy import text
+
+    from rhesis_pipeline import db, runs
+
+    with db.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_walinspect"))
+        start = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar()
+    run_id = runs.launch_test_run(
+        ({"id": i} for i in range(n)), executor="benchmarks.targets:noop", name=f"wal-{n}"
+    )
+    while not runs.get_progress(run_id).finished:
+        time.sleep(0.01)
+    with db.begin() as conn:
+        end = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar()
+        rows = conn.execute(text(WAL_STATS), {"start": start, "end": end}).all()
+    print(f"WAL of one run of {n:,} tests by record type (bytes per test: records + full pages):")
+    for kind, count, record_size, fpi_size in rows:
+        print(
+            f"  {kind:<34} {count / n:6.2f}/test {record_size / n:7.0f} B "
+            f"+ {fpi_size / n:6.0f} B full-page images"
+        )
+
+
 def run_once(url: str, n: int, *, timeout_s: float = 600) -> dict:
     from rhesis_pipeline import runs
 
@@ -98,6 +132,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=12)
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument(
+        "--wal-breakdown",
+        type=int,
+        default=0,
+        metavar="N",
+        help="end with a run of N tests and its WAL by record type (pg_walinspect)",
+    )
     args = parser.parse_args()
 
     with (
@@ -145,6 +186,8 @@ def main() -> int:
             f"  with {args.backlog:,} messages of another run waiting: "
             f"{latencies(url, args.latency_runs)}"
         )
+        if args.wal_breakdown:
+            wal_breakdown(args.wal_breakdown)
     return 0
 
 

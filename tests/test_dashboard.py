@@ -55,11 +55,15 @@ def test_pages_filters_and_keyset_pages(database_url):
         second = re.findall(r">(nightly-\d{3})</a>", http.get(next_link).text)
         assert second[0] == "nightly-070" and len(second) == 50
         # Filters: name, organization, status.
-        found = re.findall(r">(nightly-\d{3}|special smoke)</a>", http.get("/runs?name=SMOKE").text)
+        found = re.findall(
+            r">(nightly-\d{3}|special smoke)</a>", http.get("/runs?name=SPECIAL").text
+        )
         assert found == ["special smoke"]
         org_a = re.findall(r">(nightly-\d{3})</a>", http.get("/runs?org=org-a").text)
         assert org_a[:2] == ["nightly-119", "nightly-117"]
         assert "No run matches" in http.get("/runs?status=COMPLETED").text
+        assert "No run matches" in http.get("/runs?name=smoke").text  # names start with it
+        assert "No run matches" in http.get("/runs?name=nightly_").text  # _ is no wildcard
         # Bad input: one clear 4xx page each.
         assert_error_page(http.get("/runs?status=DONE"), 400, "is not one of")
         assert_error_page(http.get("/runs?before=yesterday"), 400, "is not a page cursor")

@@ -6,6 +6,7 @@
   down), and the histograms of test durations and callback latency, observed when a run
   finishes (``observe_finished_run``).
 * ``rhesis.test_runs.rerun_of``: the run a re-run was made from (``rhesis_pipeline.rerun``).
+* ``test_runs_name_idx``: the dashboard's runs page filtered by the start of a name.
 
 Revision ID: 0008
 Revises: 0007
@@ -34,8 +35,10 @@ def upgrade() -> None:
         """
     )
     op.execute("ALTER TABLE rhesis.test_runs ADD COLUMN rerun_of uuid")
+    op.execute("CREATE INDEX test_runs_name_idx ON rhesis.test_runs (lower(name) text_pattern_ops)")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX rhesis.test_runs_name_idx")
     op.execute("ALTER TABLE rhesis.test_runs DROP COLUMN rerun_of")
     op.execute("DROP TABLE rhesis.metric_totals")

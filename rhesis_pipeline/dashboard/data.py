@@ -63,6 +63,12 @@ class RunFilters:
         )
 
 
+def _prefix_pattern(text: str) -> str:
+    """A LIKE pattern matching names that start with *text*, any case."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
 def runs_page(filters: RunFilters, organization_id: str | None) -> tuple[list[Any], str | None]:
     """A page of runs and the cursor of the next page (None: the last page)."""
     with tenancy.connect(organization_id) as conn:
@@ -71,7 +77,7 @@ def runs_page(filters: RunFilters, organization_id: str | None) -> tuple[list[An
             {
                 "status": filters.status,
                 "organization": filters.organization,
-                "name": filters.name,
+                "name_prefix": None if filters.name is None else _prefix_pattern(filters.name),
                 "before_at": filters.before_at,
                 "before_id": filters.before_id,
                 "limit": RUNS_PAGE + 1,

@@ -1156,8 +1156,9 @@ SELECT id FROM rhesis.test_runs WHERE id = ANY(CAST(:ids AS uuid[])) AND cancel_
 
 -- name: dashboard_runs
 -- A page of runs for the dashboard, newest first, after the keyset (:before_at,
--- :before_id) if given; filters by status, organization and a part of the name (each
--- NULL: any). Walks test_runs_created_at_idx (or the tenant index) and stops after :limit.
+-- :before_id) if given; filters by status, organization and the start of the name, any
+-- case (:name_prefix: a LIKE pattern, its wildcards escaped) (each NULL: any). Walks
+-- test_runs_created_at_idx (or the tenant or name index) and stops after :limit.
 SELECT id, name, status, organization_id, total, done, passed, failed, errored, lost,
        cancelled, created_at, started_at, finished_at, rerun_of,
        EXTRACT(EPOCH FROM COALESCE(finished_at, clock_timestamp())
@@ -1166,7 +1167,7 @@ SELECT id, name, status, organization_id, total, done, passed, failed, errored, 
 FROM rhesis.test_runs
 WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
   AND (CAST(:organization AS text) IS NULL OR organization_id = CAST(:organization AS text))
-  AND (CAST(:name AS text) IS NULL OR strpos(lower(name), lower(CAST(:name AS text))) > 0)
+  AND (CAST(:name_prefix AS text) IS NULL OR lower(name) LIKE CAST(:name_prefix AS text))
   AND (CAST(:before_at AS timestamptz) IS NULL
        OR (created_at, id) < (CAST(:before_at AS timestamptz), CAST(:before_id AS uuid)))
 ORDER BY created_at DESC, id DESC
