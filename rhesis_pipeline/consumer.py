@@ -334,33 +334,53 @@ class RhesisConsumer(Consumer):
             return
         limit = min(room, MAX_BATCH)
         self._ensure_listening()  # LISTEN before claiming: no NOTIFY falls in between
+        worker_id = registry.current_worker_id()
+        # Members' tests come with their claim, in the same round trip and transaction
+        # (load_claimed); a capped fair claim runs in a transaction of its own and loads
+        # them after (_preload).
+        with_tests = self._is_member_queue and worker_id is not None and self._cap is None
         if self._fair:
-            rows = self._claim_fairly(limit)
+            rows = self._claim_fairly(limit, worker_id, with_tests)
         else:
             due_before = current_millis() + (DELAY_HORIZON_MS if self.is_delay_queue else 0)
-            rows = self._execute(
+            claim = (
                 "claim_messages",
                 {
                     "queue_name": self.queue_name,
                     "limit": limit,
                     "check_eta": self.is_delay_queue,
                     "due_before_ms": due_before,
-                    "worker_id": registry.current_worker_id(),
+                    "worker_id": worker_id,
                 },
             )
+            rows = self._claim_steps(claim, worker_id, with_tests)
         self._next_poll = now + self.poll_interval
         self._claim_now = len(rows) == limit
         poison: list[tuple[str, str]] = []
         claimed: list[tuple[Message, str | None]] = []
-        for message_id, raw, token, *_ in rows:
-            message = self._decode(str(message_id), raw, poison)
-            if message is not None:
-                claimed.append((message, None if token is None else str(token)))
+        for row in rows:
+            message_id, raw, token = str(row[0]), row[1], row[2]
+            message = self._decode(message_id, raw, poison)
+            if message is None:
+                continue
+            claimed.append((message, None if token is None else str(token)))
+            if with_tests and row[4] is not None and not message.options.get(UNSTARTED):
+                self._preloaded[message_id] = tuple(row[4:9])
         if poison:
             self._reject_poison(poison)
-        if self._is_member_queue:
+        if self._is_member_queue and not with_tests:
             self._preload(claimed)
         self._buffer.extend(claimed)
+
+    def _claim_steps(self, claim: tuple[str, dict], worker_id, with_tests: bool) -> list[tuple]:
+        """Run *claim* (name, params); with *with_tests*, in one round trip and transaction
+        with ``load_claimed``, whose rows (the claimed messages and their members' tests)
+        are returned instead."""
+        if not with_tests:
+            return self._execute(*claim)
+        conn = self._ensure_listening()
+        load = ("load_claimed", {"worker_id": worker_id, "queue_name": self.queue_name})
+        return db.execute_prepared_batch_raw(conn, self._prepared, [claim, load])
 
     def _preload(self, claimed: list[tuple[Message, str | None]]) -> None:
         """Load the tests of claimed members in one round trip (not one per test); a
@@ -375,7 +395,7 @@ class RhesisConsumer(Consumer):
         for message_id, *preload in self._execute("load_members", {"ids": ids}):
             self._preloaded[str(message_id)] = tuple(preload[:5])
 
-    def _claim_fairly(self, limit: int) -> list[tuple]:
+    def _claim_fairly(self, limit: int, worker_id, with_tests: bool) -> list[tuple]:
         """Claim round-robin by organization (``claim_fair_messages``), starting after the
         organization served last. With RHESIS_TENANT_MAX_RUNNING, the claim runs in a
         transaction after the queue's claim lock, so that what each organization already
@@ -385,10 +405,20 @@ class RhesisConsumer(Consumer):
             "limit": limit,
             "after_org": self._after_org,
             "cap": self._cap,
-            "worker_id": registry.current_worker_id(),
+            "worker_id": worker_id,
         }
         if self._cap is None:
-            rows = self._execute("claim_fair_messages", params)
+            rows = self._claim_steps(("claim_fair_messages", params), worker_id, with_tests)
+            if rows and with_tests:
+                # load_claimed's rows are (message_id, message, token, organization, …): the
+                # last one served in the rotation is the greatest organization at or before
+                # the one served last time (the ring wrapped), else the greatest after it.
+                orgs = {row[3] for row in rows}
+                wrapped = [org for org in orgs if org <= self._after_org]
+                self._after_org = max(wrapped or orgs)
+            elif rows:
+                self._after_org = max(rows, key=lambda row: row[3])[4]
+            return rows
         else:
             conn = self._ensure_listening()
             conn.autocommit = False

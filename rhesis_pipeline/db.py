@@ -422,28 +422,37 @@ def run_prepared_batch(steps: list[tuple[str, dict[str, Any]]]) -> list[tuple]:
         fairy = engine().raw_connection()
     try:
         dbapi: Any = fairy.dbapi_connection
-        done = fairy.info.setdefault("rhesis_prepared", set())
         dbapi.autocommit = True  # client-side flag: no round trip
         try:
-            with translate_errors(), dbapi.cursor() as cur:
-                parts = []
-                for name, params in steps:
-                    prepare, execute = _prepared(name)
-                    if name not in done:
-                        cur.execute(prepare)
-                        done.add(name)
-                    adapted = {
-                        k: _pg_array(v) if isinstance(v, list | tuple) else v
-                        for k, v in params.items()
-                    }
-                    parts.append(cur.mogrify(execute, adapted))
-                cur.execute(b"; ".join(parts))
-                return cur.fetchall() if cur.description else []
+            with translate_errors():
+                return execute_prepared_batch_raw(
+                    dbapi, fairy.info.setdefault("rhesis_prepared", set()), steps
+                )
         finally:
             if not dbapi.closed:
                 dbapi.autocommit = False
     finally:
         fairy.close()
+
+
+def execute_prepared_batch_raw(
+    dbapi: Any, done: set[str], steps: list[tuple[str, dict[str, Any]]]
+) -> list[tuple]:
+    """run_prepared_batch on psycopg2 connection *dbapi*, which must be in autocommit
+    mode; *done* remembers what it prepared."""
+    with dbapi.cursor() as cur:
+        parts = []
+        for name, params in steps:
+            prepare, execute = _prepared(name)
+            if name not in done:
+                cur.execute(prepare)
+                done.add(name)
+            adapted = {
+                k: _pg_array(v) if isinstance(v, list | tuple) else v for k, v in params.items()
+            }
+            parts.append(cur.mogrify(execute, adapted))
+        cur.execute(b"; ".join(parts))
+        return cur.fetchall() if cur.description else []
 
 
 def copy_rows(conn: Connection, table: str, columns: tuple[str, ...], rows) -> int:

@@ -516,6 +516,43 @@ FROM wanted w
 JOIN rhesis.test_results r ON r.run_id = w.run_id AND r.test_id = w.test_id
 JOIN rhesis.test_runs u ON u.id = r.run_id;
 
+-- name: load_claimed
+-- The messages this worker (:worker_id) claimed on :queue_name in this transaction (run
+-- right after claim_messages or claim_fair_messages, in the same multi-statement round
+-- trip: their claims have claimed_at = now(), the transaction's start), each with its
+-- organization and, for a member, what load_members gives: its test's status and
+-- definition and its run's executor, state and cancel flag (NULL for other actors and
+-- for args that are not (run uuid, test id)). Runs still QUEUED become IN_PROGRESS.
+-- Ordered round-robin by organization, oldest first within one, as the fair claim took
+-- them.
+WITH mine AS (
+    SELECT c.message_id, c.token, q.message, q.mtime,
+           COALESCE(q.message->'options'->'tenant'->>'organization_id', '') AS org,
+           CASE WHEN q.message->>'actor_name' = 'execute_single_test'
+                     AND q.message->'args'->>0
+                         ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                THEN CAST(q.message->'args'->>0 AS uuid) END AS run_id,
+           q.message->'args'->>1 AS test_id
+    FROM rhesis.claims c
+    JOIN dramatiq.queue q ON q.message_id = c.message_id
+    WHERE c.worker_id = CAST(:worker_id AS uuid) AND c.queue_name = :queue_name
+      AND c.claimed_at = now()
+), started AS (
+    UPDATE rhesis.test_runs u
+    SET status = 'IN_PROGRESS', started_at = COALESCE(u.started_at, now())
+    WHERE u.id IN (SELECT run_id FROM mine) AND u.status = 'QUEUED'
+    RETURNING u.id
+)
+SELECT m.message_id, m.message::text, m.token, m.org,
+       r.status, r.test, u.executor,
+       CASE WHEN u.status = 'QUEUED' THEN 'IN_PROGRESS' ELSE u.status END AS run_status,
+       u.cancel_requested,
+       (SELECT count(*) FROM started) AS runs_started
+FROM mine m
+LEFT JOIN rhesis.test_results r ON r.run_id = m.run_id AND r.test_id = m.test_id
+LEFT JOIN rhesis.test_runs u ON u.id = r.run_id
+ORDER BY row_number() OVER (PARTITION BY m.org ORDER BY m.mtime), m.org;
+
 -- name: mark_started
 -- Mark claims started (members whose test was preloaded with their claim; written in
 -- batches by the outcome writer): the rescuer then counts a lost attempt if the worker
