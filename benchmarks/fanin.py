@@ -74,6 +74,9 @@ def wal_breakdown(n: int) -> None:
         time.sleep(0.01)
     with db.begin() as conn:
         end = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar()
+    # Outcomes commit asynchronously: pg_walinspect reads only WAL already flushed.
+    with db.begin() as conn:
+        conn.execute(text("SELECT pg_sleep(1)"))
         rows = conn.execute(text(WAL_STATS), {"start": start, "end": end}).all()
     print(f"WAL of one run of {n:,} tests by record type (bytes per test: records + full pages):")
     for kind, count, record_size, fpi_size in rows:

@@ -391,22 +391,30 @@ def _pg_array(values: list | tuple) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def run_prepared(name: str, params: dict[str, Any]) -> list[tuple]:
-    """Run named query *name* alone, in autocommit mode: one round trip, its own
-    transaction. For reads, claims and acks on the hot path."""
+@contextmanager
+def _autocommit_connection() -> Iterator[Any]:
+    """A pooled connection in autocommit mode (a client-side flag: no round trip); each
+    statement, or multi-statement string, is then its own transaction."""
     with translate_errors():
         fairy = engine().raw_connection()
     try:
         dbapi: Any = fairy.dbapi_connection
-        dbapi.autocommit = True  # client-side flag: no round trip
+        dbapi.autocommit = True
         try:
             with translate_errors():
-                return execute_prepared(fairy, name, params)
+                yield fairy
         finally:
             if not dbapi.closed:
                 dbapi.autocommit = False
     finally:
         fairy.close()
+
+
+def run_prepared(name: str, params: dict[str, Any]) -> list[tuple]:
+    """Run named query *name* alone, in autocommit mode: one round trip, its own
+    transaction. For reads, claims and acks on the hot path."""
+    with _autocommit_connection() as fairy:
+        return execute_prepared(fairy, name, params)
 
 
 def run_prepared_batch(steps: list[tuple[str, dict[str, Any]]]) -> list[tuple]:
@@ -418,21 +426,9 @@ def run_prepared_batch(steps: list[tuple[str, dict[str, Any]]]) -> list[tuple]:
     its last statement, or rolled back whole if one fails. So a batch of outcomes costs
     one round trip instead of five (BEGIN, three statements, COMMIT).
     """
-    with translate_errors():
-        fairy = engine().raw_connection()
-    try:
-        dbapi: Any = fairy.dbapi_connection
-        dbapi.autocommit = True  # client-side flag: no round trip
-        try:
-            with translate_errors():
-                return execute_prepared_batch_raw(
-                    dbapi, fairy.info.setdefault("rhesis_prepared", set()), steps
-                )
-        finally:
-            if not dbapi.closed:
-                dbapi.autocommit = False
-    finally:
-        fairy.close()
+    with _autocommit_connection() as fairy:
+        done = fairy.info.setdefault("rhesis_prepared", set())
+        return execute_prepared_batch_raw(fairy.dbapi_connection, done, steps)
 
 
 def execute_prepared_batch_raw(

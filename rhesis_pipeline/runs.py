@@ -302,6 +302,13 @@ class MemberStart:
     cancel_requested: bool
     started_at: datetime
 
+    @classmethod
+    def loaded(cls, row: tuple, started_at: datetime) -> MemberStart:
+        """From (result status, test, executor, run status, cancel requested): what
+        load_member and the consumer's preload return."""
+        _status, test, executor, run_status, cancel_requested = row
+        return cls(test, executor, run_status, cancel_requested, started_at)
+
 
 def start_member(
     run_id: str, test_id: str, claim: tuple[str, str | None] | None = None
@@ -322,20 +329,14 @@ def start_member(
     )
     if not rows:
         raise RunNotFound(f"run {run_id} has no test {test_id!r}")
-    status, test, executor, run_status, cancel_requested = rows[0][:5]
-    if status in TERMINAL_RESULTS:
+    start = MemberStart.loaded(tuple(rows[0][:5]), started_at)
+    if rows[0][0] in TERMINAL_RESULTS:
         return None
-    if run_status == "QUEUED":
+    if start.run_status == "QUEUED":
         with db.begin() as conn:
             conn.execute(Q["mark_run_started"], {"run_id": run_id})
-        run_status = "IN_PROGRESS"
-    return MemberStart(
-        test=test,
-        executor=executor,
-        run_status=run_status,
-        cancel_requested=cancel_requested,
-        started_at=started_at,
-    )
+        start.run_status = "IN_PROGRESS"
+    return start
 
 
 def start_preloaded(preload: tuple, claim: tuple[str, str]) -> MemberStart | None:
@@ -343,18 +344,11 @@ def start_preloaded(preload: tuple, claim: tuple[str, str]) -> MemberStart | Non
     no round trip; its claim is marked started by the outcome writer with its next batch
     (if the worker dies before that, the rescuer returns the member uncounted and it runs
     next on the careful path, :func:`start_member`). None: its outcome is already stored."""
-    status, test, executor, run_status, cancel_requested = preload
-    if status in TERMINAL_RESULTS:
+    if preload[0] in TERMINAL_RESULTS:
         return None
     started_at = datetime.now(timezone.utc)
     writer().mark_started(Start(claim[0], claim[1], started_at))
-    return MemberStart(
-        test=test,
-        executor=executor,
-        run_status=run_status,
-        cancel_requested=cancel_requested,
-        started_at=started_at,
-    )
+    return MemberStart.loaded(preload, started_at)
 
 
 def record_outcome(
@@ -362,20 +356,16 @@ def record_outcome(
     test_id: str,
     *,
     status: str,
-    output: Any = None,
-    metrics: Any = None,
-    error: str | None = None,
-    duration_ms: float | None = None,
-    worker: str | None = None,
-    attempts: int | None = None,
-    started_at: datetime | None = None,
     ack: tuple[str, str] | None = None,
     claim: tuple[str, str | None] | None = None,
+    **fields: Any,
 ) -> Recorded:
     """Store a member's terminal outcome once and count it; fire the callback on the last.
 
     Returns once committed (through the process's outcome writer, which commits waiting
     outcomes together; see :mod:`rhesis_pipeline.outcomes`).
+    fields: ``output``, ``metrics``, ``error``, ``duration_ms``, ``worker``, ``attempts``,
+    ``started_at`` (see :class:`rhesis_pipeline.outcomes.Outcome`).
     attempts: executions so far, this one included (None keeps the stored count).
     ack: (message_id, queue_name) of the member's message, marked done in the same
     transaction so that a crash after the commit does not redeliver it.
@@ -383,20 +373,7 @@ def record_outcome(
     (the message was rescued and claimed again) the outcome is refused and logged.
     """
     result = writer().record(
-        _outcome(
-            run_id,
-            test_id,
-            status=status,
-            output=output,
-            metrics=metrics,
-            error=error,
-            duration_ms=duration_ms,
-            worker=worker,
-            attempts=attempts,
-            started_at=started_at,
-            ack=ack,
-            claim=claim,
-        )
+        _outcome(run_id, test_id, status=status, ack=ack, claim=claim, **fields)
     )
     _log_recorded(run_id, test_id, status, result, claim)
     return result
