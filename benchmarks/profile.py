@@ -1,14 +1,19 @@
 """Where the time goes: the fan-in workload under py-spy and pg_stat_statements.
 
     python benchmarks/profile.py [--size 30000] [--processes 2] [--threads 12]
-                                 [--rate 100] [--no-svg] [--top 15]
+                                 [--rate 50] [--all-threads] [--svg] [--top 15]
 
 Starts the worker processes, warms them up (a run of 1,000), then attaches
-``py-spy record`` to each worker process (non-blocking sampling at --rate Hz, idle threads
-left out) and runs --size no-op tests end to end. Writes, into artifacts/profile/:
-``worker-<i>.txt`` (collapsed stacks: one ``frame;frame;... count`` line per stack, what
-flamegraph.pl, inferno and speedscope read) and, unless --no-svg, ``worker-<i>.svg``
-(py-spy's flame graph, from a second sampler).
+``py-spy record`` to each worker process (non-blocking sampling at --rate Hz) and runs
+--size no-op tests end to end. By default only the thread holding the GIL is sampled
+(``--gil``: where the workers' Python CPU time goes, which is what competes with Postgres
+for the 2 cores); --all-threads samples every non-idle thread instead (wall time, waits on
+the database included — py-spy counts a thread blocked in a C call such as a
+Condition.wait as busy). Writes, into artifacts/profile/: ``worker-<i>.txt`` (collapsed
+stacks: one ``frame;frame;... count`` line per stack, what flamegraph.pl, inferno and
+speedscope read) and, with --svg, ``worker-<i>.svg`` (py-spy's flame graph, from a second
+sampler). On 2 cores py-spy falls behind above ~50 Hz with 2 samplers (it says so in
+``worker-<i>.txt.log``): the share of each frame is still right, the sample count lower.
 
 Prints the run's tests/s, then: the top statements of the benchmark's database by total
 execution time (pg_stat_statements, reset for this database only before the run; needs
@@ -29,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -60,7 +66,7 @@ LIMIT %s
 
 
 @contextmanager
-def py_spy(pid: int, output: Path, *, fmt: str, rate: int):
+def py_spy(pid: int, output: Path, *, fmt: str, rate: int, gil: bool):
     """`py-spy record` of *pid* into *output* until the block ends (SIGINT: py-spy then
     writes its file)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -68,7 +74,7 @@ def py_spy(pid: int, output: Path, *, fmt: str, rate: int):
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             [exe, "record", "--pid", str(pid), "--format", fmt, "--rate", str(rate),
-             "--nonblocking", "--output", str(output)],
+             "--nonblocking", *(["--gil"] if gil else []), "--output", str(output)],
             stdout=err, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -133,13 +139,16 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=30_000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=12)
-    parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
-    parser.add_argument("--no-svg", action="store_true", help="collapsed stacks only")
+    parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
+    parser.add_argument("--all-threads", action="store_true", help="not only the GIL holder")
+    parser.add_argument("--svg", action="store_true", help="flame graphs too (2nd sampler)")
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
     if args.size < 1 or args.rate < 1 or args.top < 1:
         parser.error("--size, --rate and --top must be positive")
     OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("worker-*"):
+        old.unlink()
 
     with (
         fresh_database() as (url, where),
@@ -153,13 +162,16 @@ def main() -> int:
         if statements:
             reset_pg_stat_statements(url)
         raw = [OUT / f"worker-{i}.txt" for i in range(1, len(pids) + 1)]
+        sampling_started = time.monotonic()
         with ExitStack() as stack:
             for i, pid in enumerate(pids):
-                stack.enter_context(py_spy(pid, raw[i], fmt="raw", rate=args.rate))
-                if not args.no_svg:
+                gil = not args.all_threads
+                stack.enter_context(py_spy(pid, raw[i], fmt="raw", rate=args.rate, gil=gil))
+                if args.svg:
                     svg = OUT / f"worker-{i + 1}.svg"
-                    stack.enter_context(py_spy(pid, svg, fmt="flamegraph", rate=args.rate))
+                    stack.enter_context(py_spy(pid, svg, fmt="flamegraph", rate=args.rate, gil=gil))
             timed = timed_run(url, args.size)
+            sampled_s = time.monotonic() - sampling_started
         print(
             f"{args.size:,} tests under py-spy: submitted in {timed.submit_s:.2f} s, "
             f"end to end {timed.e2e_s:.2f} s, {args.size / timed.e2e_s:,.0f} tests/s"
@@ -180,7 +192,14 @@ def main() -> int:
             print("\npg_stat_statements is not available (not in shared_preload_libraries)")
 
         leaf, inclusive, total = aggregate(raw)
-        print(f"\npy-spy: {total:,} samples (non-idle) over {len(raw)} worker processes")
+        what = "every non-idle thread" if args.all_threads else "the GIL holder"
+        print(f"\npy-spy: {total:,} samples of {what} over {len(raw)} worker processes")
+        if not args.all_threads:
+            busy = total / (args.rate * sampled_s * len(raw))
+            print(
+                f"  the GIL was held in ~{busy:.0%} of the sampling instants ({sampled_s:.1f} s at "
+                f"{args.rate} Hz per process; an under-estimate if py-spy fell behind)"
+            )
         for title, counts in (("leaf frames (self)", leaf), ("inclusive frames", inclusive)):
             print(f"top {args.top} {title}:")
             for frame, count in counts.most_common(args.top):
