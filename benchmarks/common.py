@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import signal
@@ -71,9 +72,11 @@ def query(url: str, sql: str, params: tuple | dict | None = None) -> list[tuple]
         return cur.fetchall() if cur.description else []
 
 
+@functools.cache
 def has_pg_stat_statements(url: str) -> bool:
     """Install pg_stat_statements in *url*'s database; False when the server has not
-    preloaded it (shared_preload_libraries) or the user may not create it."""
+    preloaded it (shared_preload_libraries) or the user may not create it. Asked once per
+    database (its two transactions must not count in database_counters' reads)."""
     try:
         query(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         query(url, "SELECT 1 FROM pg_stat_statements LIMIT 1")
@@ -98,6 +101,10 @@ class Counters:
     wal_bytes: int  # the server's WAL position, in bytes (every database of the server)
     statement_wal: int | None  # WAL written by this database's statements (pg_stat_statements)
     at: float  # time.time() of the read
+    checkpoints: int  # the server's checkpoints so far (each makes the next page writes
+    # log full pages: on a server shared with test suites, DROP DATABASE requests many)
+    evictions: int | None  # pg_stat_statements entries deallocated so far (any database's:
+    # one of ours evicted between two reads makes statement_wal's delta too small)
 
 
 #: Backends publish their statistics at most once a second: wait this long before a read
@@ -118,21 +125,27 @@ def database_counters(url: str, *, settle_s: float = STATS_SETTLE_S) -> Counters
     """Commits of *url*'s database and the server's WAL position, read after *settle_s*
     seconds (see STATS_SETTLE_S / STATS_IDLE_SETTLE_S)."""
     time.sleep(settle_s)
-    statements = (
-        "(SELECT sum(wal_bytes) FROM pg_stat_statements WHERE dbid = d.datid)"
+    statements, evictions = (
+        (
+            "(SELECT sum(wal_bytes) FROM pg_stat_statements WHERE dbid = d.datid)",
+            "(SELECT dealloc FROM pg_stat_statements_info)",
+        )
         if has_pg_stat_statements(url)
-        else "NULL"
+        else ("NULL", "NULL")
     )
-    ((commits, wal, statement_wal),) = query(
+    ((commits, wal, statement_wal, checkpoints, dealloc),) = query(
         url,
         "SELECT d.xact_commit, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0'), "
-        f"{statements} FROM pg_stat_database d WHERE d.datname = current_database()",
+        f"{statements}, (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter), "
+        f"{evictions} FROM pg_stat_database d WHERE d.datname = current_database()",
     )
     return Counters(
         int(commits),
         int(wal),
         None if statement_wal is None else int(statement_wal),
         time.time(),
+        int(checkpoints),
+        None if dealloc is None else int(dealloc),
     )
 
 

@@ -88,6 +88,7 @@ def run_once(url: str, n: int, *, idle_rate: float | None = None, timeout_s: flo
         "commits_per_test": float("nan"),  # not measured without idle_rate
         "wal_per_test": float("nan"),
         "statement_wal_per_test": float("nan"),
+        "checkpoints": "",
     }
     if before is not None and idle_rate is not None:
         after = database_counters(url, settle_s=STATS_IDLE_SETTLE_S)
@@ -96,11 +97,13 @@ def run_once(url: str, n: int, *, idle_rate: float | None = None, timeout_s: flo
         commits = after.commits - before.commits - own - idle_rate * idle_s
         result["commits_per_test"] = commits / n
         result["wal_per_test"] = (after.wal_bytes - before.wal_bytes) / n
+        evicted = after.evictions != before.evictions
         result["statement_wal_per_test"] = (
             (after.statement_wal - (before.statement_wal or 0)) / n
-            if after.statement_wal is not None
-            else float("nan")
+            if after.statement_wal is not None and not evicted
+            else float("nan")  # not measured, or entries evicted meanwhile: unknown
         )
+        result["checkpoints"] = str(after.checkpoints - before.checkpoints)
     return result
 
 
@@ -151,11 +154,15 @@ def main() -> int:
             "WAL B/test: server = pg_current_wal_lsn() delta (every database of the server: "
             "includes others' work on a shared one); db stmts = WAL of this database's "
             "statements (pg_stat_statements; "
-            + ("without commit records)" if statements else "not installed: n/a)")
-        )
+            + ("without commit records; nan if entries were evicted meanwhile)"
+               if statements else "not installed: n/a)")
+            + "; ckpt = the server's checkpoints during the run (after each, the first change"
+            " of a page logs the whole page: more WAL)"
+        )  # fmt: skip
         header = (
             f"{'tests':>7} {'trial':>5} {'submit s':>9} {'end-to-end s':>13} {'tests/s':>8} "
-            f"{'commits/test':>13} {'WAL B/test':>11} {'db stmts':>9} {'callback ms':>12}"
+            f"{'commits/test':>13} {'WAL B/test':>11} {'db stmts':>9} {'ckpt':>5} "
+            f"{'callback ms':>12}"
         )
         print(header)
         by_size: dict[int, list[dict]] = {}
@@ -167,6 +174,7 @@ def main() -> int:
                     f"{n:>7} {trial:>5} {r['submit_s']:>9.3f} {r['e2e_s']:>13.2f} "
                     f"{r['tests_per_s']:>8.0f} {r['commits_per_test']:>13.3f} "
                     f"{r['wal_per_test']:>11.0f} {r['statement_wal_per_test']:>9.0f} "
+                    f"{r['checkpoints']:>5} "
                     f"{r['callback_latency_ms']:>12.1f}",
                     flush=True,
                 )
@@ -180,9 +188,12 @@ def main() -> int:
             relative = f", cost/test {cost / ref_cost:.2f}x that of 10,000" if ref_cost else ""
             commits = statistics.median(r["commits_per_test"] for r in rows)
             wal = statistics.median(r["wal_per_test"] for r in rows)
+            stmt = [r["statement_wal_per_test"] for r in rows]
+            stmt = [v for v in stmt if v == v]  # nan: unknown
+            wal_db = f" ({statistics.median(stmt):,.0f} B by its statements)" if stmt else ""
             print(
                 f"  {n:>7}: {rate:,.0f} tests/s, submission {submit:,.0f} tests/s, "
-                f"{commits:.3f} commits/test, {wal:,.0f} B WAL/test{relative}"
+                f"{commits:.3f} commits/test, {wal:,.0f} B WAL/test{wal_db}{relative}"
             )
         print(f"callback latency over {args.latency_runs} runs of 20 tests: ", end="", flush=True)
         print(latencies(url, args.latency_runs))
