@@ -152,7 +152,7 @@ def main() -> int:
         if "retention: deleted" in line
     ]
     print(
-        f"retention ran {len(retention)} times" + (f"; last: {retention[-1]}" if retention else "")
+        f"retention runs: {len(retention)}" + (f"; last: {retention[-1]}" if retention else "")
     )
     return 0
 
