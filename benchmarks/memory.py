@@ -6,10 +6,12 @@
 Starts the worker processes, then for each size submits a run of that many no-op tests
 and samples every worker process's resident set (VmRSS of /proc/PID/status) every 0.25 s
 for --seconds while the workers consume it (a run of 1,000 is drained within the window;
-one of 1,000,000 keeps ~all its messages waiting throughout). Prints each process's RSS
-idle (before the first run), the peak and the last sample of each window, and the ratio
-of the peak with the largest size to that with the smallest (target, issue #13: flat,
-within 20 %: the consumer must not load the waiting messages into memory).
+one of 1,000,000 keeps ~all its messages waiting throughout). Prints each worker
+process's RSS idle (before the first run), the peak and the last sample of each window,
+the growth of the submitting process's peak RSS (the tests are streamed from a
+generator), and the ratio of the peak with the largest size to that with the smallest
+(target, issue #13: flat, within 20 %: the consumer must not load the waiting messages
+into memory).
 
 Uses BENCH_DATABASE_URL, else the local server, else an embedded one; makes and drops its
 own database.
@@ -18,6 +20,7 @@ own database.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -66,13 +69,16 @@ def main() -> int:
         peaks: dict[int, float] = {}
         for n in args.sizes:
             started = time.perf_counter()
-            run_id = submit_noop(n, f"memory-{n}")
+            submitter_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            run_id = submit_noop(n, f"memory-{n}")  # streamed from a generator
             submit_s = time.perf_counter() - started
+            submitter_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - submitter_before
             samples = sample(pids, args.seconds)
             progress = runs.get_progress(run_id)
             peaks[n] = max(max(v) for v in samples.values())
             print(
-                f"{n:>9,} tests submitted in {submit_s:.1f} s; after {args.seconds:.0f} s "
+                f"{n:>9,} tests submitted in {submit_s:.1f} s (submitter's peak RSS "
+                f"+{submitter_growth / 1024:.0f} MiB); after {args.seconds:.0f} s "
                 f"{progress.done:,} done, {n - progress.done:,} waiting; RSS "
                 + ", ".join(
                     f"pid {pid} peak {max(v):.1f} MiB last {v[-1]:.1f} MiB"

@@ -92,9 +92,13 @@ def main() -> int:
         scheduler(url, env=env),
     ):
         print(f"machine: {machine()}")
+        ((autovacuum, naptime),) = query(
+            url, "SELECT current_setting('autovacuum'), current_setting('autovacuum_naptime')"
+        )
         print(
             f"database: {where}; workers: {args.processes} processes x {args.threads} threads; "
-            f"retention {args.retention_s:.0f} s (queue rows, runs), sweep every minute"
+            f"retention {args.retention_s:.0f} s (queue rows, runs), sweep every minute; "
+            f"autovacuum {autovacuum}, naptime {naptime}"
         )
         timed_run(url, 1000)  # warm-up
         rate = args.rate
@@ -151,9 +155,7 @@ def main() -> int:
         for line in (REPO / "benchmarks" / ".workers.log").read_text(errors="replace").splitlines()
         if "retention: deleted" in line
     ]
-    print(
-        f"retention runs: {len(retention)}" + (f"; last: {retention[-1]}" if retention else "")
-    )
+    print(f"retention runs: {len(retention)}" + (f"; last: {retention[-1]}" if retention else ""))
     return 0
 
 

@@ -23,12 +23,18 @@ from __future__ import annotations
 import dramatiq
 from periodiq import cron
 
-from . import db, executors, tasks
+from . import db, executors, logs, tasks
 from .broker import build_broker
 from .messages import CALLBACK, MEMBER, SWEEP, ActorSpec
 
 broker = build_broker()
 dramatiq.set_broker(broker)
+
+if db.settings().log_format == "json":
+    # The scheduler (periodiq) has set up its logging before importing this module and
+    # never boots a worker process: its lines become JSON here. (Worker processes are
+    # configured again at boot, by LogContext.)
+    logs.configure_worker_logging(db.settings().log_level, "json")
 
 
 def _declare(fn, spec: ActorSpec, **extra) -> dramatiq.Actor:

@@ -9,12 +9,21 @@ Worker processes: dramatiq's CLI configures the root logger to write to a pipe t
 parent process before it imports our module; :func:`configure_worker_logging` (called
 from the middleware's ``after_process_boot``) swaps the format on those handlers.
 Other processes (CLI, web application) call :func:`configure_logging`.
+
+``RHESIS_LOG_FORMAT=json`` makes every line one JSON object (:class:`JsonFormatter`):
+``time``, ``level``, ``logger``, ``message``, ``pid``, ``thread``, and where known
+``message_id``, ``actor``, ``run_id``, ``test_id``, ``organization``, ``worker_id``; a
+traceback is the ``exc_info`` field, never lines of its own. The run and test come from
+the message being processed, or from ``extra={"run_id": …}`` of a line written outside
+one (the outcome writer's).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from datetime import datetime, timezone
 
 #: Format of every worker line: time, level, process, the message's id and actor, logger, text.
 WORKER_LOG_FORMAT = (
@@ -28,14 +37,70 @@ _context = threading.local()
 _installed = False
 
 
-def set_message_context(message_id: str, actor_name: str) -> None:
+#: Record attributes a JSON line carries when they are set (context or ``extra``).
+CONTEXT_FIELDS = ("run_id", "test_id", "organization")
+
+
+def set_message_context(
+    message_id: str,
+    actor_name: str,
+    *,
+    run_id: str | None = None,
+    test_id: str | None = None,
+    organization: str | None = None,
+) -> None:
     _context.message_id = message_id
     _context.actor_name = actor_name
+    _context.fields = {
+        k: v
+        for k, v in (("run_id", run_id), ("test_id", test_id), ("organization", organization))
+        if v is not None
+    }
 
 
 def clear_message_context() -> None:
     _context.message_id = None
     _context.actor_name = None
+    _context.fields = {}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record (see the module's docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .identity import worker_id
+
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+            "thread": record.threadName,
+            "worker_id": worker_id(),
+        }
+        message_id = getattr(record, "message_id", "-")
+        if message_id != "-":
+            line["message_id"] = message_id
+            line["actor"] = getattr(record, "actor_name", None)
+        for key in CONTEXT_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                line[key] = value
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc_info"] = record.exc_text
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def formatter(log_format: str, text_format: str) -> logging.Formatter:
+    """The formatter of *log_format* ("json", or "text" with *text_format*)."""
+    return JsonFormatter() if log_format == "json" else logging.Formatter(text_format)
 
 
 def _install_record_factory() -> None:
@@ -48,30 +113,37 @@ def _install_record_factory() -> None:
         record = previous(*args, **kwargs)
         record.message_id = getattr(_context, "message_id", None) or "-"
         record.actor_name = getattr(_context, "actor_name", None) or "-"
+        for key, value in getattr(_context, "fields", {}).items():
+            if getattr(record, key, None) is None:
+                setattr(record, key, value)
         return record
 
     logging.setLogRecordFactory(factory)
     _installed = True
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     """Configure the root logger of a non-worker process (stderr, our format)."""
     _install_record_factory()
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format=CLI_LOG_FORMAT)
+    if log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
     root.setLevel(level)
     _quiet_libraries()
 
 
-def configure_worker_logging(level: str = "INFO") -> None:
-    """Reformat the handlers dramatiq's CLI installed in a worker process."""
+def configure_worker_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Reformat the handlers dramatiq's CLI installed in a worker process (or periodiq's
+    in the scheduler)."""
     _install_record_factory()
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format=WORKER_LOG_FORMAT)
     for handler in root.handlers:
-        handler.setFormatter(logging.Formatter(WORKER_LOG_FORMAT))
+        handler.setFormatter(formatter(log_format, WORKER_LOG_FORMAT))
     # Respect dramatiq's -v (DEBUG); otherwise use ours.
     if root.level != logging.DEBUG:
         root.setLevel(level)

@@ -85,6 +85,8 @@ class Run:
     # last outcome's commit to the callback's.
     duration_s: float | None = None
     callback_latency_ms: float | None = None
+    #: The run this one re-ran (rhesis_pipeline.rerun), if it is a re-run.
+    rerun_of: str | None = None
     #: Free for hooks and callers; finish_run leaves it empty.
     extra: dict[str, Any] = field(default_factory=dict)
     #: The fields :meth:`as_dict` gives by default (the reader's JSON shape); None: all.
@@ -96,6 +98,8 @@ class Run:
         with *values* set on top."""
         data = {k: v for k, v in row.items() if k in _ROW_FIELDS}
         data["id"] = str(data["id"])
+        if data.get("rerun_of") is not None:
+            data["rerun_of"] = str(data["rerun_of"])
         data.update(values)
         return cls(**data)
 

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import db, messages, tenancy
+from . import db, histograms, messages, tenancy
 from .errors import InvalidSubmission, PermissionDenied, RhesisError
 from .messages import callback_message_id
 from .outcomes import Outcome, Recorded, Start, writer
@@ -422,7 +422,13 @@ def submit_outcome(
         if exc is None:
             _log_recorded(run_id, test_id, status, future.result(), claim)
         else:
-            logger.error("outcome of %s/%s not stored: %s", run_id, test_id, exc)
+            logger.error(
+                "outcome of %s/%s not stored: %s",
+                run_id,
+                test_id,
+                exc,
+                extra={"run_id": str(run_id), "test_id": str(test_id)},
+            )
         on_settled(exc is None)
 
     outcome = _outcome(run_id, test_id, status=status, ack=ack, claim=claim, **fields)
@@ -471,6 +477,8 @@ def _log_recorded(
     result: Recorded,
     claim: tuple[str, str | None] | None,
 ) -> None:
+    # Also written by the outcome writer's thread, outside any message: say which run.
+    extra = {"run_id": str(run_id), "test_id": str(test_id)}
     if result.fenced_out:
         logger.warning(
             "outcome of %s/%s refused: reported under claim %s, which was superseded "
@@ -478,15 +486,19 @@ def _log_recorded(
             run_id,
             test_id,
             claim[1] if claim else None,
+            extra=extra,
         )
     elif not result.recorded:
-        logger.info("outcome of %s/%s already stored; %s ignored", run_id, test_id, status)
+        logger.info(
+            "outcome of %s/%s already stored; %s ignored", run_id, test_id, status, extra=extra
+        )
     elif result.callback_enqueued:
         logger.info(
             "run %s: last outcome counted (%d/%d), collect_results enqueued",
             run_id,
             result.done,
             result.total,
+            extra=extra,
         )
 
 
@@ -549,6 +561,7 @@ def finish_run(run_id: str) -> Run | None:
                 "cancelled": c["cancelled"],
             },
         ).one()
+        histograms.observe_finished_run(conn, run_id, finished.callback_latency_ms)
     summary = Run.from_row(finished._mapping, json_fields=SUMMARY_FIELDS)
     logger.info(
         "run %s finished %s: %d passed, %d failed, %d errored, %d lost, %d cancelled of %d",

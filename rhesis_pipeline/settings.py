@@ -13,6 +13,9 @@ All other settings are ``RHESIS_*`` variables:
 ``RHESIS_DATA_DIR``            Directory of the embedded server's data. Default: the
                                per-user data directory (``~/.local/share/rhesis-pipeline``).
 ``RHESIS_LOG_LEVEL``           DEBUG, INFO, WARNING or ERROR. Default INFO.
+``RHESIS_LOG_FORMAT``          text (default) or json: one JSON object per line (time,
+                               level, logger, message and, where known, message id,
+                               actor, run id, test id, organization, worker id).
 ``RHESIS_WORKER_PROCESSES``    Worker processes started by ``bin/worker``. Default: the
                                number of CPUs.
 ``RHESIS_WORKER_THREADS``      Threads per worker process. Default 8.
@@ -29,6 +32,8 @@ All other settings are ``RHESIS_*`` variables:
                                pass its id.
 ``RHESIS_QUEUE_RETENTION_HOURS`` Hours that done and rejected queue rows are kept before
                                the periodic purge deletes them. Default 168 (7 days).
+``RHESIS_RUN_RETENTION_HOURS`` Hours that finished runs (and their results) are kept
+                               before the purge deletes them. Default 0: kept forever.
 ``RHESIS_RUN_HOOKS``           Comma-separated ``module:function`` callables called with
                                the RunSummary when a run finishes. Default: none.
 ``RHESIS_SWEEP_CRON``          periodiq cron of the sweeper, in UTC. Default every minute.
@@ -71,6 +76,7 @@ ACCEPTED_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
 NORMALISED_SCHEME = "postgresql+psycopg2"
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMATS = ("text", "json")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _QUEUE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]*$")
 
@@ -194,6 +200,7 @@ class Settings:
     database_url: str | None = None
     data_dir: Path = field(default_factory=_default_data_dir)
     log_level: str = "INFO"
+    log_format: str = "text"
     worker_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     worker_threads: int = 8
     queues: tuple[str, ...] = ()
@@ -236,6 +243,11 @@ class Settings:
             raise ConfigurationError(
                 f"RHESIS_LOG_LEVEL={level!r} is not one of {', '.join(_LOG_LEVELS)}"
             )
+        log_format = env.get("RHESIS_LOG_FORMAT", "text").strip().lower() or "text"
+        if log_format not in _LOG_FORMATS:
+            raise ConfigurationError(
+                f"RHESIS_LOG_FORMAT={log_format!r} is not one of {', '.join(_LOG_FORMATS)}"
+            )
 
         queues = tuple(q for q in re.split(r"[\s,]+", env.get("RHESIS_QUEUES", "")) if q)
         for q in queues:
@@ -276,6 +288,7 @@ class Settings:
             database_url=database_url,
             data_dir=data_dir,
             log_level=level,
+            log_format=log_format,
             worker_processes=_int(env, "RHESIS_WORKER_PROCESSES", os.cpu_count() or 1, minimum=1),
             worker_threads=_int(env, "RHESIS_WORKER_THREADS", 8, minimum=1),
             queues=queues,

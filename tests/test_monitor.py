@@ -172,6 +172,20 @@ def test_diagnosis_of_an_idle_healthy_system_is_empty_and_of_no_worker_is_a_prob
     assert (finding.code, finding.severity) == ("no_live_worker", "problem")
 
 
+def test_diagnosis_warns_when_the_server_runs_without_autovacuum(database_url):
+    from rhesis_pipeline.monitor.status import take_snapshot
+
+    snapshot = _snapshot([_worker(True)])
+    snapshot.autovacuum = False
+    (finding,) = diagnose(snapshot)
+    assert (finding.code, finding.severity) == ("autovacuum_off", "warning")
+    assert "ALTER SYSTEM SET autovacuum = on" in finding.recommendation
+    # The snapshot reads it from the server.
+    with db.connect() as conn:
+        on = conn.execute(text("SHOW autovacuum")).scalar() == "on"
+    assert take_snapshot().autovacuum is on
+
+
 # -- check -------------------------------------------------------------------------------
 
 

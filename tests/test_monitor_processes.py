@@ -302,19 +302,7 @@ def test_workers_shows_what_a_live_worker_runs_then_it_is_dead(database_url, wor
 
 
 def test_serve_health_answers_503_then_200_and_stops_on_sigterm(database_url, workers):
-    proc = subprocess.Popen(
-        [cli.script("rhesis-monitor"), "serve-health", "--port", "0", "--host", "127.0.0.1"],
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stderr.readline()
-        while "serving health on" not in line:
-            assert line, "serve-health exited before serving"
-            line = proc.stderr.readline()
-        url = line.split("serving health on ", 1)[1].strip()
+    with cli.serve_health(database_url) as (proc, url):
 
         def get(path_url):
             try:
@@ -334,11 +322,6 @@ def test_serve_health_answers_503_then_200_and_stops_on_sigterm(database_url, wo
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        proc.stderr.close()
 
 
 def test_unreachable_database_is_one_line_and_health_says_unhealthy():

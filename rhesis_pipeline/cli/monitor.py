@@ -56,7 +56,7 @@ def main() -> None:
 
     Reads DATABASE_URL (default: the embedded database) and RHESIS_* settings.
     """
-    configure_logging(db.settings().log_level)
+    configure_logging(db.settings().log_level, db.settings().log_format)
 
 
 def _emit_json(data: Any) -> None:
@@ -764,6 +764,69 @@ def serve_health(port: int, host: str, max_hours: float) -> None:
         server.serve_forever()
     finally:
         server.server_close()
+
+
+# -- dashboard ------------------------------------------------------------------------
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--host", type=TEXT, default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option(
+    "--port",
+    type=PORT,
+    default=8080,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed on start).",
+)
+@org_option("Show and act")
+@click.option(
+    "--org-header",
+    metavar="HEADER",
+    help="Take the organization of each request from this header (e.g. X-Rhesis-Org), "
+    "set by a trusted proxy that also strips it from clients' requests; a request "
+    "without it is refused.",
+)
+@click.option("--read-only", is_flag=True, help="Refuse every action (revoke, re-run).")
+def dashboard(
+    host: str, port: int, organization_id: str | None, org_header: str | None, read_only: bool
+) -> None:
+    """Serve the web dashboard: runs, tests, workers, queues, actions, /metrics.
+
+    With RHESIS_DASHBOARD_TOKEN set, every page needs that token (a bearer token, or the
+    login form). Stops cleanly on SIGTERM or Ctrl-C. Needs the `dashboard` extra
+    (pip install 'rhesis-pipeline[dashboard]').
+    """
+    import os
+    import socket
+
+    try:
+        import uvicorn
+
+        from ..dashboard.app import DashboardConfig, create_app
+    except ImportError as exc:
+        raise click.UsageError(
+            f"the dashboard needs the `dashboard` extra ({exc.name} is missing): "
+            "pip install 'rhesis-pipeline[dashboard]'"
+        ) from None
+    use_database(migrated=True)
+    config = DashboardConfig(
+        organization=organization_id,
+        organization_header=org_header,
+        read_only=read_only,
+        token=os.environ.get("RHESIS_DASHBOARD_TOKEN") or None,
+    )
+    try:
+        sock = socket.create_server((host, port))
+    except OSError as exc:
+        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound_host, bound_port = sock.getsockname()[:2]
+    click.echo(f"serving dashboard on http://{bound_host}:{bound_port}/", err=True)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), log_level="warning", access_log=False)
+    )
+    server.run(sockets=[sock])
 
 
 # -- sweep ----------------------------------------------------------------------------

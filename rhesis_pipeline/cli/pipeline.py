@@ -23,7 +23,7 @@ def main() -> None:
     The database is DATABASE_URL, or an embedded Postgres in RHESIS_DATA_DIR when it is
     unset. Every command says on stderr which one it uses.
     """
-    configure_logging(db.settings().log_level)
+    configure_logging(db.settings().log_level, db.settings().log_format)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -299,6 +299,37 @@ def show(run_id: str, as_json: bool, organization_id: str | None) -> None:
         click.echo(json_.dumps(data, indent=2, default=str))
     else:
         click.echo(summary_text(run_id, organization_id=organization_id))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("run_id")
+@click.option(
+    "--all",
+    "all_tests",
+    is_flag=True,
+    help="Run every test again, not only those that failed or errored.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@org_option()
+def rerun(run_id: str, all_tests: bool, as_json: bool, organization_id: str | None) -> None:
+    """Re-run a run's failed and errored tests as a new run (prints its id).
+
+    The new run has the same executor, options and tenant, and records which run it
+    came from. Follow it with `rhesis-pipeline show NEW_ID`.
+    """
+    import json as json_
+
+    from ..rerun import rerun as rerun_run
+    from ..runs import get_run
+
+    use_database(migrated=True)
+    _check_uuid(run_id)
+    new_id = rerun_run(run_id, all_tests=all_tests, organization_id=organization_id)
+    if as_json:
+        new = get_run(new_id, organization_id=organization_id)
+        click.echo(json_.dumps({"run_id": new_id, "rerun_of": run_id, "total": new.total}))
+    else:
+        click.echo(new_id)
 
 
 @main.command("runs", epilog=EXIT_CODES_HELP)

@@ -7,8 +7,12 @@ import logging
 from dramatiq import Middleware
 
 from .. import db, logs
+from ..messages import CALLBACK, MEMBER
 
 logger = logging.getLogger(__name__)
+
+#: Actors whose first argument is a run id (and a member's second, its test id).
+RUN_ACTORS = (MEMBER.name, CALLBACK.name)
 
 
 class LogContext(Middleware):
@@ -19,11 +23,25 @@ class LogContext(Middleware):
     """
 
     def after_process_boot(self, broker):
-        logs.configure_worker_logging(db.settings().log_level)
+        settings = db.settings()
+        logs.configure_worker_logging(settings.log_level, settings.log_format)
         logger.info("worker process booted; database %s", db.describe_database())
 
     def before_process_message(self, broker, message):
-        logs.set_message_context(message.message_id, message.actor_name)
+        args = message.args
+        run_id = test_id = None
+        if message.actor_name in RUN_ACTORS and args:
+            run_id = str(args[0])
+            test_id = str(args[1]) if len(args) > 1 else None
+        tenant = message.options.get("tenant")
+        organization = tenant.get("organization_id") if isinstance(tenant, dict) else None
+        logs.set_message_context(
+            message.message_id,
+            message.actor_name,
+            run_id=run_id,
+            test_id=test_id,
+            organization=organization,
+        )
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         logs.clear_message_context()

@@ -81,6 +81,8 @@ class Snapshot:
     stalled_callbacks: list[tuple[str, str, str | None]] = field(default_factory=list)
     #: (organization or "" for none, waiting tests, running tests), busiest first.
     tenants: list[tuple[str, int, int]] = field(default_factory=list)
+    #: Whether the server runs autovacuum (None: not known).
+    autovacuum: bool | None = None
 
 
 def plural(n: int, word: str) -> str:
@@ -179,6 +181,19 @@ def diagnose(snapshot: Snapshot) -> list[Finding]:
                 "(taken by a consumer that is not rhesis-pipeline's?): they are never rescued",
                 "stop any stock dramatiq-pg consumer on this database; revoke the runs "
                 "concerned with `rhesis-monitor revoke RUN_ID...`",
+            )
+        )
+    if snapshot.autovacuum is False:
+        found.append(
+            Finding(
+                "autovacuum_off",
+                WARNING,
+                "the database server runs without autovacuum: the queue, claims and "
+                "results tables keep every dead row their updates and deletes leave, and "
+                "grow without bound under load",
+                "turn it on (`ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();`, "
+                "or the managed service's flag); a busy queue wants autovacuum_naptime of "
+                "a few seconds",
             )
         )
     return sorted(found, key=lambda f: f.severity != PROBLEM)

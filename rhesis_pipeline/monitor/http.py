@@ -1,9 +1,10 @@
 """``serve-health``: the health check over HTTP for Kubernetes probes and load balancers.
 
 ``GET /healthz`` (also ``/`` and ``/health``) answers 200 with the health report as JSON
-when healthy, 503 when not; ``HEAD`` answers the same status without a body; any other
-path is 404. A report is reused for ``cache_s`` seconds, so a burst of probes costs the
-database one check.
+when healthy, 503 when not; ``HEAD`` answers the same status without a body; ``GET
+/metrics`` answers the Prometheus metrics (:mod:`.prometheus`); any other path is 404. A
+report is reused for ``cache_s`` seconds, so a burst of probes costs the database one
+check.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .health import HealthReport, check_health
+from .prometheus import exposition
 
 logger = logging.getLogger(__name__)
 
 PATHS = ("/", "/health", "/healthz")
+#: Prometheus metrics of the whole system (:mod:`.prometheus`).
+METRICS_PATH = "/metrics"
 
 
 class HealthServer(ThreadingHTTPServer):
@@ -52,8 +56,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, *, body: bool) -> None:
         path = self.path.split("?", 1)[0]
-        if path not in PATHS:
-            payload = json.dumps({"error": f"no such path {path}; use /healthz"}).encode()
+        content_type = "application/json"
+        if path == METRICS_PATH:
+            try:
+                payload, content_type = exposition()
+                code = HTTPStatus.OK
+            except Exception as exc:  # a scrape gets an answer saying why
+                logger.exception("metrics scrape failed")
+                payload = f"# metrics unavailable: {exc}\n".encode()
+                content_type = "text/plain; charset=utf-8"
+                code = HTTPStatus.SERVICE_UNAVAILABLE
+        elif path not in PATHS:
+            payload = json.dumps(
+                {"error": f"no such path {path}; use /healthz or /metrics"}
+            ).encode()
             code = HTTPStatus.NOT_FOUND
         else:
             try:
@@ -65,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = json.dumps({"healthy": False, "error": str(exc)}).encode()
                 code = HTTPStatus.SERVICE_UNAVAILABLE
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()

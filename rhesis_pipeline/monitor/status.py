@@ -83,6 +83,7 @@ def take_snapshot(
                 Q["tenant_load"], {"queue_name": MEMBER.queue_name, "limit": TENANTS_SHOWN}
             )
         ]
+        autovacuum = bool(conn.execute(Q["server_autovacuum"]).scalar())
     workers = list_workers()
     return Snapshot(
         workers=workers,
@@ -95,6 +96,7 @@ def take_snapshot(
         runs_by_status=by_status,
         stalled_callbacks=stalled,
         tenants=tenants,
+        autovacuum=autovacuum,
     )
 
 

@@ -75,18 +75,75 @@ WHERE r.run_id = doomed.run_id AND r.test_id = doomed.test_id;
 
 -- name: purge_retired_runs
 -- Delete up to :batch runs finished before :cutoff whose results are all deleted (run
--- retention); returns how many.
+-- retention), adding their tests and runs by status to rhesis.metric_totals first, so
+-- that the Prometheus counters never go down; returns how many (rowcount).
 WITH doomed AS (
-    SELECT u.id
+    SELECT u.id, u.status, u.passed, u.failed, u.errored, u.lost, u.cancelled
     FROM rhesis.test_runs u
     WHERE u.finished_at < CAST(:cutoff AS timestamptz)
       AND NOT EXISTS (SELECT 1 FROM rhesis.test_results r WHERE r.run_id = u.id)
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
+), totals AS (
+    INSERT INTO rhesis.metric_totals (metric, labels, value)
+    SELECT t.metric, t.labels, sum(t.n)
+    FROM doomed d
+    CROSS JOIN LATERAL (VALUES ('deleted_tests', 'passed', d.passed),
+                               ('deleted_tests', 'failed', d.failed),
+                               ('deleted_tests', 'error', d.errored),
+                               ('deleted_tests', 'lost', d.lost),
+                               ('deleted_tests', 'cancelled', d.cancelled),
+                               ('deleted_runs', d.status, 1)) AS t(metric, labels, n)
+    GROUP BY t.metric, t.labels
+    ON CONFLICT (metric, labels) DO UPDATE SET value = rhesis.metric_totals.value + EXCLUDED.value
 )
 DELETE FROM rhesis.test_runs u
 USING doomed
 WHERE u.id = doomed.id;
+
+-- name: observe_finished_run
+-- Add a finished run's test durations and its callback latency to the histograms kept in
+-- rhesis.metric_totals (labels: the bucket's upper bound in seconds; _count and _sum with
+-- empty labels): cumulative bucket counts, as Prometheus histograms are.
+WITH durations AS (
+    SELECT duration_ms / 1000.0 AS s
+    FROM rhesis.test_results
+    WHERE run_id = :run_id AND duration_ms IS NOT NULL
+), observed AS (
+    SELECT 'test_duration_seconds_bucket' AS metric, CAST(b.le AS text) AS labels,
+           (SELECT count(*) FROM durations d WHERE d.s <= b.le) AS n
+    FROM unnest(CAST(:duration_buckets AS double precision[])) AS b(le)
+    UNION ALL
+    SELECT 'test_duration_seconds_count', '', (SELECT count(*) FROM durations)
+    UNION ALL
+    SELECT 'test_duration_seconds_sum', '', (SELECT COALESCE(sum(s), 0) FROM durations)
+    UNION ALL
+    SELECT 'callback_latency_seconds_bucket', CAST(b.le AS text),
+           CASE WHEN :latency_s <= b.le THEN 1 ELSE 0 END
+    FROM unnest(CAST(:latency_buckets AS double precision[])) AS b(le)
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+    UNION ALL
+    SELECT 'callback_latency_seconds_count', '', 1
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+    UNION ALL
+    SELECT 'callback_latency_seconds_sum', '', CAST(:latency_s AS double precision)
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+)
+INSERT INTO rhesis.metric_totals (metric, labels, value)
+SELECT metric, labels, n FROM observed
+ON CONFLICT (metric, labels) DO UPDATE SET value = rhesis.metric_totals.value + EXCLUDED.value;
+
+-- name: metric_totals
+-- Every running total kept for the Prometheus counters and histograms.
+SELECT metric, labels, value FROM rhesis.metric_totals;
+
+-- name: tests_finished_by_status
+-- Tests with a terminal outcome, by status, over the runs still stored (visible ones, for
+-- a tenant); what retention deleted is in metric_totals (deleted_tests).
+SELECT COALESCE(sum(passed), 0) AS passed, COALESCE(sum(failed), 0) AS failed,
+       COALESCE(sum(errored), 0) AS error, COALESCE(sum(lost), 0) AS lost,
+       COALESCE(sum(cancelled), 0) AS cancelled
+FROM rhesis.test_runs;
 
 -- name: notify_queue
 -- Wake the consumers of one queue (sent once per batch, delivered at commit).
@@ -651,9 +708,27 @@ RETURNING id, name, status, organization_id, user_id, total, done, passed, faile
 -- its progress, read without counting result rows.
 SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
        lost, cancelled, cancel_requested, created_at, started_at, finished_at,
-       last_progress_at, collected_count, summary
+       last_progress_at, collected_count, summary, rerun_of
 FROM rhesis.test_runs
 WHERE id = :run_id;
+
+-- name: rerun_source
+-- What a re-run of run :run_id needs: its executor, options, tenant and name.
+SELECT id, name, executor, options, organization_id, user_id
+FROM rhesis.test_runs
+WHERE id = :run_id;
+
+-- name: rerun_tests
+-- The stored definitions of run :run_id's tests to run again, in suite order: those
+-- with one of :statuses.
+SELECT test
+FROM rhesis.test_results
+WHERE run_id = :run_id AND status = ANY(:statuses)
+ORDER BY position;
+
+-- name: mark_rerun
+-- Record that run :run_id re-runs run :rerun_of.
+UPDATE rhesis.test_runs SET rerun_of = :rerun_of WHERE id = :run_id;
 
 -- name: get_results
 -- The results of one run in suite order.
@@ -893,6 +968,10 @@ WHERE u.status IN ('QUEUED', 'IN_PROGRESS') AND u.done = u.total
 ORDER BY u.created_at
 LIMIT :limit;
 
+-- name: server_autovacuum
+-- Whether the server runs autovacuum (the health check warns when it does not).
+SELECT current_setting('autovacuum') = 'on';
+
 -- name: tenant_load
 -- Per organization (options.tenant.organization_id, '' for none): its members waiting in
 -- :queue_name or its delay queue, and those claimed (running, or held by a worker about
@@ -1074,3 +1153,56 @@ WHERE "state" = 'queued'
 -- name: revoked_among
 -- Which of the run ids :ids were revoked (members still executing them are interrupted).
 SELECT id FROM rhesis.test_runs WHERE id = ANY(CAST(:ids AS uuid[])) AND cancel_requested;
+
+-- name: dashboard_runs
+-- A page of runs for the dashboard, newest first, after the keyset (:before_at,
+-- :before_id) if given; filters by status, organization and a part of the name (each
+-- NULL: any). Walks test_runs_created_at_idx (or the tenant index) and stops after :limit.
+SELECT id, name, status, organization_id, total, done, passed, failed, errored, lost,
+       cancelled, created_at, started_at, finished_at, rerun_of,
+       EXTRACT(EPOCH FROM COALESCE(finished_at, clock_timestamp())
+                          - COALESCE(started_at, created_at)) AS duration_s,
+       EXTRACT(EPOCH FROM clock_timestamp() - created_at) AS age_s
+FROM rhesis.test_runs
+WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
+  AND (CAST(:organization AS text) IS NULL OR organization_id = CAST(:organization AS text))
+  AND (CAST(:name AS text) IS NULL OR strpos(lower(name), lower(CAST(:name AS text))) > 0)
+  AND (CAST(:before_at AS timestamptz) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS timestamptz), CAST(:before_id AS uuid)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: dashboard_active_runs
+-- Runs queued or in progress, newest first (the overview's live progress bars).
+SELECT id, name, status, organization_id, total, done, passed, failed, errored, lost,
+       cancelled
+FROM rhesis.test_runs
+WHERE status IN ('QUEUED', 'IN_PROGRESS')
+ORDER BY created_at DESC
+LIMIT :limit;
+
+-- name: dashboard_run_tests
+-- A page of a run's tests in suite order after position :after, all or only those that
+-- did not pass (:only_failed: failed, error, lost), with verdicts and reasons.
+SELECT r.test_id, r.position, r.status, r.attempts, r.duration_ms, r.error, r.metrics,
+       r.worker, r.finished_at
+FROM rhesis.test_results r
+WHERE r.run_id = :run_id AND r.position > :after
+  AND (NOT :only_failed OR r.status IN ('failed', 'error', 'lost'))
+ORDER BY r.position
+LIMIT :limit;
+
+-- name: dashboard_duration_histogram
+-- A run's test durations in :buckets equal buckets between the shortest and the longest:
+-- (bucket 1..:buckets, tests, shortest ms, longest ms).
+WITH d AS (
+    SELECT duration_ms FROM rhesis.test_results
+    WHERE run_id = :run_id AND duration_ms IS NOT NULL
+), bounds AS (
+    SELECT min(duration_ms) AS lo, max(duration_ms) AS hi FROM d
+)
+SELECT LEAST(width_bucket(d.duration_ms, b.lo, b.hi + 1e-9, :buckets), :buckets) AS bucket,
+       count(*) AS tests, min(b.lo) AS lo, min(b.hi) AS hi
+FROM d CROSS JOIN bounds b
+GROUP BY 1
+ORDER BY 1;

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -38,3 +39,37 @@ def run(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+@contextmanager
+def serving(command: str, announce: str, database_url: str, *args: str, env=None):
+    """Start ``rhesis-monitor COMMAND --port 0 --host 127.0.0.1 ARGS`` as a real process;
+    yields ``(proc, url)`` with the URL it announced ("ANNOUNCE <url>"); always stopped."""
+    proc = subprocess.Popen(
+        [script("rhesis-monitor"), command, "--port", "0", "--host", "127.0.0.1", *args],
+        env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        while announce not in line:
+            assert line, f"{command} exited before serving"
+            line = proc.stderr.readline()
+        yield proc, line.split(announce + " ", 1)[1].strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        proc.stderr.close()
+
+
+def serve_health(database_url: str, *args: str, env: dict[str, str] | None = None):
+    """``rhesis-monitor serve-health``: yields ``(proc, /healthz url)``."""
+    return serving("serve-health", "serving health on", database_url, *args, env=env)
+
+
+def dashboard(database_url: str, *args: str, env: dict[str, str] | None = None):
+    """``rhesis-monitor dashboard``: yields ``(proc, base url ending in /)``."""
+    return serving("dashboard", "serving dashboard on", database_url, *args, env=env)

@@ -1,0 +1,171 @@
+"""Prometheus metrics, computed from the database at each scrape.
+
+One scrape of ``/metrics`` (on ``rhesis-monitor serve-health`` and on the dashboard)
+sees the whole system, whichever process answers it: the numbers come from the tables,
+not from one worker's memory. Gauges are read as ``status`` reads them (one snapshot);
+counters and histograms add the running totals of ``rhesis.metric_totals`` (what
+retention deleted; histograms observed when each run finished), so they never go down.
+
+The README lists every metric (name, type, labels) with example alert rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .. import histograms, tenancy
+from ..queries import Q
+from .status import RUN_STATUSES, take_snapshot
+
+#: Terminal statuses of a test, as the counters label them.
+TEST_STATUSES = ("passed", "failed", "error", "lost", "cancelled")
+
+
+class DatabaseCollector:
+    """A prometheus_client collector reading everything at collect time."""
+
+    def __init__(self, organization_id: str | None = None, *, max_hours: float = 2.0) -> None:
+        self.organization_id = organization_id
+        self.max_hours = max_hours
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = take_snapshot(
+            max_hours=self.max_hours, active_limit=1, organization_id=self.organization_id
+        )
+        with tenancy.connect(self.organization_id) as conn:
+            finished = conn.execute(Q["tests_finished_by_status"]).one()._mapping
+            # The totals are the system's: a tenant's scrape has only its visible rows.
+            totals = (
+                {}
+                if self.organization_id is not None
+                else {(m, labels): value for m, labels, value in conn.execute(Q["metric_totals"])}
+            )
+
+        runs = GaugeMetricFamily("rhesis_runs", "Runs stored, by status.", labels=["status"])
+        for status in RUN_STATUSES:
+            runs.add_metric([status], snapshot.runs_by_status.get(status, 0))
+        yield runs
+
+        tests = CounterMetricFamily(
+            "rhesis_tests_finished",
+            "Tests with a terminal outcome, by status (runs deleted by retention included).",
+            labels=["status"],
+        )
+        for status in TEST_STATUSES:
+            deleted = totals.get(("deleted_tests", status), 0)
+            tests.add_metric([status], float(finished[status]) + deleted)
+        yield tests
+
+        deleted_runs = CounterMetricFamily(
+            "rhesis_runs_deleted",
+            "Finished runs deleted by retention, by status.",
+            labels=["status"],
+        )
+        for status in RUN_STATUSES:
+            deleted_runs.add_metric([status], totals.get(("deleted_runs", status), 0))
+        yield deleted_runs
+
+        depth = GaugeMetricFamily(
+            "rhesis_queue_messages", "Messages in each queue, by state.", labels=["queue", "state"]
+        )
+        oldest = GaugeMetricFamily(
+            "rhesis_queue_oldest_waiting_seconds",
+            "Age of the oldest waiting message of each queue (0: none waits).",
+            labels=["queue"],
+        )
+        consumers = GaugeMetricFamily(
+            "rhesis_queue_consumers", "Live workers consuming each queue.", labels=["queue"]
+        )
+        for queue in snapshot.queues:
+            for state in ("queued", "consumed", "rejected", "done"):
+                depth.add_metric([queue.queue, state], getattr(queue, state))
+            oldest.add_metric([queue.queue], queue.oldest_queued_age_s or 0.0)
+            consumers.add_metric([queue.queue], queue.consumers)
+        yield from (depth, oldest, consumers)
+
+        workers = GaugeMetricFamily(
+            "rhesis_workers", "Registered worker processes, live or dead.", labels=["state"]
+        )
+        workers.add_metric(["live"], len(snapshot.workers.live))
+        workers.add_metric(["dead"], len(snapshot.workers.dead))
+        yield workers
+
+        yield GaugeMetricFamily(
+            "rhesis_stuck_runs",
+            f"Runs queued or in progress for {self.max_hours:g}h or more, or without "
+            "progress that long.",
+            value=snapshot.runs.stuck,
+        )
+        yield GaugeMetricFamily(
+            "rhesis_stalled_callbacks",
+            "Runs with every outcome stored whose completion callback will not run.",
+            value=len(snapshot.stalled_callbacks),
+        )
+        waiting = GaugeMetricFamily(
+            "rhesis_waiting_tests",
+            "Tests waiting to run, by organization ('' for none); the busiest ones.",
+            labels=["organization"],
+        )
+        running = GaugeMetricFamily(
+            "rhesis_running_tests",
+            "Tests claimed by workers, by organization ('' for none); the busiest ones.",
+            labels=["organization"],
+        )
+        for organization, n_waiting, n_running in snapshot.tenants:
+            waiting.add_metric([organization], n_waiting)
+            running.add_metric([organization], n_running)
+        yield from (waiting, running)
+
+        yield _histogram(
+            "rhesis_test_duration_seconds",
+            "Duration of tests, observed when their run finished.",
+            "test_duration_seconds",
+            histograms.TEST_DURATION_BUCKETS,
+            totals,
+        )
+        yield _histogram(
+            "rhesis_callback_latency_seconds",
+            "From the commit of a run's last outcome to its callback finishing the run.",
+            "callback_latency_seconds",
+            histograms.CALLBACK_LATENCY_BUCKETS,
+            totals,
+        )
+
+
+def _histogram(
+    name: str, documentation: str, key: str, bounds: tuple[float, ...], totals: dict[Any, float]
+) -> HistogramMetricFamily:
+    buckets = [
+        (_le(bound), totals.get((f"{key}_bucket", _pg_float(bound)), 0.0)) for bound in bounds
+    ]
+    count = totals.get((f"{key}_count", ""), 0.0)
+    buckets.append(("+Inf", count))
+    return HistogramMetricFamily(
+        name, documentation, buckets=buckets, sum_value=totals.get((f"{key}_sum", ""), 0.0)
+    )
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _pg_float(bound: float) -> str:
+    """A bucket bound as Postgres writes a double precision as text (its label)."""
+    return f"{bound:g}" if float(bound) != int(bound) else str(int(bound))
+
+
+def exposition(organization_id: str | None = None) -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format, and its content type."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(organization_id))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
