@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import signal
@@ -47,34 +48,242 @@ def server_url() -> tuple[str, str]:
         return embedded.admin_url(Path(tempfile.mkdtemp(prefix="rhesis-bench-"))), "embedded"
 
 
+def libpq(url: str) -> str:
+    from rhesis_pipeline.settings import libpq_url
+
+    return libpq_url(url)
+
+
+@contextmanager
+def connection(url: str):
+    """A plain autocommit connection to *url*'s database (as the benchmark's own user):
+    each statement is one transaction, which is how the benchmarks count their own."""
+    conn = psycopg2.connect(libpq(url))
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def query(url: str, sql: str, params: tuple | dict | None = None) -> list[tuple]:
+    with connection(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+@functools.cache
+def has_pg_stat_statements(url: str) -> bool:
+    """Install pg_stat_statements in *url*'s database; False when the server has not
+    preloaded it (shared_preload_libraries) or the user may not create it. Asked once per
+    database (its two transactions must not count in database_counters' reads)."""
+    try:
+        query(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        query(url, "SELECT 1 FROM pg_stat_statements LIMIT 1")
+        return True
+    except psycopg2.Error:
+        return False
+
+
+def reset_pg_stat_statements(url: str) -> None:
+    """Forget the statements of *url*'s database only (other databases of a shared
+    server keep theirs)."""
+    query(
+        url,
+        "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database"
+        " WHERE datname = current_database()), 0)",
+    )
+
+
 @dataclass(frozen=True)
 class Counters:
     commits: int  # xact_commit of the database, from pg_stat_database
-    wal_bytes: int  # the server's WAL position, in bytes
+    wal_bytes: int  # the server's WAL position, in bytes (every database of the server)
+    statement_wal: int | None  # WAL written by this database's statements (pg_stat_statements)
+    at: float  # time.time() of the read
+    checkpoints: int  # the server's checkpoints so far (each makes the next page writes
+    # log full pages: on a server shared with test suites, DROP DATABASE requests many)
+    evictions: int | None  # pg_stat_statements entries deallocated so far (any database's:
+    # one of ours evicted between two reads makes statement_wal's delta too small)
 
 
-#: Backends publish their statistics at most once a second: wait this long before a read.
+#: Backends publish their statistics at most once a second: wait this long before a read
+#: taken while every backend is busy (each one flushes at its next commit).
 STATS_SETTLE_S = 1.2
+#: A backend that goes idle with statistics not yet published (it committed within a
+#: second of its previous flush) publishes them 10 s later (PGSTAT_IDLE_INTERVAL of
+#: Postgres 15): the pooled connections the workers stop using at the end of a run do.
+#: A read after a run waits this long, or it misses up to a second of the run's commits.
+STATS_IDLE_SETTLE_S = 11.0
+
+#: Transactions a read of the counters adds to the database (its own SELECT, published
+#: when its connection closes).
+COUNTER_READ_COMMITS = 1
 
 
-def database_counters(url: str) -> Counters:
-    """Commits of *url*'s database and the server's WAL position, read after the other
-    backends' statistics have been published (once they have been idle for a second:
-    the workers poll and heartbeat, so they reach that point)."""
-    from rhesis_pipeline.settings import libpq_url
+def database_counters(url: str, *, settle_s: float = STATS_SETTLE_S) -> Counters:
+    """Commits of *url*'s database and the server's WAL position, read after *settle_s*
+    seconds (see STATS_SETTLE_S / STATS_IDLE_SETTLE_S)."""
+    time.sleep(settle_s)
+    statements, evictions = (
+        (
+            "(SELECT sum(wal_bytes) FROM pg_stat_statements WHERE dbid = d.datid)",
+            "(SELECT dealloc FROM pg_stat_statements_info)",
+        )
+        if has_pg_stat_statements(url)
+        else ("NULL", "NULL")
+    )
+    ((commits, wal, statement_wal, checkpoints, dealloc),) = query(
+        url,
+        "SELECT d.xact_commit, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0'), "
+        f"{statements}, (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter), "
+        f"{evictions} FROM pg_stat_database d WHERE d.datname = current_database()",
+    )
+    return Counters(
+        int(commits),
+        int(wal),
+        None if statement_wal is None else int(statement_wal),
+        time.time(),
+        int(checkpoints),
+        None if dealloc is None else int(dealloc),
+    )
 
-    time.sleep(STATS_SETTLE_S)
-    conn = psycopg2.connect(libpq_url(url))
-    try:
-        with conn.cursor() as cur:
+
+def idle_commit_rate(url: str, seconds: float = 30.0) -> float:
+    """Commits per second of *url*'s database while nothing is submitted (the workers'
+    polls and heartbeats, the sweeper): subtracted from a run's commits for the time
+    around it that the counters also cover. The idle workers commit in bursts (8/s on
+    average with 2 processes, 2026-12-04): over the ~15 s a run's reads add, the
+    subtraction is right within some 30 commits (0.003/test for 10,000 tests)."""
+    before = database_counters(url, settle_s=STATS_IDLE_SETTLE_S)
+    time.sleep(seconds)
+    after = database_counters(url, settle_s=STATS_SETTLE_S)
+    return max(
+        0.0, (after.commits - before.commits - COUNTER_READ_COMMITS) / (after.at - before.at)
+    )
+
+
+def wait_finished(url: str, run_id: str, *, timeout_s: float, every_s: float = 0.02) -> int:
+    """Poll the run's row until its callback has set finished_at; return the number of
+    polls (each one a transaction of the database, for the commit count)."""
+    deadline = time.monotonic() + timeout_s
+    polls = 0
+    with connection(url) as conn, conn.cursor() as cur:
+        while True:
             cur.execute(
-                "SELECT xact_commit, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
-                " FROM pg_stat_database WHERE datname = current_database()"
+                "SELECT finished_at IS NOT NULL FROM rhesis.test_runs WHERE id = %s", (run_id,)
             )
-            commits, wal = cur.fetchone()
-    finally:
-        conn.close()
-    return Counters(int(commits), int(wal))
+            polls += 1
+            if cur.fetchone()[0]:
+                return polls
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"run {run_id} not finished after {timeout_s:.0f}s; see benchmarks/.workers.log"
+                )
+            time.sleep(every_s)
+
+
+def submit_noop(n: int, name: str, *, executor: str = "benchmarks.targets:noop") -> str:
+    """Launch a run of *n* tests (streamed), no retries; return its id."""
+    from rhesis_pipeline import runs
+
+    return runs.launch_test_run(
+        ({"id": i} for i in range(n)), executor=executor, name=name, options={"max_retries": 0}
+    )
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    run: object  # the finished run (rhesis_pipeline.run_record.Run)
+    started: float  # time.time() when the submission began
+    submit_s: float  # the submission's time
+    e2e_s: float  # submission start -> the callback's finished_at
+    polls: int  # the transactions wait_finished spent
+
+
+def timed_run(url: str, n: int, *, name: str | None = None, timeout_s: float = 900) -> TimedRun:
+    """Submit a run of *n* no-op tests and wait for its callback: its timings."""
+    from rhesis_pipeline import runs
+
+    started = time.time()
+    t0 = time.perf_counter()
+    run_id = submit_noop(n, name or f"bench-{n}")
+    submit_s = time.perf_counter() - t0
+    polls = wait_finished(url, run_id, timeout_s=timeout_s)
+    run = runs.get_run(run_id)
+    if run.status != "COMPLETED" or run.passed != n:
+        raise SystemExit(f"run of {n} no-op tests did not pass: {run}")
+    return TimedRun(run, started, submit_s, run.finished_at.timestamp() - started, polls)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is *pid* (the worker processes of a `dramatiq` command)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def worker_pids(proc: subprocess.Popen, processes: int) -> list[int]:
+    """The *processes* worker processes of a `dramatiq` command started by :func:`workers`
+    (its children that run Python; dramatiq also forks none other by default)."""
+    pids = [p for p in child_pids(proc.pid) if "dramatiq" in cmdline(p) or "python" in cmdline(p)]
+    if len(pids) < processes:
+        raise RuntimeError(f"expected {processes} worker processes under {proc.pid}, found {pids}")
+    return pids[:processes]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of *pid* (VmRSS of /proc/PID/status), in MiB."""
+    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+#: The tables whose size a busy system must keep stable.
+TABLES = ("dramatiq.queue", "rhesis.claims", "rhesis.test_results", "rhesis.test_runs")
+
+
+@dataclass(frozen=True)
+class TableStats:
+    name: str
+    bytes: int  # pg_total_relation_size: heap, indexes, TOAST
+    live: int
+    dead: int
+    autovacuums: int
+
+    @property
+    def dead_ratio(self) -> float:
+        return self.dead / self.live if self.live else (0.0 if not self.dead else float("inf"))
+
+
+def table_stats(url: str, tables: tuple[str, ...] = TABLES) -> dict[str, TableStats]:
+    """Size, live and dead tuples, autovacuum count of each table (statistics as the
+    server last published them: up to a second or so behind)."""
+    rows = query(
+        url,
+        "SELECT schemaname || '.' || relname, pg_total_relation_size(relid), n_live_tup,"
+        " n_dead_tup, autovacuum_count FROM pg_stat_user_tables"
+        " WHERE schemaname || '.' || relname = ANY(%s)",
+        (list(tables),),
+    )
+    return {r[0]: TableStats(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
 
 
 @contextmanager
@@ -102,33 +311,42 @@ def fresh_database():
 
 
 @contextmanager
-def workers(url: str, *, processes: int, threads: int, log_name: str = ".workers.log"):
+def service(
+    url: str,
+    argv: list[str],
+    *,
+    log_name: str,
+    ready: str | None = None,
+    count: int = 1,
+    env: dict[str, str] | None = None,
+):
+    """Run `python <argv>` (["-m", module, ...] or a script and its arguments) against
+    *url*'s database, its output in benchmarks/<log_name>; wait until *ready* appears
+    *count* times in it; SIGTERM it (then SIGKILL its process group) afterwards. Yields
+    the Popen."""
     path = REPO / "benchmarks" / log_name
     log = open(path, "wb")  # noqa: SIM115
-    env = {**os.environ, "DATABASE_URL": url, "RHESIS_LOG_LEVEL": "INFO", "PYTHONPATH": str(REPO)}
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "RHESIS_LOG_LEVEL": "INFO",
+        "PYTHONPATH": str(REPO),
+        "TZ": "UTC",
+        **(env or {}),
+    }
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dramatiq",
-            "rhesis_pipeline.actors",
-            "benchmarks.targets",
-            "-p",
-            str(processes),
-            "-t",
-            str(threads),
-        ],
+        [sys.executable, *argv],
         cwd=REPO,
-        env=env,
+        env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
-        while path.read_text(errors="replace").count("ready for action") < processes:
+        while ready and path.read_text(errors="replace").count(ready) < count:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("workers did not start:\n" + path.read_text(errors="replace"))
+                raise RuntimeError(f"{argv[0]} did not start:\n" + path.read_text(errors="replace"))
             time.sleep(0.05)
         yield proc
     finally:
@@ -138,4 +356,41 @@ def workers(url: str, *, processes: int, threads: int, log_name: str = ".workers
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         log.close()
+
+
+@contextmanager
+def workers(
+    url: str,
+    *,
+    processes: int,
+    threads: int,
+    log_name: str = ".workers.log",
+    env: dict[str, str] | None = None,
+):
+    """*processes* dramatiq worker processes of *threads* threads each (the actors and
+    benchmarks.targets), started and ready. Yields the Popen of the `dramatiq` command."""
+    argv = ["-m", "dramatiq", "rhesis_pipeline.actors", "benchmarks.targets"]
+    argv += ["-p", str(processes), "-t", str(threads)]
+    with service(
+        url, argv, log_name=log_name, ready="ready for action", count=processes, env=env
+    ) as proc:
+        yield proc
+
+
+@contextmanager
+def scheduler(url: str, *, env: dict[str, str] | None = None, log_name: str = ".scheduler.log"):
+    """The periodiq scheduler (sends the sweep every RHESIS_SWEEP_CRON, in UTC), started
+    and ready. periodiq has no ``__main__``: its console script runs with this interpreter."""
+    script = Path(sys.executable).parent / "periodiq"
+    argv = (
+        [str(script)]
+        if script.exists()
+        else ["-c", "from periodiq import entrypoint; entrypoint()"]
+    )
+    argv.append("rhesis_pipeline.actors")
+    with service(
+        url, argv, log_name=log_name, ready="Registered periodic actors:", env=env
+    ) as proc:
+        yield proc

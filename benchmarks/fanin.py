@@ -3,24 +3,38 @@
     python benchmarks/fanin.py [--sizes 1000 10000 100000] [--trials 3] [--processes 2]
                                [--threads 12] [--latency-runs 20] [--backlog 100000]
 
-Per run: the time to submit it (one transaction), the time from the start of the
-submission to the run's completion (its finished_at, set by the callback), tests per
-second, the database's cost per test — commits (``xact_commit`` of pg_stat_database for
-the benchmark's database) and WAL bytes (``pg_current_wal_lsn()``), both measured from
-before the submission to after the callback, including everything the workers did
-meanwhile — and the callback latency (from the commit of the run's last outcome to the
-callback finishing the run). Runs of 10,000 tests and more are repeated ``--trials``
-times; a summary gives the median tests/s per size and each size's cost per test
-relative to 10,000 (flat cost: within 15 %).
+Per run: the time to submit it (streamed, one transaction), the time from the start of
+the submission to the run's completion (its finished_at, set by the callback), tests per
+second, the callback latency (from the commit of the run's last outcome to the callback
+finishing the run), and the database's cost per test:
+
+* commits: the delta of ``xact_commit`` (pg_stat_database) of the benchmark's database,
+  read before the submission and 11 s after the callback — Postgres 15 publishes a
+  backend's counts at most once a second, and those of a backend gone idle (the workers'
+  pooled connections at the end of a run) only 10 s later — minus the benchmark's own
+  transactions (its polls of the run, its reads) and the commits the idle workers make
+  (polls, heartbeats: their rate is measured once, before the first size) during the
+  seconds around the run that the two reads span. Everything the workers did for the run
+  counts: claims, outcomes, heartbeats, the callback.
+* WAL bytes: the delta of ``pg_current_wal_lsn()``, which is the whole server's (on a
+  server shared with other work it includes theirs: an upper bound), and the WAL of this
+  database's statements (pg_stat_statements' wal_bytes, when the server preloads it:
+  everything but the commit records, some 40 bytes per commit).
+
+Runs of 10,000 tests and more are repeated ``--trials`` times; a summary gives the median
+tests/s, submission rate, commits and WAL per test per size, and each size's time per
+test relative to 10,000 (flat cost: within 15 %).
 
 Then the callback latency (p50/p95) over ``--latency-runs`` runs of 20 tests, alone and
 with ``--backlog`` messages of another run waiting on a queue that no worker reads (so
-they stay there): a claim on the callback queue must not walk them.
+they stay there): a claim on the callback queue must not walk them. ``--wal-breakdown N``
+ends with one more run of N tests and its WAL by record type (pg_walinspect, which reads
+the whole server's WAL: run it on a quiet server).
 
 Uses BENCH_DATABASE_URL, else the local server, else an embedded one; makes and drops its
 own database. Targets (issue #13; 2 worker processes on a 2-core machine): >= 3,000
-tests/s for 10,000 and 100,000 tests; <= 0.2 commits and <= 1 KB of WAL per test;
-callback p50 <= 10 ms, with the backlog too.
+tests/s for 10,000 and 100,000 tests; submission >= 50,000 tests/s; <= 0.2 commits and
+<= 1 KB of WAL per test; callback p50 <= 10 ms, with the backlog too.
 """
 
 from __future__ import annotations
@@ -33,7 +47,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import database_counters, fresh_database, machine, workers
+from benchmarks.common import (
+    COUNTER_READ_COMMITS,
+    STATS_IDLE_SETTLE_S,
+    database_counters,
+    fresh_database,
+    has_pg_stat_statements,
+    idle_commit_rate,
+    machine,
+    timed_run,
+    workers,
+)
 
 #: Messages of another run parked on a queue no worker reads (the backlog of --backlog).
 PARK_BACKLOG = """
@@ -86,44 +110,50 @@ def wal_breakdown(n: int) -> None:
         )
 
 
-def run_once(url: str, n: int, *, timeout_s: float = 600) -> dict:
-    from rhesis_pipeline import runs
-
-    before = database_counters(url)
-    t0 = time.perf_counter()
-    wall0 = time.time()
-    run_id = runs.launch_test_run(
-        ({"id": i} for i in range(n)),
-        executor="benchmarks.targets:noop",
-        name=f"bench-{n}",
-        options={"max_retries": 0},
-    )
-    submit_s = time.perf_counter() - t0
-    while not runs.get_progress(run_id).finished:
-        if time.perf_counter() - t0 > timeout_s:
-            raise SystemExit(
-                f"run of {n} not finished after {timeout_s}s: "
-                f"{runs.get_progress(run_id)}; see benchmarks/.workers.log"
-            )
-        time.sleep(0.005)
-    after = database_counters(url)
-    run = runs.get_run(run_id)
-    assert run.status == "COMPLETED" and run.passed == n and run.collected_count == 1, run
-    e2e_s = run.finished_at.timestamp() - wall0
-    return {
+def run_once(url: str, n: int, *, idle_rate: float | None = None, timeout_s: float = 900) -> dict:
+    """One run of *n* no-op tests. With *idle_rate* (commits/s of the idle workers), also
+    its database cost: the counters are read before the submission and once the
+    statistics of every backend are published after the callback (STATS_IDLE_SETTLE_S),
+    minus the benchmark's own transactions (its polls, its read of the counters) and the
+    idle commits of the seconds around the run that the two reads also span."""
+    before = database_counters(url) if idle_rate is not None else None
+    timed = timed_run(url, n, timeout_s=timeout_s)
+    run = timed.run
+    result = {
         "n": n,
-        "submit_s": submit_s,
-        "e2e_s": e2e_s,
-        "tests_per_s": n / e2e_s,
-        "commits_per_test": (after.commits - before.commits) / n,
-        "wal_per_test": (after.wal_bytes - before.wal_bytes) / n,
+        "submit_s": timed.submit_s,
+        "e2e_s": timed.e2e_s,
+        "tests_per_s": n / timed.e2e_s,
         "callback_latency_ms": (run.summary or {}).get("callback_latency_ms"),
+        "commits_per_test": float("nan"),  # not measured without idle_rate
+        "wal_per_test": float("nan"),
+        "statement_wal_per_test": float("nan"),
+        "checkpoints": "",
     }
+    if before is not None and idle_rate is not None:
+        after = database_counters(url, settle_s=STATS_IDLE_SETTLE_S)
+        idle_s = (timed.started - before.at) + (after.at - run.finished_at.timestamp())
+        own = timed.polls + COUNTER_READ_COMMITS + 1  # + get_run's transaction
+        commits = after.commits - before.commits - own - idle_rate * idle_s
+        result["commits_per_test"] = commits / n
+        result["wal_per_test"] = (after.wal_bytes - before.wal_bytes) / n
+        evicted = after.evictions != before.evictions
+        result["statement_wal_per_test"] = (
+            (after.statement_wal - (before.statement_wal or 0)) / n
+            if after.statement_wal is not None and not evicted
+            else float("nan")  # not measured, or entries evicted meanwhile: unknown
+        )
+        result["checkpoints"] = str(after.checkpoints - before.checkpoints)
+    return result
 
 
 def latencies(url: str, runs: int) -> str:
     values = sorted(run_once(url, 20)["callback_latency_ms"] for _ in range(runs))
-    p95 = statistics.quantiles(values, n=20)[18] if len(values) >= 2 else values[0]
+    p95 = (
+        statistics.quantiles(values, n=20, method="inclusive")[18]
+        if len(values) >= 2
+        else values[0]
+    )
     return f"p50 {statistics.median(values):.1f} ms, p95 {p95:.1f} ms, max {values[-1]:.1f} ms"
 
 
@@ -136,6 +166,9 @@ def main() -> int:
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument(
+        "--no-counters", action="store_true", help="skip commits and WAL (each run waits 12 s)"
+    )
+    parser.add_argument(
         "--wal-breakdown",
         type=int,
         default=0,
@@ -143,6 +176,8 @@ def main() -> int:
         help="end with a run of N tests and its WAL by record type (pg_walinspect)",
     )
     args = parser.parse_args()
+    if min(args.sizes) < 1 or args.trials < 1 or args.latency_runs < 1 or args.backlog < 0:
+        parser.error("--sizes, --trials and --latency-runs must be positive, --backlog >= 0")
 
     with (
         fresh_database() as (url, where),
@@ -155,20 +190,39 @@ def main() -> int:
         print(f"machine: {machine()}")
         print(f"database: {where}; workers: {args.processes} processes x {args.threads} threads")
         run_once(url, 1000)  # warm-up: pools, imports, prepared statements
+        statements = has_pg_stat_statements(url)
+        idle_rate = None if args.no_counters else idle_commit_rate(url)
+        if idle_rate is not None:
+            print(
+                f"idle workers: {idle_rate:.1f} commits/s (subtracted for the seconds around "
+                "each run that its counter reads span)"
+            )
+        print(
+            "WAL B/test: server = pg_current_wal_lsn() delta (every database of the server: "
+            "includes others' work on a shared one); db stmts = WAL of this database's "
+            "statements (pg_stat_statements; "
+            + ("without commit records; nan if entries were evicted meanwhile)"
+               if statements else "not installed: n/a)")
+            + "; ckpt = the server's checkpoints during the run (after each, the first change"
+            " of a page logs the whole page: more WAL)"
+        )  # fmt: skip
         header = (
             f"{'tests':>7} {'trial':>5} {'submit s':>9} {'end-to-end s':>13} {'tests/s':>8} "
-            f"{'commits/test':>13} {'WAL B/test':>11} {'callback ms':>12}"
+            f"{'commits/test':>13} {'WAL B/test':>11} {'db stmts':>9} {'ckpt':>5} "
+            f"{'callback ms':>12}"
         )
         print(header)
         by_size: dict[int, list[dict]] = {}
         for n in args.sizes:
             for trial in range(1, (args.trials if n >= 10_000 else 1) + 1):
-                r = run_once(url, n)
+                r = run_once(url, n, idle_rate=idle_rate)
                 by_size.setdefault(n, []).append(r)
                 print(
                     f"{n:>7} {trial:>5} {r['submit_s']:>9.3f} {r['e2e_s']:>13.2f} "
                     f"{r['tests_per_s']:>8.0f} {r['commits_per_test']:>13.3f} "
-                    f"{r['wal_per_test']:>11.0f} {r['callback_latency_ms']:>12.1f}",
+                    f"{r['wal_per_test']:>11.0f} {r['statement_wal_per_test']:>9.0f} "
+                    f"{r['checkpoints']:>5} "
+                    f"{r['callback_latency_ms']:>12.1f}",
                     flush=True,
                 )
         print("summary (median of trials):")
@@ -179,7 +233,15 @@ def main() -> int:
             submit = statistics.median(r["n"] / r["submit_s"] for r in rows)
             cost = statistics.median(r["e2e_s"] / r["n"] for r in rows)
             relative = f", cost/test {cost / ref_cost:.2f}x that of 10,000" if ref_cost else ""
-            print(f"  {n:>7}: {rate:,.0f} tests/s, submission {submit:,.0f} tests/s{relative}")
+            commits = statistics.median(r["commits_per_test"] for r in rows)
+            wal = statistics.median(r["wal_per_test"] for r in rows)
+            stmt = [r["statement_wal_per_test"] for r in rows]
+            stmt = [v for v in stmt if v == v]  # nan: unknown
+            wal_db = f" ({statistics.median(stmt):,.0f} B by its statements)" if stmt else ""
+            print(
+                f"  {n:>7}: {rate:,.0f} tests/s, submission {submit:,.0f} tests/s, "
+                f"{commits:.3f} commits/test, {wal:,.0f} B WAL/test{wal_db}{relative}"
+            )
         print(f"callback latency over {args.latency_runs} runs of 20 tests: ", end="", flush=True)
         print(latencies(url, args.latency_runs))
         with db.begin() as conn:

@@ -1,19 +1,27 @@
-"""Soak: sustained submission and execution with retention running; table sizes over time.
+"""Soak: submission and execution at once for minutes, retention running; do the tables
+stay the same size?
 
-    python benchmarks/soak.py [--minutes 10] [--rate 2400] [--run-size 1000]
-                              [--retention-s 30] [--every 30]
+    python benchmarks/soak.py [--minutes 10] [--rate TESTS_PER_S] [--run-size 1000]
+                              [--retention-s 60] [--report-s 30] [--processes 2]
+                              [--threads 12] [--tolerance 20]
 
-2 worker processes (12 threads each) execute no-op runs of --run-size tests, submitted
-at --rate tests/s (about 80 % of the measured peak by default) by one thread, while
-another applies retention every 10 s (finished queue rows and finished runs older than
---retention-s deleted, as ``RHESIS_QUEUE_RETENTION_HOURS`` / ``RHESIS_RUN_RETENTION_HOURS``
-would). Every --every seconds it prints the tests finished per second, the backlog, and
-for dramatiq.queue, rhesis.claims, rhesis.test_results and rhesis.test_runs: total size,
-live and dead tuples, dead/live, and autovacuum runs so far. At the end it compares the
-last third with the middle third: stable sizes, and dead/live ratios (target < 20 %).
+Starts 2 worker processes and the periodiq scheduler (the sweep every minute) with a
+short retention (``RHESIS_QUEUE_RETENTION_HOURS`` and ``RHESIS_RUN_RETENTION_HOURS`` of
+--retention-s: done queue rows and finished runs with their results are purged once
+that old), then submits a run of --run-size no-op tests every run-size/rate seconds for
+--minutes. Without --rate, calibration runs of 10,000 tests measure the peak (median of
+3) and the soak runs at 80 % of it. A backlog that grows from the middle third to the last
+means the rate was above what the workers sustain with retention running.
 
-Dead tuples are removed by the server's autovacuum, per table by the thresholds of
-migration 0007; how soon it looks is the server's ``autovacuum_naptime`` (printed).
+Every --report-s it prints the tests/s completed over the interval, the backlog (tests
+of unfinished runs), and for dramatiq.queue, rhesis.claims, rhesis.test_results and
+rhesis.test_runs: the total size (pg_total_relation_size), live and dead tuples
+(n_live_tup, n_dead_tup) and the autovacuum count. At the end: whether each table's size
+was stable (mean of the last third of the reports within --tolerance % of the middle
+third's) and the dead/live ratio at the end (target, issue #13: < 20 %).
+
+Uses BENCH_DATABASE_URL, else the local server, else an embedded one; makes and drops its
+own database.
 """
 
 from __future__ import annotations
@@ -21,153 +29,165 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import fresh_database, machine, workers
+from benchmarks.common import (
+    REPO,
+    TABLES,
+    TableStats,
+    fresh_database,
+    machine,
+    query,
+    scheduler,
+    submit_noop,
+    table_stats,
+    timed_run,
+    workers,
+)
 
-TABLES = ("dramatiq.queue", "rhesis.claims", "rhesis.test_results", "rhesis.test_runs")
+BACKLOG = "SELECT coalesce(sum(total - done), 0) FROM rhesis.test_runs WHERE finished_at IS NULL"
 
-TABLE_STATS = """
-SELECT s.schemaname || '.' || s.relname, pg_total_relation_size(s.relid), s.n_live_tup,
-       s.n_dead_tup, s.autovacuum_count
-FROM pg_stat_user_tables s
-WHERE s.schemaname || '.' || s.relname = ANY(:tables)
-"""
+
+def short(name: str) -> str:
+    return name.split(".", 1)[1]
+
+
+def report_line(elapsed: float, rate: float, backlog: int, stats: dict[str, TableStats]) -> str:
+    parts = [f"{elapsed:>5.0f}s {rate:>7,.0f} tests/s backlog {backlog:>7,}"]
+    for name in TABLES:
+        t = stats.get(name)
+        if t is None:
+            continue
+        parts.append(
+            f"{short(name)} {t.bytes / 2**20:.1f} MiB {t.live:,}/{t.dead:,} ({t.dead_ratio:.0%})"
+            f" av{t.autovacuums}"
+        )
+    return " | ".join(parts)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10)
-    parser.add_argument("--rate", type=float, default=2400)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, help="tests/s (default: 80 %% of a calibration)")
     parser.add_argument("--run-size", type=int, default=1000)
-    parser.add_argument("--retention-s", type=float, default=30)
-    parser.add_argument("--every", type=float, default=30)
+    parser.add_argument("--retention-s", type=float, default=60.0)
+    parser.add_argument("--report-s", type=float, default=30.0)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=12)
+    parser.add_argument("--tolerance", type=float, default=20.0, help="size stability, %%")
     args = parser.parse_args()
+    if args.minutes <= 0 or args.run_size < 1 or args.retention_s <= 0 or args.report_s <= 0:
+        parser.error("--minutes, --run-size, --retention-s and --report-s must be positive")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
 
-    from sqlalchemy import text
-
-    from rhesis_pipeline import db, runs
-    from rhesis_pipeline.maintenance import Retention, RetentionConfig
-
-    stop = threading.Event()
-    finished_deleted = 0  # tests of runs deleted by retention (their done no longer counts)
-    lock = threading.Lock()
-
-    def submit() -> None:
-        interval = args.run_size / args.rate
-        next_at = time.monotonic()
-        while not stop.is_set():
-            runs.launch_test_run(
-                ({"id": i} for i in range(args.run_size)),
-                executor="benchmarks.targets:noop",
-                options={"max_retries": 0},
-            )
-            next_at += interval
-            stop.wait(max(0.0, next_at - time.monotonic()))
-
-    def retain() -> None:
-        nonlocal finished_deleted
-        keep = timedelta(seconds=args.retention_s)
-        retention = Retention(
-            RetentionConfig(
-                message_retention=keep,
-                run_retention=keep,
-                batch_size=5000,
-                pause_s=0,
-                max_batches=10_000,
-            )
-        )
-        while not stop.wait(10):
-            with db.connect() as conn:
-                before = conn.execute(
-                    text("SELECT COALESCE(sum(done), 0) FROM rhesis.test_runs")
-                ).scalar()
-            retention.run_once()
-            with db.connect() as conn:
-                after = conn.execute(
-                    text("SELECT COALESCE(sum(done), 0) FROM rhesis.test_runs")
-                ).scalar()
-            with lock:
-                # Deleted runs were all finished: what they counted is what disappeared,
-                # less what other runs finished meanwhile (an underestimate, never more).
-                finished_deleted += max(0, before - after)
-
+    hours = f"{args.retention_s / 3600:.6f}"
+    env = {"RHESIS_QUEUE_RETENTION_HOURS": hours, "RHESIS_RUN_RETENTION_HOURS": hours}
     with (
         fresh_database() as (url, where),
-        workers(url, processes=2, threads=12, log_name=".soak-workers.log"),
+        workers(url, processes=args.processes, threads=args.threads, env=env),
+        scheduler(url, env=env),
     ):
-        with db.connect() as conn:
-            naptime = conn.execute(text("SHOW autovacuum_naptime")).scalar()
-            autovacuum = conn.execute(text("SHOW autovacuum")).scalar()
         print(f"machine: {machine()}")
-        print(
-            f"database: {where}; autovacuum {autovacuum}, naptime {naptime}; "
-            f"rate {args.rate:g} tests/s in runs of {args.run_size}; retention "
-            f"{args.retention_s:g} s"
+        ((autovacuum, naptime),) = query(
+            url, "SELECT current_setting('autovacuum'), current_setting('autovacuum_naptime')"
         )
-        threads = [threading.Thread(target=f, daemon=True) for f in (submit, retain)]
-        for thread in threads:
-            thread.start()
         print(
-            f"{'t s':>5} {'done/s':>7} {'backlog':>8}  "
-            + "  ".join(f"{t.split('.')[1] + ' MiB,live,dead,d/l,av':>38}" for t in TABLES)
+            f"database: {where}; workers: {args.processes} processes x {args.threads} threads; "
+            f"retention {args.retention_s:.0f} s (queue rows, runs), sweep every minute; "
+            f"autovacuum {autovacuum}, naptime {naptime}"
         )
-        samples: list[tuple[float, dict]] = []
-        started = time.monotonic()
-        last_done, last_t = 0, started
-        try:
-            while time.monotonic() - started < args.minutes * 60:
-                time.sleep(args.every)
-                with db.connect() as conn:
-                    done = conn.execute(
-                        text("SELECT COALESCE(sum(done), 0) FROM rhesis.test_runs")
-                    ).scalar()
-                    backlog = conn.execute(
-                        text("SELECT count(*) FROM dramatiq.queue WHERE \"state\" = 'queued'")
-                    ).scalar()
-                    stats = {
-                        name: (size, live, dead, av)
-                        for name, size, live, dead, av in conn.execute(
-                            text(TABLE_STATS), {"tables": list(TABLES)}
-                        )
-                    }
-                with lock:
-                    total = done + finished_deleted
-                now = time.monotonic()
-                rate = (total - last_done) / (now - last_t)
-                last_done, last_t = total, now
-                samples.append((now - started, stats))
-                cells = []
-                for table in TABLES:
-                    size, live, dead, av = stats[table]
-                    cells.append(
-                        f"{size / 2**20:>8.1f},{live:>9},{dead:>8},"
-                        f"{dead / max(live, 1):>5.2f},{av:>3}"
-                    )
-                print(f"{now - started:>5.0f} {rate:>7.0f} {backlog:>8}  " + "  ".join(cells))
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(60)
-        third = max(1, len(samples) // 3)
-        middle, last = samples[third : 2 * third], samples[-third:]
-        print("end: size of the last third vs the middle third (median), dead/live:")
-        for table in TABLES:
-            mid = statistics.median(s[table][0] for _, s in middle) if middle else 0
-            end = statistics.median(s[table][0] for _, s in last)
-            ratios = [s[table][2] / max(s[table][1], 1) for _, s in last]
+        timed_run(url, 1000)  # warm-up
+        rate = args.rate
+        if rate is None:  # one run is noisy on a shared machine: the median of 3
+            peak = statistics.median(10_000 / timed_run(url, 10_000).e2e_s for _ in range(3))
+            rate = 0.8 * peak
             print(
-                f"  {table:<22} {mid / 2**20:8.1f} -> {end / 2**20:8.1f} MiB "
-                f"({(end / mid - 1) * 100 if mid else 0:+.0f} %); dead/live in the last third "
-                f"{min(ratios):.2f}..{max(ratios):.2f}, at the end {ratios[-1]:.2f}"
+                f"calibration: 10,000 tests at {peak:,.0f} tests/s (median of 3); "
+                f"soak at {rate:,.0f} tests/s"
             )
+        interval = args.run_size / rate
+        print(f"submitting a run of {args.run_size:,} tests every {interval:.2f} s")
+
+        started = time.monotonic()
+        end = started + args.minutes * 60
+        next_submit = started
+        next_report = started + args.report_s
+        submitted = 0
+        last_done, last_at = 0, started
+        history: list[dict[str, TableStats]] = []
+        backlogs: list[int] = []
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            if now >= next_submit:
+                submit_noop(args.run_size, "soak")
+                submitted += args.run_size
+                next_submit += interval
+                if next_submit < now:  # the submission itself fell behind: do not burst
+                    next_submit = now
+            if now >= next_report:
+                backlog = int(query(url, BACKLOG)[0][0])
+                done = submitted - backlog
+                achieved = (done - last_done) / (now - last_at)
+                last_done, last_at = done, now
+                stats = table_stats(url)
+                history.append(stats)
+                backlogs.append(backlog)
+                print(report_line(now - started, achieved, backlog, stats), flush=True)
+                next_report += args.report_s
+            time.sleep(max(0.0, min(next_submit, next_report, end) - time.monotonic()))
+
+        elapsed = time.monotonic() - started
+        backlog = int(query(url, BACKLOG)[0][0])
+        print(
+            f"submitted {submitted:,} tests in {elapsed:.0f} s ({submitted / elapsed:,.0f}/s); "
+            f"completed {submitted - backlog:,} ({(submitted - backlog) / elapsed:,.0f}/s); "
+            f"backlog at the end {backlog:,}"
+        )
+        summarize(history, backlogs, args.tolerance)
+    retention = [
+        line.split("retention: ", 1)[1].strip()
+        for line in (REPO / "benchmarks" / ".workers.log").read_text(errors="replace").splitlines()
+        if "retention: deleted" in line
+    ]
+    print(f"retention runs: {len(retention)}" + (f"; last: {retention[-1]}" if retention else ""))
     return 0
 
 
+def summarize(history: list[dict[str, TableStats]], backlogs: list[int], tolerance: float) -> None:
+    if len(history) < 3:
+        print("too few reports to judge stability (run longer or report more often)")
+        return
+    third = len(history) // 3
+    middle, last = history[third : 2 * third], history[-third:]
+    for name in TABLES:
+        if name not in history[-1]:
+            continue
+        mid_size = statistics.mean(s[name].bytes for s in middle if name in s)
+        last_size = statistics.mean(s[name].bytes for s in last if name in s)
+        change = (last_size - mid_size) / mid_size * 100 if mid_size else 0.0
+        final = history[-1][name]
+        worst = max(s[name].dead_ratio for s in last if name in s)
+        print(
+            f"{name:<20} size {mid_size / 2**20:7.1f} -> {last_size / 2**20:7.1f} MiB "
+            f"({change:+.0f} %: {'stable' if abs(change) <= tolerance else 'NOT stable'}); "
+            f"dead/live at the end {final.dead_ratio:.0%}, worst of the last third "
+            f"{worst:.0%} ({'ok' if worst < 0.2 else 'over 20 %'}); "
+            f"autovacuums {final.autovacuums}"
+        )
+    mid_b = statistics.mean(backlogs[third : 2 * third])
+    last_b = statistics.mean(backlogs[-third:])
+    growing = last_b > max(2 * mid_b, 5_000)
+    print(
+        f"backlog: mean {mid_b:,.0f} (middle third) -> {last_b:,.0f} (last third)"
+        + (": growing, the rate is above what the workers sustain" if growing else "")
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
