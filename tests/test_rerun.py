@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rhesis_pipeline import runs
+from rhesis_pipeline.monitor import inspect_run
 from rhesis_pipeline.rerun import NothingToRerun, rerun
 from rhesis_pipeline.runs import RunNotFound, launch_test_run
 
@@ -38,6 +39,7 @@ def test_rerun_takes_exactly_the_failed_and_errored_tests_and_records_its_source
     assert run.rerun_of == source and run.name == "nightly (re-run)"
     assert (run.organization_id, run.total) == ("org-1", 2)
     assert ids_of(new) == ["t2", "t5"]
+    assert inspect_run(new).as_dict()["rerun_of"] == source
     # Same options: max_retries 0 (one attempt), and it runs.
     wait_finished(new)
     assert runs.get_run(new).errored == 2

@@ -392,6 +392,8 @@ def _inspect_text(found, verbose: bool) -> str:
         ("executor", f"{found.executor.get('type', '-')} {executor}"),
         ("options", options),
     ]
+    if r.rerun_of:
+        pairs.append(("re-run of", r.rerun_of))
     width = max(len(k) for k, _ in pairs)
     lines = [f"run {r.id} ({r.name}): {status}"]
     lines += [f"  {k.ljust(width)}  {v}" for k, v in pairs]

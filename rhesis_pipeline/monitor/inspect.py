@@ -58,6 +58,7 @@ class RunInspection:
             "idle_s": self.idle_s,
             "duration_s": self.duration_s,
             "callbacks_run": r.collected_count,
+            "rerun_of": r.rerun_of,
             "executor": self.executor,
             "options": self.options,
             "messages": self.messages,
