@@ -101,3 +101,31 @@ def test_a_tenant_scrape_counts_only_its_organization(database_url, workers):
     assert passed == 5
     system, _ = exposition()
     assert 'rhesis_tests_finished_total{status="passed"} 8.0' in system.decode()
+
+
+def test_waiting_tests_per_organization_and_a_tenant_sees_only_its_own(database_url):
+    from rhesis_pipeline.monitor.prometheus import exposition
+
+    launch_test_run(
+        [{"id": i, "prompt": "p"} for i in range(4)],
+        executor="tests.support.targets:echo",
+        organization_id="org-a",
+    )
+    launch_test_run(
+        [{"id": i, "prompt": "p"} for i in range(2)],
+        executor="tests.support.targets:echo",
+        organization_id="org-b",
+    )
+
+    def waiting(organization_id):
+        body, _ = exposition(organization_id)
+        return {
+            s.labels["organization"]: s.value
+            for f in text_string_to_metric_families(body.decode())
+            for s in f.samples
+            if s.name == "rhesis_waiting_tests"
+        }
+
+    assert waiting(None) == {"org-a": 4, "org-b": 2}
+    assert waiting("org-a") == {"org-a": 4}
+    assert waiting("org-b") == {"org-b": 2}

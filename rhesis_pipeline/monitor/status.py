@@ -11,7 +11,7 @@ from ..messages import MEMBER
 from ..queries import Q
 from .common import iso
 from .diagnosis import Finding, FindingsView, Snapshot, diagnose
-from .queues import queue_stats
+from .queues import QueueStats, queue_stats
 from .stuck import unfinished_runs
 from .workers import list_workers
 
@@ -77,17 +77,26 @@ def take_snapshot(
             (str(r.run_id), r.name, r.callback_state)
             for r in conn.execute(Q["stalled_callbacks"], {"limit": 100})
         ]
-        tenants = [
-            (r.organization, int(r.waiting), int(r.running))
-            for r in conn.execute(
-                Q["tenant_load"], {"queue_name": MEMBER.queue_name, "limit": TENANTS_SHOWN}
-            )
-        ]
+        # A tenant sees only its own messages: its load is in the queue counts below,
+        # and a second scan of the queue under row-level security would double the cost.
+        tenants = (
+            [
+                (r.organization, int(r.waiting), int(r.running))
+                for r in conn.execute(
+                    Q["tenant_load"], {"queue_name": MEMBER.queue_name, "limit": TENANTS_SHOWN}
+                )
+            ]
+            if organization_id is None
+            else []
+        )
         autovacuum = bool(conn.execute(Q["server_autovacuum"]).scalar())
     workers = list_workers()
+    queues = queue_stats(workers, organization_id=organization_id)
+    if organization_id is not None:
+        tenants = _own_load(organization_id, queues)
     return Snapshot(
         workers=workers,
-        queues=queue_stats(workers, organization_id=organization_id),
+        queues=queues,
         runs=unfinished_runs(
             max_hours=max_hours, limit=active_limit, organization_id=organization_id
         ),
@@ -98,6 +107,14 @@ def take_snapshot(
         tenants=tenants,
         autovacuum=autovacuum,
     )
+
+
+def _own_load(organization_id: str, queues: list[QueueStats]) -> list[tuple[str, int, int]]:
+    """What ``tenant_load`` reports for one organization, from its own queue counts."""
+    members = [q for q in queues if q.queue in (MEMBER.queue_name, MEMBER.queue_name + ".DQ")]
+    waiting = sum(q.queued for q in members)
+    running = sum(q.consumed for q in members)
+    return [(organization_id, waiting, running)] if waiting or running else []
 
 
 def status(
