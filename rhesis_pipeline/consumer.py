@@ -101,7 +101,7 @@ CLAIM_TOKEN = "_rhesis_claim_token"
 ACKED_IN_TRANSACTION = "_rhesis_acked_in_transaction"
 
 #: Attribute set on a member's MessageProxy whose test was loaded with its claim
-#: (``load_members``): (result status, test, executor, run status, cancel requested).
+#: (``load_claimed``): (result status, test, executor, run status, cancel requested).
 #: Absent on the careful path (see ``UNSTARTED``) and on other queues.
 PRELOADED = "_rhesis_preloaded"
 
@@ -185,7 +185,7 @@ class RhesisConsumer(Consumer):
         self._prepared: set[str] = set()
         self._buffer: deque[tuple[Message, str | None]] = deque()
         self._is_member_queue = queue_name == MEMBER.queue_name
-        #: message id -> what load_members returned for it (handed out with the message).
+        #: message id -> what load_claimed returned for it (handed out with the message).
         self._preloaded: dict[str, tuple] = {}
         self._held = held(queue_name)
         settings = db.settings()
@@ -335,10 +335,9 @@ class RhesisConsumer(Consumer):
         limit = min(room, MAX_BATCH)
         self._ensure_listening()  # LISTEN before claiming: no NOTIFY falls in between
         worker_id = registry.current_worker_id()
-        # Members' tests come with their claim, in the same round trip and transaction
-        # (load_claimed); a capped fair claim runs in a transaction of its own and loads
-        # them after (_preload).
-        with_tests = self._is_member_queue and worker_id is not None and self._cap is None
+        # Members' tests come with their claim, in the same transaction (load_claimed; no
+        # claim is recorded, so nothing is loaded, without a worker id).
+        with_tests = self._is_member_queue and worker_id is not None
         if self._fair:
             rows = self._claim_fairly(limit, worker_id, with_tests)
         else:
@@ -368,8 +367,6 @@ class RhesisConsumer(Consumer):
                 self._preloaded[message_id] = tuple(row[4:9])
         if poison:
             self._reject_poison(poison)
-        if self._is_member_queue and not with_tests:
-            self._preload(claimed)
         self._buffer.extend(claimed)
 
     def _claim_steps(self, claim: tuple[str, dict], worker_id, with_tests: bool) -> list[tuple]:
@@ -379,21 +376,12 @@ class RhesisConsumer(Consumer):
         if not with_tests:
             return self._execute(*claim)
         conn = self._ensure_listening()
-        load = ("load_claimed", {"worker_id": worker_id, "queue_name": self.queue_name})
-        return db.execute_prepared_batch_raw(conn, self._prepared, [claim, load])
+        return db.execute_prepared_batch_raw(
+            conn, self._prepared, [claim, self._load_claimed(worker_id)]
+        )
 
-    def _preload(self, claimed: list[tuple[Message, str | None]]) -> None:
-        """Load the tests of claimed members in one round trip (not one per test); a
-        member rescued without a known start (``UNSTARTED``) is left to the careful path."""
-        ids = [
-            m.message_id
-            for m, token in claimed
-            if token is not None and m.actor_name == MEMBER.name and not m.options.get(UNSTARTED)
-        ]
-        if not ids:
-            return
-        for message_id, *preload in self._execute("load_members", {"ids": ids}):
-            self._preloaded[str(message_id)] = tuple(preload[:5])
+    def _load_claimed(self, worker_id) -> tuple[str, dict]:
+        return ("load_claimed", {"worker_id": worker_id, "queue_name": self.queue_name})
 
     def _claim_fairly(self, limit: int, worker_id, with_tests: bool) -> list[tuple]:
         """Claim round-robin by organization (``claim_fair_messages``), starting after the
@@ -409,16 +397,6 @@ class RhesisConsumer(Consumer):
         }
         if self._cap is None:
             rows = self._claim_steps(("claim_fair_messages", params), worker_id, with_tests)
-            if rows and with_tests:
-                # load_claimed's rows are (message_id, message, token, organization, …): the
-                # last one served in the rotation is the greatest organization at or before
-                # the one served last time (the ring wrapped), else the greatest after it.
-                orgs = {row[3] for row in rows}
-                wrapped = [org for org in orgs if org <= self._after_org]
-                self._after_org = max(wrapped or orgs)
-            elif rows:
-                self._after_org = max(rows, key=lambda row: row[3])[4]
-            return rows
         else:
             conn = self._ensure_listening()
             conn.autocommit = False
@@ -430,6 +408,10 @@ class RhesisConsumer(Consumer):
                     {"lock_class": CLAIM_LOCK_CLASS, "queue_name": self.queue_name},
                 )
                 rows = db.execute_prepared_raw(conn, self._prepared, "claim_fair_messages", params)
+                if with_tests:
+                    rows = db.execute_prepared_raw(
+                        conn, self._prepared, *self._load_claimed(worker_id)
+                    )
                 conn.commit()
             except BaseException:
                 if not conn.closed:
@@ -438,7 +420,14 @@ class RhesisConsumer(Consumer):
             finally:
                 if not conn.closed:
                     conn.autocommit = True
-        if rows:
+        if rows and with_tests:
+            # load_claimed's rows are (message_id, message, token, organization, …): the
+            # last one served in the rotation is the greatest organization at or before the
+            # one served last time (the ring wrapped), else the greatest after it.
+            orgs = {row[3] for row in rows}
+            wrapped = [org for org in orgs if org <= self._after_org]
+            self._after_org = max(wrapped or orgs)
+        elif rows:  # claim_fair_messages' rows: (…, place in the rotation, organization)
             self._after_org = max(rows, key=lambda row: row[3])[4]
         return rows
 

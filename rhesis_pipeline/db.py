@@ -514,8 +514,6 @@ class _LineReader:
             raise
         return "".join(chunk)
 
-    readline = read
-
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 

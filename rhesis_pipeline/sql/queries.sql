@@ -484,43 +484,11 @@ FROM rhesis.test_results r
 JOIN rhesis.test_runs u ON u.id = r.run_id
 WHERE r.run_id = :run_id AND r.test_id = :test_id;
 
--- name: load_members
--- What the members just claimed need to execute, loaded with their claim (one round trip
--- per claimed batch instead of one per test): for each claimed message of
--- execute_single_test, its test's status and definition and its run's executor, state
--- and cancel flag. Runs still QUEUED become IN_PROGRESS (their first members are
--- claimed). A message whose args are not (run uuid, test id) loads nothing: it fails on
--- its own when executed. Committed asynchronously: a lost IN_PROGRESS is set again by
--- the first outcome.
-WITH wanted AS (
-    SELECT q.message_id,
-           CASE WHEN q.message->'args'->>0
-                     ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                THEN CAST(q.message->'args'->>0 AS uuid) END AS run_id,
-           q.message->'args'->>1 AS test_id
-    FROM dramatiq.queue q
-    WHERE q.message_id = ANY(CAST(:ids AS uuid[]))
-      AND q.message->>'actor_name' = 'execute_single_test'
-), started AS (
-    UPDATE rhesis.test_runs u
-    SET status = 'IN_PROGRESS', started_at = COALESCE(u.started_at, now())
-    WHERE u.id IN (SELECT run_id FROM wanted) AND u.status = 'QUEUED'
-    RETURNING u.id
-)
-SELECT w.message_id, r.status, r.test, u.executor,
-       CASE WHEN u.status = 'QUEUED' THEN 'IN_PROGRESS' ELSE u.status END AS run_status,
-       u.cancel_requested,
-       (SELECT count(*) FROM started) AS runs_started,
-       set_config('synchronous_commit', 'off', true) AS async_commit
-FROM wanted w
-JOIN rhesis.test_results r ON r.run_id = w.run_id AND r.test_id = w.test_id
-JOIN rhesis.test_runs u ON u.id = r.run_id;
-
 -- name: load_claimed
 -- The messages this worker (:worker_id) claimed on :queue_name in this transaction (run
 -- right after claim_messages or claim_fair_messages, in the same multi-statement round
 -- trip: their claims have claimed_at = now(), the transaction's start), each with its
--- organization and, for a member, what load_members gives: its test's status and
+-- organization and, for a member, what the worker needs to run it: its test's status and
 -- definition and its run's executor, state and cancel flag (NULL for other actors and
 -- for args that are not (run uuid, test id)). Runs still QUEUED become IN_PROGRESS.
 -- Ordered round-robin by organization, oldest first within one, as the fair claim took
