@@ -21,7 +21,7 @@ finishing the run), and the database's cost per test:
   database's statements (pg_stat_statements' wal_bytes, when the server preloads it:
   everything but the commit records, some 40 bytes per commit).
 
-Runs of 10,000 tests and more are repeated ``--trials`` times; a summary gives the median
+Runs of every size are repeated ``--trials`` times; a summary gives the median
 tests/s, submission rate, commits and WAL per test per size, and each size's time per
 test relative to 10,000 (flat cost: within 15 %).
 
@@ -81,6 +81,17 @@ ORDER BY record_size + fpi_size DESC
 LIMIT 15
 """
 
+# The WAL of the range by transaction: the submission is one transaction, the largest;
+# the rest is claims, outcomes, acks, the callback and records of no transaction.
+WAL_BY_PHASE = """
+WITH by_xid AS (
+    SELECT xid, sum(record_length + fpi_length) AS bytes
+    FROM pg_get_wal_records_info(CAST(:start AS pg_lsn), CAST(:end AS pg_lsn))
+    GROUP BY xid
+)
+SELECT max(bytes) AS submission, sum(bytes) - max(bytes) AS rest FROM by_xid
+"""
+
 
 def wal_breakdown(n: int) -> None:
     """One run of *n* tests, then its WAL by record type (pg_walinspect, superuser)."""
@@ -108,6 +119,12 @@ def wal_breakdown(n: int) -> None:
             f"  {kind:<34} {count / n:6.2f}/test {record_size / n:7.0f} B "
             f"+ {fpi_size / n:6.0f} B full-page images"
         )
+    with db.begin() as conn:
+        submission, rest = conn.execute(text(WAL_BY_PHASE), {"start": start, "end": end}).one()
+    print(
+        f"  by phase: submission (one transaction) {submission / n:,.0f} B/test, "
+        f"the rest (claims, outcomes, acks, callback) {rest / n:,.0f} B/test"
+    )
 
 
 def run_once(url: str, n: int, *, idle_rate: float | None = None, timeout_s: float = 900) -> dict:
@@ -160,7 +177,7 @@ def latencies(url: str, runs: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
-    parser.add_argument("--trials", type=int, default=3, help="trials of sizes >= 10,000")
+    parser.add_argument("--trials", type=int, default=3, help="trials of each size")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=12)
     parser.add_argument("--latency-runs", type=int, default=20)
@@ -214,7 +231,7 @@ def main() -> int:
         print(header)
         by_size: dict[int, list[dict]] = {}
         for n in args.sizes:
-            for trial in range(1, (args.trials if n >= 10_000 else 1) + 1):
+            for trial in range(1, args.trials + 1):
                 r = run_once(url, n, idle_rate=idle_rate)
                 by_size.setdefault(n, []).append(r)
                 print(

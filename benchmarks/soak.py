@@ -18,7 +18,14 @@ of unfinished runs), and for dramatiq.queue, rhesis.claims, rhesis.test_results 
 rhesis.test_runs: the total size (pg_total_relation_size), live and dead tuples
 (n_live_tup, n_dead_tup) and the autovacuum count. At the end: whether each table's size
 was stable (mean of the last third of the reports within --tolerance % of the middle
-third's) and the dead/live ratio at the end (target, issue #13: < 20 %).
+third's), the dead/live ratio at the end (target, issue #13: < 20 %) and whether the
+dead tuples (mean of the middle third -> mean of the last) grow.
+
+The dead/live ratio is churn, not bloat, for a table whose live rows are only the work in
+flight (the queue, the claims, the runs of the soak's short retention): every row it ever
+held dies within seconds, so a few hundred live rows face the thousands that died since
+the last autovacuum. For those the size and the dead count over time tell whether vacuum
+keeps up; the ratio is meaningful for rhesis.test_results, whose live rows accumulate.
 
 Uses BENCH_DATABASE_URL, else the local server, else an embedded one; makes and drops its
 own database.
@@ -173,11 +180,16 @@ def summarize(history: list[dict[str, TableStats]], backlogs: list[int], toleran
         change = (last_size - mid_size) / mid_size * 100 if mid_size else 0.0
         final = history[-1][name]
         worst = max(s[name].dead_ratio for s in last if name in s)
+        mid_dead = statistics.mean(s[name].dead for s in middle if name in s)
+        last_dead = statistics.mean(s[name].dead for s in last if name in s)
+        dead_growing = last_dead > mid_dead * (1 + tolerance / 100) + 1000
         print(
             f"{name:<20} size {mid_size / 2**20:7.1f} -> {last_size / 2**20:7.1f} MiB "
             f"({change:+.0f} %: {'stable' if abs(change) <= tolerance else 'NOT stable'}); "
             f"dead/live at the end {final.dead_ratio:.0%}, worst of the last third "
             f"{worst:.0%} ({'ok' if worst < 0.2 else 'over 20 %'}); "
+            f"dead tuples {mid_dead:,.0f} -> {last_dead:,.0f} "
+            f"({'growing' if dead_growing else 'not growing'}); "
             f"autovacuums {final.autovacuums}"
         )
     mid_b = statistics.mean(backlogs[third : 2 * third])

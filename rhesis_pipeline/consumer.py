@@ -96,7 +96,7 @@ MAX_BATCH = 500
 #: Attribute set on each MessageProxy handed out: the token of the claim it runs under.
 CLAIM_TOKEN = "_rhesis_claim_token"
 
-#: Attribute set on a MessageProxy whose queue row was marked done by the transaction
+#: Attribute set on a MessageProxy whose queue row was deleted (acked) by the transaction
 #: that stored its outcome (see rhesis_pipeline.outcomes), so ``ack`` has nothing to do.
 ACKED_IN_TRANSACTION = "_rhesis_acked_in_transaction"
 
@@ -106,7 +106,7 @@ ACKED_IN_TRANSACTION = "_rhesis_acked_in_transaction"
 PRELOADED = "_rhesis_preloaded"
 
 #: Attribute set on a member's MessageProxy whose outcome was handed to the outcome
-#: writer without waiting (the fast path): its queue row is marked done by the outcome's
+#: writer without waiting (the fast path): its queue row is deleted by the outcome's
 #: transaction, and :func:`settle` lets it go when that commits — ``ack`` does nothing.
 SETTLED_BY_WRITER = "_rhesis_settled_by_writer"
 
@@ -152,7 +152,7 @@ def held(queue_name: str) -> _Held:
 
 def settle(queue_name: str, message_id: str, stored: bool) -> None:
     """The outcome of fast-path member *message_id* was committed (*stored*: its queue
-    row is marked done) or refused for good: the process no longer holds it. A refused
+    row is deleted) or refused for good: the process no longer holds it. A refused
     one goes back to its queue (released, no attempt counted) to run again."""
     h = held(queue_name)
     h.forget([message_id])

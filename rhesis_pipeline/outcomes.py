@@ -81,7 +81,7 @@ class Recorded:
     done: int | None
     total: int | None
     callback_enqueued: bool
-    acked: bool = False  # the member's queue row was marked done in the same transaction
+    acked: bool = False  # the member's queue row was deleted (acked) in the same transaction
     fenced_out: bool = False  # refused: reported under a superseded claim
 
 
@@ -259,6 +259,11 @@ def write_batch(
     its own, committed before this returns.
     starts: start marks written in the same transaction (before the outcomes).
     """
+    if starts and outcomes:
+        # A member that finishes in this batch needs no start mark: its claim is deleted
+        # with its outcome, and the outcome carries its own started_at.
+        finishing = {(o.message_id, o.claim_token) for o in outcomes}
+        starts = [s for s in starts if (s.message_id, s.token) not in finishing]
     start_step = [_mark_started(starts)] if starts else []
     if not outcomes:
         if starts:

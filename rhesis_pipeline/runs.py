@@ -367,7 +367,7 @@ def record_outcome(
     fields: ``output``, ``metrics``, ``error``, ``duration_ms``, ``worker``, ``attempts``,
     ``started_at`` (see :class:`rhesis_pipeline.outcomes.Outcome`).
     attempts: executions so far, this one included (None keeps the stored count).
-    ack: (message_id, queue_name) of the member's message, marked done in the same
+    ack: (message_id, queue_name) of the member's message, deleted (acked) in the same
     transaction so that a crash after the commit does not redeliver it.
     claim: (message_id, claim token) the member ran under; if that claim was superseded
     (the message was rescued and claimed again) the outcome is refused and logged.
@@ -390,7 +390,7 @@ def submit_outcome(
     **fields: Any,
 ) -> None:
     """record_outcome without waiting (the fast path of a preloaded member): the outcome
-    writer commits it with its next batch — its message marked done in the same
+    writer commits it with its next batch — its message deleted (acked) in the same
     transaction — and then calls ``on_settled(True)``; ``on_settled(False)`` if it was
     refused for good (the message must then run again). Takes record_outcome's fields."""
 

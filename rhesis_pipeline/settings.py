@@ -32,6 +32,8 @@ All other settings are ``RHESIS_*`` variables:
                                pass its id.
 ``RHESIS_QUEUE_RETENTION_HOURS`` Hours that done and rejected queue rows are kept before
                                the periodic purge deletes them. Default 168 (7 days).
+                               A test's own message never waits for it: it is deleted
+                               with the test's outcome (the result row is its record).
 ``RHESIS_RUN_RETENTION_HOURS`` Hours that finished runs (and their results) are kept
                                before the purge deletes them. Default 0: kept forever.
 ``RHESIS_RUN_HOOKS``           Comma-separated ``module:function`` callables called with

@@ -55,7 +55,7 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     def store(status: str, **fields) -> None:
         if fast:
             # Fast path: hand the outcome over and free the thread; the outcome's
-            # transaction marks the message done, then settle() lets it go.
+            # transaction deletes the message (its ack), then settle() lets it go.
             setattr(message, SETTLED_BY_WRITER, True)
             runs.submit_outcome(
                 run_id,

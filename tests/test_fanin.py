@@ -133,16 +133,22 @@ def test_a_member_delivered_again_after_it_finished_changes_nothing(workers):
         r=run_id,
     )
 
+    # A finished member's message went with its outcome (acked by deletion).
+    assert (
+        scalar(
+            "SELECT count(*) FROM dramatiq.queue q JOIN rhesis.test_results r "
+            "ON r.message_id = q.message_id WHERE r.run_id = :r",
+            r=run_id,
+        )
+        == 0
+    )
+
     # When: the finished member's own message is delivered again (as after a crash
     # between its outcome and its ack) and a second message for the same test is sent.
-    with db.begin() as conn:
-        conn.execute(
-            text("UPDATE dramatiq.queue SET state = 'queued' WHERE message_id = :m"),
-            {"m": message_id},
-        )
-        conn.execute(text("SELECT pg_notify('dramatiq.rhesis-tests.enqueue', 'x')"))
     from rhesis_pipeline.actors import execute_single_test
 
+    again = execute_single_test.message(run_id, "t00002").copy(message_id=str(message_id))
+    execute_single_test.broker.enqueue(again)
     extra = execute_single_test.send(run_id, "t00002")
     wait_until(
         lambda: (

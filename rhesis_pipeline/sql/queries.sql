@@ -50,7 +50,8 @@ WITH doomed AS (
     FROM dramatiq.queue
     WHERE "state" IN ('done', 'rejected')
       AND mtime < (CAST(:cutoff AS timestamptz) AT TIME ZONE 'UTC')
-    ORDER BY mtime
+    -- No ORDER BY: any old row will do, and with 1,000,000 finished rows sorting them
+    -- to pick a batch of 1,000 took 99 ms; without it 0.2 ms (EXPLAIN ANALYZE).
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
 )
@@ -557,7 +558,7 @@ FOR UPDATE;
 -- Store a batch of terminal outcomes, each only if its test has none yet; add them to
 -- their runs' counters; for each run whose last outcome this is, enqueue its
 -- collect_results message (id fixed per run, so never twice; with the run's tenant) and wake the callback
--- queue; mark the members' messages done. One statement: one transaction. Returns one
+-- queue; delete the members' messages (acked). One statement: one transaction. Returns one
 -- row per input (ord), saying whether it was recorded and if it fired its run's callback.
 WITH input AS (
     SELECT *
@@ -641,9 +642,11 @@ WITH input AS (
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id, queue_name
 ), acked AS (
-    UPDATE dramatiq.queue q
-    SET "state" = 'done', mtime = (now() AT TIME ZONE 'UTC')
-    FROM fenced i
+    -- A member's message is deleted with its outcome, not marked done: the result row
+    -- is the member's record, and one delete logs a fraction of an update to 'done'
+    -- followed by the retention purge's delete.
+    DELETE FROM dramatiq.queue q
+    USING fenced i
     WHERE q.message_id = i.ack_id AND q.queue_name = i.ack_queue AND q."state" = 'consumed'
     RETURNING q.message_id
 ), forgotten AS (
@@ -1047,7 +1050,8 @@ FROM rhesis.test_runs
 WHERE id = :run_id;
 
 -- name: run_messages
--- A run's queue messages (members and its callback) per queue, actor and state.
+-- A run's queue messages (members and its callback) per queue, actor and state. A member's
+-- message is deleted with its outcome: these are the unfinished (or rejected) ones.
 SELECT q.queue_name, q.message->>'actor_name' AS actor_name, CAST(q."state" AS text) AS state,
        count(*) AS messages
 FROM dramatiq.queue q
