@@ -212,3 +212,65 @@ def web_user(pg_server, database_url):
     from .support.tenants import web_user as make
 
     yield from make(pg_server, database_url)
+
+
+# -- stages: the fast tests first, the slow ones only when those pass ----------------------
+
+_FAST_FAILURES = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--all-stages",
+        action="store_true",
+        help="run the slow tests even when a fast test failed (by default the run stops "
+        "before the slow stage)",
+    )
+
+
+def _is_slow(item) -> bool:
+    return item.get_closest_marker("slow") is not None
+
+
+#: Fixtures that start processes or servers: a test that uses one is slow by definition.
+SLOW_FIXTURES = frozenset({"workers", "owned_server", "browser"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Fast tests first, then the slow ones (each in file order: the sort is stable).
+    A test that starts worker processes, a server or a browser must say it is slow."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if not _is_slow(item) and SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests start processes (fixtures "
+            + ", ".join(sorted(SLOW_FIXTURES))
+            + ") but are not marked @pytest.mark.slow: "
+            + ", ".join(unmarked)
+        )
+    items.sort(key=_is_slow)
+    config.stash[_FAST_FAILURES] = 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and not _is_slow(item):
+        item.config.stash[_FAST_FAILURES] = item.config.stash.get(_FAST_FAILURES, 0) + 1
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    result = yield
+    at_stage_end = nextitem is not None and not _is_slow(item) and _is_slow(nextitem)
+    failures = item.config.stash.get(_FAST_FAILURES, 0)
+    if at_stage_end and failures and not item.config.getoption("--all-stages"):
+        item.session.shouldstop = (
+            f"{failures} fast test(s) failed: the slow tests were not run "
+            "(fix the fast ones first, or pass --all-stages)"
+        )
+    return result

@@ -10,7 +10,6 @@ out-of-range values of every numeric option of both CLIs.
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 from dataclasses import dataclass, field
 
@@ -241,7 +240,6 @@ def test_bad_input_gets_exit_2_and_one_line_naming_the_problem(
         args = [str(path) if a == "{suite}" else a for a in args]
     monkeypatch.chdir(tmp_path)
 
-    started = time.monotonic()
     if case.env or (case.program == "rhesis-monitor" and args[0] == "clean"):
         # As a real subprocess: settings are read from the environment at start.
         out = cli.run(case.program, *args, env={"DATABASE_URL": database_url, **case.env})
@@ -253,7 +251,6 @@ def test_bad_input_gets_exit_2_and_one_line_naming_the_problem(
         code, stderr = result.exit_code, result.stderr
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             stderr += f"\nTraceback: {type(result.exception).__name__}: {result.exception}"
-    took = time.monotonic() - started
 
     assert "Traceback" not in stderr, stderr
     assert code == case.code, stderr
@@ -261,25 +258,22 @@ def test_bad_input_gets_exit_2_and_one_line_naming_the_problem(
     problem = [line for line in lines if not line.startswith(NOT_THE_PROBLEM)]
     assert len(problem) == 1, stderr
     assert case.fragment in problem[0], problem[0]
-    assert took < 20, f"took {took:.1f}s"
     # Nothing was submitted, nothing was lost.
     assert scalar("SELECT count(*) FROM rhesis.test_runs") == 0
     assert scalar("SELECT count(*) FROM dramatiq.queue") == 0
 
 
-def test_an_alias_bomb_is_refused_in_well_under_a_second_with_bounded_memory(tmp_path):
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    # Expanded, the bomb would take gigabytes (and minutes): refused with a few MB.
     path = tmp_path / "bomb.yaml"
     path.write_text(ALIAS_BOMB)
     tracemalloc.start()
-    started = time.monotonic()
     try:
         with pytest.raises(InvalidSuite, match="expands aliases past"):
             load_suite(path)
-        took = time.monotonic() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert took < 1.0
     assert peak < 20 * 1024 * 1024
 
 

@@ -7,7 +7,6 @@ import re
 import uuid
 
 import httpx
-import pytest
 
 from rhesis_pipeline import runs
 from rhesis_pipeline.runs import launch_test_run
@@ -15,8 +14,6 @@ from rhesis_pipeline.runs import launch_test_run
 from .support import cli
 from .support.runs import scalar
 from .support.workers import REPO
-
-pytestmark = pytest.mark.slow
 
 EXECUTOR = "tests.support.targets:echo"
 #: The dashboard checks, as workers would, that a re-run's executor imports.

@@ -16,8 +16,6 @@ from .support.runs import results_by_id, wait_finished
 from .support.waiting import wait_until
 from .support.workers import REPO
 
-pytestmark = pytest.mark.slow
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
     "--headless",
@@ -47,6 +45,7 @@ def browser():
             browser.close()
 
 
+@pytest.mark.slow
 def test_overview_progress_moves_to_100_percent_without_a_reload(database_url, workers, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with cli.dashboard(database_url, env=ENV) as (_proc, url):
@@ -83,6 +82,7 @@ def test_overview_progress_moves_to_100_percent_without_a_reload(database_url, w
         assert wait_finished(run_id).status == "COMPLETED"
 
 
+@pytest.mark.slow
 def test_run_page_shows_the_metric_reason_revoke_and_rerun(database_url, workers, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     workers.start(processes=1, threads=2)

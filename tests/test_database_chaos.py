@@ -6,8 +6,11 @@ when the Postgres server itself is stopped for 10 seconds and started again, the
 
 * every run ends COMPLETED with exact counts and its callback (and hook) ran once;
 * re-executions are at most the tests that were executing at the cuts;
-* 15 seconds after the last cut, ``rhesis-monitor health --json`` reports every worker
-  process live and exits 0.
+* within 40 seconds of the last cut, ``rhesis-monitor health --json`` reports every worker
+  process live and exits 0 (polled; the heartbeat timeout is 10 s).
+
+The moments of the cuts come from a seeded generator: the seed is printed, and
+``RHESIS_CHAOS_SEED`` replays it.
 
 Executions and hook calls are logged to files, so they are counted without the database.
 """
@@ -15,6 +18,7 @@ Executions and hook calls are logged to files, so they are counted without the d
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -30,8 +34,6 @@ from .support.faults import cut_connections
 from .support.runs import wait_finished
 from .support.waiting import wait_until
 from .support.workers import WorkerPool
-
-pytestmark = pytest.mark.slow
 
 PROCESSES, THREADS = 2, 2
 
@@ -76,22 +78,44 @@ def assert_exact(run_ids: list[str], size: int, tmp_path: Path, cuts: int) -> Co
     return executions
 
 
-def assert_healthy(database_url: str, since: float) -> None:
-    """15 s after *since*: every worker process live (holding its lock), health exit 0."""
-    wait_until(lambda: time.monotonic() >= since + 15, timeout=30, what="15 s after the cut")
-    health = cli.run("rhesis-monitor", "health", "--json", env={"DATABASE_URL": database_url})
-    report = json.loads(health.stdout)
-    assert (health.returncode, report["live_workers"]) == (0, PROCESSES), health.stdout
-    listing = cli.run("rhesis-monitor", "workers", "--json", env={"DATABASE_URL": database_url})
-    running = [w for w in json.loads(listing.stdout)["workers"] if w["stopped_at"] is None]
-    assert len(running) == PROCESSES
-    assert all(w["alive"] and w["lock_held"] for w in running), running
+def assert_healthy(database_url: str, *, within: float = 40.0) -> None:
+    """Within *within* s: ``health --json`` exits 0 with every worker process live, and
+    ``workers`` lists each running one alive and holding its liveness lock. Polled until
+    the deadline; the last answer is in the error."""
+    env = {"DATABASE_URL": database_url}
+    last: dict[str, object] = {}
+
+    def healthy() -> bool:
+        health = cli.run("rhesis-monitor", "health", "--json", env=env)
+        listing = cli.run("rhesis-monitor", "workers", "--json", env=env)
+        last.update(health=health.stdout, workers=listing.stdout)
+        if health.returncode != 0 or listing.returncode != 0:
+            return False
+        report = json.loads(health.stdout)
+        running = [w for w in json.loads(listing.stdout)["workers"] if w["stopped_at"] is None]
+        return (
+            report["live_workers"] == PROCESSES
+            and len(running) == PROCESSES
+            and all(w["alive"] and w["lock_held"] for w in running)
+        )
+
+    try:
+        wait_until(healthy, timeout=within, interval=0.5, what="healthy again")
+    except TimeoutError as exc:
+        raise AssertionError(f"not healthy within {within} s: {last}") from exc
 
 
+def chaos_rng() -> random.Random:
+    """A seeded generator: RHESIS_CHAOS_SEED replays a failed run; the seed is printed
+    (pytest shows it with the failure)."""
+    seed = int(os.environ.get("RHESIS_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
+    print(f"chaos seed {seed} (replay with RHESIS_CHAOS_SEED={seed})")
+    return random.Random(seed)
+
+
+@pytest.mark.slow
 def test_connections_cut_three_times_in_12_seconds(database_url, workers, tmp_path):
-    seed = random.randrange(1_000_000)
-    print(f"chaos seed {seed}")
-    rng = random.Random(seed)
+    rng = chaos_rng()
     env = chaos_env(tmp_path)
     # Given: two worker processes and the scheduler; three runs of 700 tests in flight.
     workers.start(processes=PROCESSES, threads=THREADS, env=env)
@@ -107,17 +131,17 @@ def test_connections_cut_three_times_in_12_seconds(database_url, workers, tmp_pa
         wait_until(lambda at=at: time.monotonic() >= start + at, timeout=20, what="cut time")
         ended.append(cut_connections(database_url))
         db.dispose()  # this test's own pooled connections were cut too
-    last_cut = time.monotonic()
     assert all(n >= 1 for n in ended), ended
 
     # Then: exact outcomes, one callback per run, few re-executions; healthy again.
     assert_exact(run_ids, size, tmp_path, cuts=3)
-    assert_healthy(database_url, last_cut)
+    assert_healthy(database_url)
     for process in workers.started:  # the workers and the scheduler are still running
         assert process.proc.poll() is None, process.log()[-3000:]
     assert scheduler.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_the_server_stopped_for_10_seconds_and_started_again(
     owned_server, owned_database_url, tmp_path
 ):
@@ -136,11 +160,10 @@ def test_the_server_stopped_for_10_seconds_and_started_again(
         down_at = time.monotonic()
         wait_until(lambda: time.monotonic() >= down_at + 10, timeout=20, what="10 s down")
         owned_server.start()
-        up_at = time.monotonic()
 
         # Then: every run ends exactly; the workers are live again.
         assert_exact(run_ids, size, tmp_path, cuts=1)
-        assert_healthy(owned_database_url, up_at)
+        assert_healthy(owned_database_url)
         for worker in pool.started:
             assert worker.proc.poll() is None, worker.log()[-3000:]
     finally:

@@ -11,8 +11,6 @@ import pytest
 from .support import cli
 from .support.waiting import wait_until
 
-pytestmark = pytest.mark.slow
-
 
 def embedded_env(data_dir: Path) -> dict[str, str | None]:
     return {"DATABASE_URL": None, "RHESIS_DATA_DIR": str(data_dir)}
@@ -29,6 +27,7 @@ def postmaster_running(data_dir: Path) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_migrate_worker_and_producer_share_one_embedded_server(tmp_path):
     data_dir = tmp_path / "rhesis-data"
     env = embedded_env(data_dir)
@@ -78,6 +77,7 @@ def test_migrate_worker_and_producer_share_one_embedded_server(tmp_path):
     wait_until(lambda: not postmaster_running(data_dir), timeout=30, what="embedded server stop")
 
 
+@pytest.mark.slow
 def test_demo_on_the_embedded_default(tmp_path):
     # The README's first command, after installation: no DATABASE_URL, a fresh data dir.
     out = cli.run("rhesis-pipeline", "demo", env=embedded_env(tmp_path / "demo-data"), timeout=120)

@@ -10,8 +10,6 @@ from rhesis_pipeline.runs import InvalidSubmission, launch_test_run
 from .support.runs import hook_calls, results_by_id, scalar, wait_finished
 from .support.waiting import wait_until
 
-pytestmark = pytest.mark.slow
-
 FAST_RETRIES = {"max_retries": 2, "min_backoff_ms": 10, "max_backoff_ms": 50}
 
 
@@ -19,6 +17,7 @@ def make_tests(n: int, **extra) -> list[dict]:
     return [{"id": f"t{i:05d}", "prompt": f"prompt {i}", **extra} for i in range(n)]
 
 
+@pytest.mark.slow
 def test_200_passing_tests_complete_and_the_callback_runs_once(workers):
     workers.start(processes=1, threads=8)
     run_id = launch_test_run(
@@ -35,6 +34,7 @@ def test_200_passing_tests_complete_and_the_callback_runs_once(workers):
     assert run.started_at is not None and run.finished_at >= run.started_at
 
 
+@pytest.mark.slow
 def test_ten_members_failing_every_attempt_make_the_run_partial(workers):
     workers.start(processes=1, threads=8)
     tests = make_tests(200)
@@ -58,6 +58,7 @@ def test_ten_members_failing_every_attempt_make_the_run_partial(workers):
     assert run.collected_count == 1 and len(hook_calls(run_id)) == 1
 
 
+@pytest.mark.slow
 def test_a_run_whose_every_test_errors_is_failed(workers):
     workers.start(processes=1, threads=4)
     run_id = launch_test_run(
@@ -68,6 +69,7 @@ def test_a_run_whose_every_test_errors_is_failed(workers):
     assert results_by_id(run_id)["t00003"]["error"] == "ValueError: cannot run t00003"
 
 
+@pytest.mark.slow
 def test_failed_metrics_are_failed_not_errored_and_the_run_completes(workers):
     workers.start(processes=1, threads=4)
     tests = make_tests(10)
@@ -124,6 +126,7 @@ def test_malformed_submissions_name_the_problem_and_store_nothing(
     assert scalar("SELECT count(*) FROM dramatiq.queue") == 0
 
 
+@pytest.mark.slow
 def test_a_member_delivered_again_after_it_finished_changes_nothing(workers):
     workers.start(processes=1, threads=4)
     run_id = launch_test_run(make_tests(5), executor="tests.support.targets:echo")
@@ -175,6 +178,7 @@ def test_a_member_delivered_again_after_it_finished_changes_nothing(workers):
     assert len(hook_calls(run_id)) == 1
 
 
+@pytest.mark.slow
 def test_2000_tests_on_two_processes_count_exactly_and_call_back_once(workers):
     workers.start(processes=2, threads=6)
     run_id = launch_test_run(make_tests(2000), executor="tests.support.targets:noop")
@@ -189,6 +193,7 @@ def test_2000_tests_on_two_processes_count_exactly_and_call_back_once(workers):
     assert workers_seen == 2
 
 
+@pytest.mark.slow
 def test_launch_inside_a_session_that_rolls_back_leaves_nothing_and_runs_nothing(workers):
     workers.start(processes=1, threads=2)
     with Session(db.engine()) as session:
@@ -212,6 +217,7 @@ def test_launch_inside_a_session_that_rolls_back_leaves_nothing_and_runs_nothing
     assert scalar("SELECT count(*) FROM rhesis.test_runs WHERE id = :r", r=run_id) == 0
 
 
+@pytest.mark.slow
 def test_status_is_queued_then_in_progress_when_the_first_member_starts(workers):
     run_id = launch_test_run(make_tests(2, sleep_s=1.5), executor="tests.support.targets:sleep")
     assert runs.get_progress(run_id).status == "QUEUED"
@@ -224,6 +230,7 @@ def test_status_is_queued_then_in_progress_when_the_first_member_starts(workers)
     assert runs.get_progress(run_id).percent == 100.0
 
 
+@pytest.mark.slow
 def test_time_limit_on_the_last_attempt_is_an_error(workers):
     workers.start(processes=1, threads=2)
     run_id = launch_test_run(
@@ -236,6 +243,7 @@ def test_time_limit_on_the_last_attempt_is_an_error(workers):
     assert results_by_id(run_id)["slow"]["error"] == "time limit of 0.5s exceeded"
 
 
+@pytest.mark.slow
 def test_tenant_travels_to_members_their_sessions_and_the_callback(workers):
     workers.start(processes=1, threads=2)
     with_tenant = launch_test_run(
@@ -269,6 +277,7 @@ def test_tenant_context_of_the_caller_is_used_by_default(database_url):
     assert options == {"organization_id": "org-ctx", "user_id": "user-ctx"}
 
 
+@pytest.mark.slow
 def test_a_hook_that_raises_is_logged_and_the_run_stays_finished(workers):
     worker = workers.start(processes=1, threads=2)
     run_id = launch_test_run(
@@ -300,6 +309,7 @@ def test_a_hook_that_raises_is_logged_and_the_run_stays_finished(workers):
     assert runs.get_run(run_id).collected_count == 1 and len(hook_calls(run_id)) == 1
 
 
+@pytest.mark.slow
 def test_collect_results_delivered_twice_is_harmless(workers):
     workers.start(processes=1, threads=2)
     run_id = launch_test_run(make_tests(3), executor="tests.support.targets:echo")
@@ -325,6 +335,7 @@ def test_collect_results_delivered_twice_is_harmless(workers):
     assert len(hook_calls(run_id)) == 1
 
 
+@pytest.mark.slow
 def test_poison_message_is_rejected_and_the_queue_keeps_flowing(workers):
     worker = workers.start(processes=1, threads=2)
     with db.begin() as conn:

@@ -67,6 +67,7 @@ def test_cut_connections_ends_every_backend_of_the_database_and_no_other(databas
         bystander.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("immediate", [False, True], ids=["fast", "immediate"])
 def test_owned_server_stops_and_restarts_with_its_data_on_the_same_port(owned_server, immediate):
     url = owned_server.admin_url
@@ -108,6 +109,7 @@ def test_owned_server_close_stops_it_and_deletes_its_directory():
         _connect(url)
 
 
+@pytest.mark.slow
 def test_owned_database_url_is_migrated_and_used_by_the_db_module(owned_server, owned_database_url):
     assert owned_database_url.startswith(
         f"postgresql+psycopg2://postgres@127.0.0.1:{owned_server.port}/"
@@ -161,6 +163,7 @@ def test_frozen_process_group_stops_the_children_too():
         leader.wait()
 
 
+@pytest.mark.slow
 def test_scheduler_process_schedules_the_sweep_in_utc(database_url, workers):
     scheduler = workers.start_scheduler(env={"RHESIS_SWEEP_CRON": "* * * * *"})
 

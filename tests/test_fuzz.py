@@ -22,8 +22,6 @@ from rhesis_pipeline.runs import launch_test_run
 
 from .support.runs import results_by_id, wait_finished
 
-pytestmark = pytest.mark.slow
-
 short_hostile_text = st.one_of(
     st.text(alphabet=st.characters(exclude_categories=()), max_size=20),
     st.sampled_from(["\x00", "k\x00", "\ud800", "a\udfffb", "", "'; DROP TABLE x; --"]),
@@ -81,6 +79,7 @@ def worker(workers):
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@pytest.mark.slow
 @given(returned=st.lists(outputs, min_size=1, max_size=4))
 def test_whatever_targets_return_every_test_ends_once_and_others_pass(worker, returned):
     tests = [{"id": f"fuzz{i}", "blob": _blob(v)} for i, v in enumerate(returned)]
@@ -168,6 +167,7 @@ def suite_texts(draw):
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
+@pytest.mark.slow
 @given(text=suite_texts())
 def test_a_suite_is_accepted_or_refused_with_a_clear_message(tmp_path_factory, text):
     """Whatever the file holds, loading it either gives a suite with tests or raises the

@@ -93,7 +93,6 @@ def test_a_test_that_kills_its_worker_ends_as_error_and_the_others_pass(workers)
         tests = [{"id": f"t{i}"} for i in range(25)]
         tests += [{"id": "crasher", "crash": True}]
         tests += [{"id": f"t{i}"} for i in range(25, 50)]
-        started = time.monotonic()
         run_id = launch_test_run(
             tests, executor="tests.support.targets:crash_if_asked", options={"max_retries": 0}
         )
@@ -105,7 +104,6 @@ def test_a_test_that_kills_its_worker_ends_as_error_and_the_others_pass(workers)
         # rhesis_unstarted), then on the careful path, whose start is marked before it
         # executes: that death counts (max_retries + 1 = 1) and ends the test.
         run = wait_finished(run_id, timeout=120)
-        assert time.monotonic() - started < 120
     finally:
         for supervisor in supervisors:
             supervisor.stop()
@@ -149,21 +147,22 @@ def silent_endpoint():
 def test_an_endpoint_that_never_answers_ends_at_the_time_limit(workers, silent_endpoint):
     # Given: an endpoint that never answers, timeout_s 600, a time limit of 3 s.
     workers.start(processes=1, threads=2)
-    started = time.monotonic()
     run_id = launch_test_run(
         [{"id": "hangs", "prompt": "hello?"}],
         executor={"type": "http", "url": silent_endpoint, "timeout_s": 600},
         options={"time_limit_ms": 3_000, "max_retries": 0},
     )
-    # Then: the test ends as error within 10 s, saying it got no answer in time.
-    run = wait_finished(run_id, timeout=10)
-    assert time.monotonic() - started < 10
+    # Then: the test ends as error after about 3 s (its recorded duration), saying it got
+    # no answer in time.
+    run = wait_finished(run_id, timeout=60)
     result = results_by_id(run_id)["hangs"]
     assert result["status"] == "error"
     assert "no answer within the test's time limit" in result["error"]
+    assert result["duration_ms"] < 10_000  # ended by the 3 s limit, not the 600 s timeout
     assert run.status == "FAILED"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "value, status, reason",
     [

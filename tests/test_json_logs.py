@@ -12,8 +12,6 @@ from .support import cli
 from .support.runs import wait_finished
 from .support.waiting import wait_until
 
-pytestmark = pytest.mark.slow
-
 JSON = {"RHESIS_LOG_FORMAT": "json"}
 
 
@@ -32,6 +30,7 @@ def json_lines(text: str) -> list[dict]:
     return lines
 
 
+@pytest.mark.slow
 def test_every_worker_line_during_a_run_is_json_and_names_the_run(workers):
     # Given: a worker logging JSON, and a run whose tests pass, and one that raises.
     worker = workers.start(processes=1, threads=2, env=JSON)
@@ -61,6 +60,7 @@ def test_every_worker_line_during_a_run_is_json_and_names_the_run(workers):
     assert any(ln.get("actor") == "collect_results" for ln in during)
 
 
+@pytest.mark.slow
 def test_scheduler_and_cli_lines_are_json_and_a_bad_value_is_one_line(workers, database_url):
     scheduler = workers.start_scheduler(env=JSON)
     wait_until(lambda: "Registered periodic actors" in scheduler.log(), what="scheduler boot")

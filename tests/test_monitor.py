@@ -5,6 +5,7 @@ import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
@@ -30,8 +31,10 @@ from rhesis_pipeline.monitor.workers import Claim, WorkerInfo, WorkerListing
 from rhesis_pipeline.report import format_seconds
 from rhesis_pipeline.run_record import Run
 from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.settings import libpq_url
 
 from .support.runs import scalar
+from .support.waiting import wait_until
 
 EXECUTOR = "tests.support.targets:counted_sleep"
 
@@ -172,18 +175,52 @@ def test_diagnosis_of_an_idle_healthy_system_is_empty_and_of_no_worker_is_a_prob
     assert (finding.code, finding.severity) == ("no_live_worker", "problem")
 
 
-def test_diagnosis_warns_when_the_server_runs_without_autovacuum(database_url):
-    from rhesis_pipeline.monitor.status import take_snapshot
-
+def test_diagnosis_warns_when_the_server_runs_without_autovacuum():
     snapshot = _snapshot([_worker(True)])
     snapshot.autovacuum = False
     (finding,) = diagnose(snapshot)
     assert (finding.code, finding.severity) == ("autovacuum_off", "warning")
     assert "ALTER SYSTEM SET autovacuum = on" in finding.recommendation
-    # The snapshot reads it from the server.
+    snapshot.autovacuum = True
+    assert diagnose(snapshot) == []
+
+
+@pytest.mark.slow
+def test_the_snapshot_reads_autovacuum_from_the_server_both_ways(owned_server, owned_database_url):
+    """The finding follows the server's setting: this test owns the server and sets it."""
+    from rhesis_pipeline.monitor.status import take_snapshot
+
+    def set_autovacuum(value: str) -> None:
+        conn = psycopg2.connect(libpq_url(owned_server.admin_url))
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"ALTER SYSTEM SET autovacuum = {value}")
+                cur.execute("SELECT pg_reload_conf()")
+        finally:
+            conn.close()
+        # A reload reaches new sessions at once; dispose of the pooled ones.
+        db.dispose()
+
+    for value, expected in (("off", False), ("on", True), ("off", False)):
+        set_autovacuum(value)
+        # A reload reaches new sessions once the postmaster has read the file again.
+        snapshot = wait_until(
+            lambda expected=expected: (s := take_snapshot()).autovacuum is expected and s,
+            timeout=10,
+            what=f"autovacuum = {value} seen",
+        )
+        codes = [f.code for f in diagnose(snapshot)]
+        assert ("autovacuum_off" in codes) is (not expected), codes
+        warnings = [f.code for f in check_health().warnings]
+        assert ("autovacuum_off" in warnings) is (not expected), warnings
+
+
+def server_autovacuum() -> bool:
+    """Whether the session's server runs autovacuum (its setting is not the tests' to
+    change: findings that depend on it are asserted both ways on an owned server)."""
     with db.connect() as conn:
-        on = conn.execute(text("SHOW autovacuum")).scalar() == "on"
-    assert take_snapshot().autovacuum is on
+        return conn.execute(text("SHOW autovacuum")).scalar() == "on"
 
 
 # -- check -------------------------------------------------------------------------------
@@ -468,8 +505,15 @@ def test_status_json_has_the_documented_shape_and_names_queues_without_consumer(
     }  # fmt: skip
     assert data["workers"] == {"live": 0, "dead": 0, "list": []}
     codes = [w["code"] for w in data["warnings"]]
-    assert codes == ["no_live_worker", "queue_without_consumer"]
-    assert set(data["warnings"][1]) == {"code", "severity", "message", "recommendation", "subject"}
+    server_findings = [] if server_autovacuum() else ["autovacuum_off"]
+    assert sorted(codes) == sorted(["no_live_worker", "queue_without_consumer", *server_findings])
+    assert set(data["warnings"][codes.index("queue_without_consumer")]) == {
+        "code",
+        "severity",
+        "message",
+        "recommendation",
+        "subject",
+    }
 
     text_out = invoke("status").output
     assert "queue rhesis-tests has 3 waiting messages" in text_out

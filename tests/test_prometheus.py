@@ -16,8 +16,6 @@ from .support import cli
 from .support.runs import scalar, wait_finished
 from .support.waiting import wait_until
 
-pytestmark = pytest.mark.slow
-
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     with urllib.request.urlopen(url.replace("/healthz", "/metrics"), timeout=20) as response:
@@ -35,6 +33,7 @@ def finished(samples, status: str) -> float:
     return samples[("rhesis_tests_finished_total", (("status", status),))]
 
 
+@pytest.mark.slow
 def test_counters_count_a_run_and_do_not_go_down_when_retention_deletes_it(database_url, workers):
     # Given: serve-health, a worker, and a run of 100 tests of which 7 fail a metric.
     workers.start(processes=1, threads=4)
@@ -75,6 +74,7 @@ def test_counters_count_a_run_and_do_not_go_down_when_retention_deletes_it(datab
         assert after[("rhesis_test_duration_seconds_count", ())] == 100
 
 
+@pytest.mark.slow
 def test_a_tenant_scrape_counts_only_its_organization(database_url, workers):
     from rhesis_pipeline.monitor.prometheus import exposition
 

@@ -15,8 +15,6 @@ from .support import cli
 from .support.runs import wait_finished
 from .support.workers import REPO
 
-pytestmark = pytest.mark.slow
-
 
 def finished_run(workers, tests, **kwargs) -> str:
     run_id = launch_test_run(tests, executor="tests.support.targets:boom_if_asked", **kwargs)
@@ -28,6 +26,7 @@ def ids_of(run_id: str) -> list[str]:
     return [r["test_id"] for r in runs.get_results(run_id)]
 
 
+@pytest.mark.slow
 def test_rerun_takes_exactly_the_failed_and_errored_tests_and_records_its_source(workers):
     workers.start(processes=1, threads=4)
     tests = [{"id": f"t{i}", "fail": i in (2, 5)} for i in range(8)]
@@ -48,6 +47,7 @@ def test_rerun_takes_exactly_the_failed_and_errored_tests_and_records_its_source
     assert ids_of(everything) == [f"t{i}" for i in range(8)]
 
 
+@pytest.mark.slow
 def test_nothing_to_rerun_and_unknown_or_foreign_runs_are_refused(workers):
     workers.start(processes=1, threads=2)
     clean = finished_run(workers, [{"id": "a"}], organization_id="org-1")
@@ -58,6 +58,7 @@ def test_nothing_to_rerun_and_unknown_or_foreign_runs_are_refused(workers):
     assert [r.id for r in runs.recent_runs(10)] == [clean]  # nothing was created
 
 
+@pytest.mark.slow
 def test_rerun_command_prints_the_new_run_and_says_why_not(workers, database_url):
     workers.start(processes=1, threads=2)
     source = finished_run(workers, [{"id": "x", "fail": True}, {"id": "y"}])

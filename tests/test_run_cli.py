@@ -12,8 +12,6 @@ from rhesis_pipeline.demo_target import ChatTarget
 from .support import cli
 from .support.runs import scalar
 
-pytestmark = pytest.mark.slow
-
 HTTP_SUITE = """
 name: http checks
 endpoint:
@@ -38,6 +36,7 @@ def write(tmp_path, text, name="suite.yaml"):
     return str(path)
 
 
+@pytest.mark.slow
 def test_http_suite_verdicts_attempts_exit_code_and_json(workers, database_url, tmp_path):
     workers.start(processes=1, threads=4)
     with ChatTarget() as target:
@@ -105,6 +104,7 @@ def test_http_suite_verdicts_attempts_exit_code_and_json(workers, database_url, 
     assert "PARTIAL" in text.stdout and "missing  error" in text.stdout
 
 
+@pytest.mark.slow
 def test_python_suite_of_1000_tests_completes_with_progress(workers, database_url, tmp_path):
     workers.start(processes=2, threads=8)
     suite = {
@@ -199,6 +199,7 @@ def test_show_an_unknown_run(database_url, monkeypatch):
     assert bad.exit_code == 2 and "is not a run id" in bad.output
 
 
+@pytest.mark.slow
 def test_demo_runs_as_designed(database_url):
     out = cli.run("rhesis-pipeline", "demo", env={"DATABASE_URL": database_url}, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

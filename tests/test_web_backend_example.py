@@ -15,8 +15,6 @@ import pytest
 
 from .support.waiting import wait_until
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -67,6 +65,7 @@ def backend(web_user, tmp_path):
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_an_organization_launches_and_reads_its_run_and_no_other_can(backend, workers):
     workers.start(processes=1, threads=2)
     b = {"X-Organization-Id": "org-b", "X-User-Id": "bob"}

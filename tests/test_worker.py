@@ -15,8 +15,6 @@ from rhesis_pipeline import db
 from .support import actors
 from .support.waiting import wait_until
 
-pytestmark = pytest.mark.slow
-
 
 def records() -> dict[str, dict]:
     with db.connect() as conn:
@@ -32,6 +30,7 @@ def queue_state(message_id: str) -> str | None:
         ).scalar()
 
 
+@pytest.mark.slow
 def test_smoke_a_message_sent_here_is_processed_by_a_real_worker(workers):
     worker = workers.start(processes=1, threads=2)
     message = actors.record.send("smoke", value={"answer": 42})
@@ -43,6 +42,7 @@ def test_smoke_a_message_sent_here_is_processed_by_a_real_worker(workers):
     assert worker.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_worker_started_with_the_documented_command_consumes_and_stops_on_sigterm(
     database_url, tmp_path
 ):
@@ -98,6 +98,7 @@ class TagOptions(dramatiq.Middleware):
         message.options["tagged_by_middleware"] = "org-7"
 
 
+@pytest.mark.slow
 def test_options_added_in_before_enqueue_reach_the_worker(workers):
     broker = dramatiq.get_broker()
     tag = TagOptions()
@@ -120,6 +121,7 @@ def test_options_added_in_before_enqueue_reach_the_worker(workers):
     assert got["options"]["tagged_by_middleware"] == "org-7"
 
 
+@pytest.mark.slow
 def test_ten_queues_in_one_process_do_not_exhaust_the_pool(workers):
     # dramatiq-pg's default pool of 16 ran out with ten queues in one process.
     worker = workers.start(processes=1, threads=8)
@@ -135,6 +137,7 @@ def test_ten_queues_in_one_process_do_not_exhaust_the_pool(workers):
     assert "database pool: 42 connections (28 consumers, 8 threads)" in log
 
 
+@pytest.mark.slow
 def test_every_worker_line_written_while_a_message_runs_names_it(workers):
     worker = workers.start()
     message = actors.record.send("logged")
@@ -197,6 +200,7 @@ def test_sent_message_is_json_with_our_queue(database_url):
     assert json.loads(row[2])["message_id"] == message.message_id
 
 
+@pytest.mark.slow
 def test_a_gracefully_stopping_worker_stores_the_outcomes_it_has_not_written_yet(workers, tmp_path):
     # Given: a worker running a run of 300 quick tests, each logging its execution to a
     # file; once some have run, the run's row is locked from outside, so the outcomes

@@ -17,8 +17,6 @@ from .support.faults import frozen
 from .support.runs import results_by_id, wait_finished
 from .support.waiting import wait_until
 
-pytestmark = pytest.mark.slow
-
 ENV = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOUT_S": "3"}
 
 
@@ -31,6 +29,7 @@ def _claims_of(pids: set[int]) -> int:
     return sum(len(w.claims) for w in list_workers().workers if w.pid in pids and w.alive)
 
 
+@pytest.mark.slow
 def test_a_frozen_worker_is_rescued_and_its_late_results_refused(database_url, workers, tmp_path):
     # The monitor's view in this process uses the workers' heartbeat settings.
     db.configure(
