@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import fresh_database, machine, workers
+from benchmarks.common import fresh_database, machine, server, workers
 from benchmarks.fanin import run_once
 
 
@@ -75,6 +75,7 @@ def main() -> int:
     with fresh_database() as (url, where):
         print(f"machine: {machine()}")
         print(f"database: {where}; workers: 2 processes x 12 threads")
+        print(server(url))
         for fair in (True, False):
             elapsed, a_done = beside_backlog(url, args.backlog, fair)
             no_contest = "; A finished before B: no contest, raise --backlog"
