@@ -37,10 +37,13 @@ def server_url() -> tuple[str, str]:
         from rhesis_pipeline.settings import normalise_database_url
 
         return normalise_database_url(explicit), "BENCH_DATABASE_URL"
+    local = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", "local server"
     try:
         psycopg2.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=2).close()
-        return "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", "local server"
-    except psycopg2.OperationalError:
+        return local
+    except psycopg2.OperationalError as e:
+        if "too many clients" in str(e):  # it is there, only busy: connect() waits
+            return local
         import tempfile
 
         from rhesis_pipeline import embedded
@@ -54,11 +57,50 @@ def libpq(url: str) -> str:
     return libpq_url(url)
 
 
+#: max_connections of a stock server is 100, and a benchmark holds ~20 of them (its workers'
+#: pools): on a server shared with test suites a new connection may be refused for a while.
+CONNECT_PATIENCE_S = 60.0
+ENABLE_CONNECTIONS = "ALTER SYSTEM SET max_connections = 400; -- then restart the server"
+
+
+def connect(url: str):
+    """psycopg2.connect(*url*), waiting up to CONNECT_PATIENCE_S while the server has no
+    free connection ("too many clients already")."""
+    deadline = time.monotonic() + CONNECT_PATIENCE_S
+    while True:
+        try:
+            return psycopg2.connect(libpq(url))
+        except psycopg2.OperationalError as e:
+            if "too many clients" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _one_line(kind, error, tb) -> None:
+    """sys.excepthook of the benchmarks: a database that cannot be reached, or that has no
+    free connection, is one line, not a traceback (anything else keeps its traceback)."""
+    from rhesis_pipeline.errors import DatabaseUnavailable
+
+    if not isinstance(error, (psycopg2.OperationalError, DatabaseUnavailable)):
+        sys.__excepthook__(kind, error, tb)
+        return
+    said = " ".join(str(error).split()) or kind.__name__
+    hint = (
+        f"; more connections with: {ENABLE_CONNECTIONS}, or run when the server is quieter"
+        if "too many clients" in said
+        else ""
+    )
+    print(f"error: the database: {said}{hint}", file=sys.stderr)
+
+
+sys.excepthook = _one_line
+
+
 @contextmanager
 def connection(url: str):
     """A plain autocommit connection to *url*'s database (as the benchmark's own user):
     each statement is one transaction, which is how the benchmarks count their own."""
-    conn = psycopg2.connect(libpq(url))
+    conn = connect(url)
     conn.autocommit = True
     try:
         yield conn
@@ -72,17 +114,86 @@ def query(url: str, sql: str, params: tuple | dict | None = None) -> list[tuple]
         return cur.fetchall() if cur.description else []
 
 
+def unavailable(figure: str, why: str, enable: str) -> None:
+    """The one line a benchmark prints for a figure this server cannot give (the rest
+    of the benchmark still runs)."""
+    print(f"unavailable: {figure}: {why}; enable with: {enable}", flush=True)
+
+
+#: The one line that enables each optional server feature a figure needs.
+ENABLE_PG_STAT_STATEMENTS = (
+    "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'; -- then restart the server"
+)
+ENABLE_AUTOVACUUM = (
+    "ALTER SYSTEM SET autovacuum = on; ALTER SYSTEM SET autovacuum_naptime = '10s';"
+    " SELECT pg_reload_conf();"
+)
+ENABLE_WAL_KEEP = "ALTER SYSTEM SET wal_keep_size = '4GB'; SELECT pg_reload_conf();"
+ENABLE_SUPERUSER = "BENCH_DATABASE_URL=postgresql://postgres@HOST:5432/postgres (a superuser)"
+ENABLE_CONTRIB = "apt-get install postgresql-contrib (the server's contrib extensions)"
+
+
+def why_not(error: psycopg2.Error) -> tuple[str, str | None]:
+    """(the server's one-line reason, the line that enables it when that is not the
+    feature's own: a superuser, the contrib package) of a failed extension statement."""
+    why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if "permission denied" in why or "must be superuser" in why:
+        return why, ENABLE_SUPERUSER
+    if "control file" in why or "is not available" in why:
+        return why, ENABLE_CONTRIB
+    return why, None
+
+
 @functools.cache
-def has_pg_stat_statements(url: str) -> bool:
-    """Install pg_stat_statements in *url*'s database; False when the server has not
-    preloaded it (shared_preload_libraries) or the user may not create it. Asked once per
-    database (its two transactions must not count in database_counters' reads)."""
+def pg_stat_statements_missing(url: str) -> tuple[str, str] | None:
+    """None when *url*'s database gives pg_stat_statements (installed here if needed),
+    else (why not, the line that enables it): the server must preload it
+    (shared_preload_libraries, a restart) and the user may have to create it. Asked once
+    per database (its two transactions must not count in database_counters' reads)."""
     try:
         query(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         query(url, "SELECT 1 FROM pg_stat_statements LIMIT 1")
-        return True
-    except psycopg2.Error:
-        return False
+        return None
+    except psycopg2.Error as e:
+        why, enable = why_not(e)
+        return why, enable or ENABLE_PG_STAT_STATEMENTS
+
+
+def has_pg_stat_statements(url: str, figure: str | None = None) -> bool:
+    """Whether *url*'s database gives pg_stat_statements; if not and *figure* is given,
+    print that figure's "unavailable:" line."""
+    missing = pg_stat_statements_missing(url)
+    if missing and figure:
+        unavailable(figure, *missing)
+    return missing is None
+
+
+def server_settings(url: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The server's current value of each setting in *names*."""
+    return dict(
+        query(url, "SELECT n, current_setting(n) FROM unnest(%s::text[]) AS n", (list(names),))
+    )
+
+
+#: The settings the published figures depend on (benchmarks/README.md).
+FIGURE_SETTINGS = (
+    "fsync",
+    "synchronous_commit",
+    "max_connections",
+    "autovacuum",
+    "autovacuum_naptime",
+    "shared_preload_libraries",
+    "wal_keep_size",
+)
+
+
+def server(url: str, names: tuple[str, ...] = FIGURE_SETTINGS) -> str:
+    """ "server: PostgreSQL 15.x; fsync on, ...": the line a benchmark prints at the top
+    when its figures depend on the server's settings."""
+    ((version,),) = query(url, "SELECT current_setting('server_version')")
+    values = server_settings(url, names)
+    settings = ", ".join(f"{k} = {v or repr('')}" for k, v in values.items())
+    return f"server: PostgreSQL {version.split()[0]}; {settings}"
 
 
 def reset_pg_stat_statements(url: str) -> None:
@@ -292,11 +403,11 @@ def fresh_database():
     from sqlalchemy.engine import make_url
 
     from rhesis_pipeline import db, migrate
-    from rhesis_pipeline.settings import Settings, libpq_url
+    from rhesis_pipeline.settings import Settings
 
     admin, where = server_url()
     name = f"rhesis_bench_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(libpq_url(admin))
+    conn = connect(admin)
     conn.autocommit = True
     conn.cursor().execute(f'CREATE DATABASE "{name}"')
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)

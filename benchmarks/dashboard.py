@@ -68,19 +68,20 @@ def main() -> int:
                     raise SystemExit("the dashboard did not start")
             base = line.split("serving dashboard on ", 1)[1].strip()
             with httpx.Client(base_url=base, timeout=30) as http:
-                first = http.get("/runs").text
-                cursor = re.search(r'class="next" href="([^"]+)"', first).group(1)
-                deep = cursor.replace("&amp;", "&")
-                for _ in range(200):  # 200 pages of 50 in: 10,000 runs deep
-                    page = http.get(deep).text
-                    deep = re.search(r'class="next" href="([^"]+)"', page).group(1)
-                    deep = deep.replace("&amp;", "&")
+                # Follow the keyset 200 pages of 50 in (10,000 runs deep), or as far as
+                # --runs goes.
+                deep, pages = "/runs", 0
+                while pages < 200:
+                    found = re.search(r'class="next" href="([^"]+)"', http.get(deep).text)
+                    if not found:
+                        break
+                    deep, pages = found.group(1).replace("&amp;", "&"), pages + 1
                 paths = {
                     "runs, first page": "/runs",
                     "runs, status=COMPLETED": "/runs?status=COMPLETED",
                     "runs, org=org-1": "/runs?org=org-1",
                     "runs, name=nightly-9999": "/runs?name=nightly-9999",
-                    "runs, 10,000 deep": deep,
+                    f"runs, {pages * 50:,} deep": deep,
                     "overview": "/",
                     "run page (1,000 tests)": f"/runs/{run_id}",
                     "/metrics": "/metrics",

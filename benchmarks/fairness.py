@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import fresh_database, machine, workers
+from benchmarks.common import fresh_database, machine, server, workers
 from benchmarks.fanin import run_once
 
 
@@ -62,8 +62,8 @@ def beside_backlog(url: str, backlog: int, fair: bool) -> tuple[float, int]:
 def single_tenant(url: str, size: int, fair: bool) -> float:
     os.environ["RHESIS_FAIR_CLAIMS"] = "on" if fair else "off"
     with workers(url, processes=2, threads=12):
-        run_once(200)  # warm-up
-        return run_once(size)["tests_per_s"]
+        run_once(url, 200)  # warm-up
+        return run_once(url, size)["tests_per_s"]
 
 
 def main() -> int:
@@ -75,11 +75,14 @@ def main() -> int:
     with fresh_database() as (url, where):
         print(f"machine: {machine()}")
         print(f"database: {where}; workers: 2 processes x 12 threads")
+        print(server(url))
         for fair in (True, False):
             elapsed, a_done = beside_backlog(url, args.backlog, fair)
+            no_contest = "; A finished before B: no contest, raise --backlog"
             print(
                 f"fair claims {'on ' if fair else 'off'}: B's 20 tests finished "
-                f"{elapsed:.2f} s after launch (A: {a_done:,} of {args.backlog:,} done)"
+                f"{elapsed:.2f} s after launch (A: {a_done:,} of {args.backlog:,} done"
+                f"{no_contest if a_done >= args.backlog else ''})"
             )
         rates: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(args.trials):

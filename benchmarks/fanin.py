@@ -47,15 +47,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psycopg2
+
 from benchmarks.common import (
     COUNTER_READ_COMMITS,
+    ENABLE_CONTRIB,
+    ENABLE_SUPERUSER,
+    ENABLE_WAL_KEEP,
     STATS_IDLE_SETTLE_S,
     database_counters,
     fresh_database,
     has_pg_stat_statements,
     idle_commit_rate,
     machine,
+    query,
+    server,
+    server_settings,
     timed_run,
+    unavailable,
+    why_not,
     workers,
 )
 
@@ -75,7 +85,7 @@ FROM generate_series(1, :n) AS g
 
 WAL_STATS = """
 SELECT "resource_manager/record_type" AS kind, count, record_size, fpi_size
-FROM pg_get_wal_stats(CAST(:start AS pg_lsn), CAST(:end AS pg_lsn), true)
+FROM pg_get_wal_stats(CAST(%(start)s AS pg_lsn), CAST(%(end)s AS pg_lsn), true)
 WHERE count > 0
 ORDER BY record_size + fpi_size DESC
 LIMIT 15
@@ -86,41 +96,52 @@ LIMIT 15
 WAL_BY_PHASE = """
 WITH by_xid AS (
     SELECT xid, sum(record_length + fpi_length) AS bytes
-    FROM pg_get_wal_records_info(CAST(:start AS pg_lsn), CAST(:end AS pg_lsn))
+    FROM pg_get_wal_records_info(CAST(%(start)s AS pg_lsn), CAST(%(end)s AS pg_lsn))
     GROUP BY xid
 )
 SELECT max(bytes) AS submission, sum(bytes) - max(bytes) AS rest FROM by_xid
 """
 
 
-def wal_breakdown(n: int) -> None:
-    """One run of *n* tests, then its WAL by record type (pg_walinspect, superuser)."""
-    from sqlalchemy import text
+def wal_breakdown(url: str, n: int) -> None:
+    """One run of *n* tests, then its WAL by record type (pg_walinspect: a superuser, and
+    the run's WAL still on the server: wal_keep_size). Without them, one "unavailable:"
+    line instead."""
+    from rhesis_pipeline import runs
 
-    from rhesis_pipeline import db, runs
-
-    with db.begin() as conn:
-        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_walinspect"))
-        start = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar()
+    figure = f"WAL of one run of {n:,} tests by record type (--wal-breakdown, pg_walinspect)"
+    try:
+        query(url, "CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    except psycopg2.Error as e:
+        why, enable = why_not(e)
+        unavailable(figure, why, enable or ENABLE_CONTRIB)
+        return
+    ((start,),) = query(url, "SELECT pg_current_wal_lsn()")
     run_id = runs.launch_test_run(
         ({"id": i} for i in range(n)), executor="benchmarks.targets:noop", name=f"wal-{n}"
     )
     while not runs.get_progress(run_id).finished:
         time.sleep(0.01)
-    with db.begin() as conn:
-        end = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar()
+    ((end,),) = query(url, "SELECT pg_current_wal_lsn()")
     # Outcomes commit asynchronously: pg_walinspect reads only WAL already flushed.
-    with db.begin() as conn:
-        conn.execute(text("SELECT pg_sleep(1)"))
-        rows = conn.execute(text(WAL_STATS), {"start": start, "end": end}).all()
+    time.sleep(1)
+    lsns = {"start": start, "end": end}
+    try:
+        rows = query(url, WAL_STATS, lsns)
+        ((submission, rest),) = query(url, WAL_BY_PHASE, lsns)
+    except psycopg2.Error as e:
+        why, enable = why_not(e)
+        if "removed" in why or "could not read" in why:  # checkpoints recycled its segments
+            keep = server_settings(url, ("wal_keep_size",))["wal_keep_size"]
+            why, enable = f"{why} (wal_keep_size = {keep})", ENABLE_WAL_KEEP
+        unavailable(figure, why, enable or ENABLE_SUPERUSER)
+        return
     print(f"WAL of one run of {n:,} tests by record type (bytes per test: records + full pages):")
     for kind, count, record_size, fpi_size in rows:
         print(
             f"  {kind:<34} {count / n:6.2f}/test {record_size / n:7.0f} B "
             f"+ {fpi_size / n:6.0f} B full-page images"
         )
-    with db.begin() as conn:
-        submission, rest = conn.execute(text(WAL_BY_PHASE), {"start": start, "end": end}).one()
     print(
         f"  by phase: submission (one transaction) {submission / n:,.0f} B/test, "
         f"the rest (claims, outcomes, acks, callback) {rest / n:,.0f} B/test"
@@ -206,8 +227,11 @@ def main() -> int:
 
         print(f"machine: {machine()}")
         print(f"database: {where}; workers: {args.processes} processes x {args.threads} threads")
+        print(server(url))
         run_once(url, 1000)  # warm-up: pools, imports, prepared statements
-        statements = has_pg_stat_statements(url)
+        statements = has_pg_stat_statements(
+            url, "WAL of this database's statements (column db stmts)"
+        )
         idle_rate = None if args.no_counters else idle_commit_rate(url)
         if idle_rate is not None:
             print(
@@ -219,7 +243,7 @@ def main() -> int:
             "includes others' work on a shared one); db stmts = WAL of this database's "
             "statements (pg_stat_statements; "
             + ("without commit records; nan if entries were evicted meanwhile)"
-               if statements else "not installed: n/a)")
+               if statements else "unavailable here: nan)")
             + "; ckpt = the server's checkpoints during the run (after each, the first change"
             " of a page logs the whole page: more WAL)"
         )  # fmt: skip
@@ -269,7 +293,7 @@ def main() -> int:
             f"{latencies(url, args.latency_runs)}"
         )
         if args.wal_breakdown:
-            wal_breakdown(args.wal_breakdown)
+            wal_breakdown(url, args.wal_breakdown)
     return 0
 
 

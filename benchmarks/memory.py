@@ -54,6 +54,8 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=12)
     args = parser.parse_args()
+    if min(args.sizes) < 1 or args.seconds <= 0:
+        parser.error("--sizes and --seconds must be positive")
 
     from rhesis_pipeline import runs
 

@@ -48,7 +48,9 @@ from benchmarks.common import (
     machine,
     query,
     reset_pg_stat_statements,
+    server,
     timed_run,
+    unavailable,
     worker_pids,
     workers,
 )
@@ -65,11 +67,37 @@ LIMIT %s
 """
 
 
+def py_spy_exe() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+def py_spy_missing(pid: int) -> tuple[str, str] | None:
+    """None when py-spy can sample *pid*, else (why not, the line that enables it)."""
+    exe = py_spy_exe()
+    if not Path(exe).exists():
+        return "py-spy is not installed", "pip install -e '.[profile]'"
+    try:
+        done = subprocess.run(
+            [exe, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+        )
+        if done.returncode == 0:
+            return None
+        said = (done.stderr or done.stdout).strip().splitlines() or [f"exit {done.returncode}"]
+        why = said[-1]
+    except subprocess.TimeoutExpired:
+        why = "py-spy dump did not answer within 30 s"
+    return (
+        f"py-spy cannot read worker process {pid}: {why}",
+        "sysctl -w kernel.yama.ptrace_scope=0 (or run as root; in a container: --cap-add"
+        " SYS_PTRACE)",
+    )
+
+
 @contextmanager
 def py_spy(pid: int, output: Path, *, fmt: str, rate: int, gil: bool):
     """`py-spy record` of *pid* into *output* until the block ends (SIGINT: py-spy then
     writes its file)."""
-    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    exe = py_spy_exe()
     log = output.with_suffix(output.suffix + ".log")
     with open(log, "wb") as err:
         proc = subprocess.Popen(
@@ -156,15 +184,19 @@ def main() -> int:
     ):
         print(f"machine: {machine()}")
         print(f"database: {where}; workers: {args.processes} processes x {args.threads} threads")
-        statements = has_pg_stat_statements(url)
+        print(server(url, ("shared_preload_libraries",)))
+        statements = has_pg_stat_statements(url, "top statements by total time")
         pids = worker_pids(proc, args.processes)
+        spy_missing = py_spy_missing(pids[0])
+        if spy_missing:
+            unavailable("profiles of the worker processes (py-spy)", *spy_missing)
         timed_run(url, 1000)  # warm-up: pools, imports, prepared statements
         if statements:
             reset_pg_stat_statements(url)
         raw = [OUT / f"worker-{i}.txt" for i in range(1, len(pids) + 1)]
         sampling_started = time.monotonic()
         with ExitStack() as stack:
-            for i, pid in enumerate(pids):
+            for i, pid in enumerate([] if spy_missing else pids):
                 gil = not args.all_threads
                 stack.enter_context(py_spy(pid, raw[i], fmt="raw", rate=args.rate, gil=gil))
                 if args.svg:
@@ -173,11 +205,13 @@ def main() -> int:
             timed = timed_run(url, args.size)
             sampled_s = time.monotonic() - sampling_started
         print(
-            f"{args.size:,} tests under py-spy: submitted in {timed.submit_s:.2f} s, "
+            f"{args.size:,} tests{'' if spy_missing else ' under py-spy'}: "
+            f"submitted in {timed.submit_s:.2f} s, "
             f"end to end {timed.e2e_s:.2f} s, {args.size / timed.e2e_s:,.0f} tests/s"
         )
         written = [p for p in sorted(OUT.glob("worker-*")) if p.suffix in (".txt", ".svg")]
-        print("profiles: " + ", ".join(str(p.relative_to(REPO)) for p in written))
+        if written:
+            print("profiles: " + ", ".join(str(p.relative_to(REPO)) for p in written))
 
         if statements:
             print(f"\ntop {args.top} statements by total time (pg_stat_statements, this database):")
@@ -188,9 +222,8 @@ def main() -> int:
                     f"{calls:>9,} {mean:>9.3f} {total:>10.1f} {(share or 0):>6.1%}  "
                     f"{one_line[:110]}"
                 )
-        else:
-            print("\npg_stat_statements is not available (not in shared_preload_libraries)")
-
+        if spy_missing:
+            return 0
         leaf, inclusive, total = aggregate(raw)
         what = "every non-idle thread" if args.all_threads else "the GIL holder"
         print(f"\npy-spy: {total:,} samples of {what} over {len(raw)} worker processes")

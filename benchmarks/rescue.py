@@ -54,6 +54,8 @@ def trial(url: str) -> tuple[float, int]:
                 ).scalar()
                 conn.rollback()
                 time.sleep(0.05)
+        if victim_worker is None:
+            raise SystemExit("no worker held a claim within 30 s: see benchmarks/.workers.log")
         os.killpg(victim.pid, signal.SIGKILL)
         killed = time.monotonic()
         with db.connect() as conn:
