@@ -9,7 +9,9 @@ The executor spec is stored on the run (``test_runs.executor``) and applied by
     ``output``, ``metrics``; a bool (passed or failed); or anything else, which is the
     output (passed). ``None`` is a failure ("the target returned None"), as in the old
     system; a ``passed`` that is not a boolean ends the test as ``error`` (not retried).
-    An exception fails the attempt, which is retried.
+    An exception fails the attempt, which is retried (one warning line, no traceback). A
+    target the worker cannot import ends the test as ``error`` at once (not retried),
+    with the reason.
 
 ``{"type": "http", "url", "method", "headers", "body", "response_path", "timeout_s"}``
     Sends one request with ``{{field}}`` placeholders in url, headers and body replaced
@@ -31,6 +33,7 @@ import os
 import re
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -72,7 +75,22 @@ class RetryableExecutionError(ExecutionError, Retry):
 
 
 class PermanentExecutionError(ExecutionError):
-    """The attempt failed for a reason a retry will not change (4xx): not retried."""
+    """The attempt failed for a reason a retry will not change (4xx, a python target
+    that the worker cannot import): not retried."""
+
+
+class TargetRaised(RetryableExecutionError):
+    """A python target raised: retried like any failed attempt. ``str()`` is
+    ``"Type: text"`` (the stored error); ``where`` is the line of the target that
+    raised, for the log. The traceback is logged at DEBUG only (``dramatiq -v``): an
+    expected failure of a test is one line, not a traceback."""
+
+    def __init__(self, exc: Exception) -> None:
+        text = str(exc).strip()
+        super().__init__(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+        frames = traceback.extract_tb(exc.__traceback__)
+        last = frames[-1] if frames else None
+        self.where = f"{last.filename}:{last.lineno} in {last.name}" if last else None
 
 
 @dataclass
@@ -194,9 +212,19 @@ def execute(
     """
     if spec.get("type") == "http":
         return execute_http(spec, test, deadline=deadline)
-    fn = resolve_target(spec["target"])
+    try:
+        fn = resolve_target(spec["target"])
+    except InvalidExecutor as exc:
+        # Checked when the run was submitted, but this worker cannot import it (another
+        # directory, a missing dependency): every attempt here would fail the same way.
+        raise PermanentExecutionError(str(exc)) from None
     started = time.perf_counter()
-    value = fn(dict(test))
+    try:
+        value = fn(dict(test))
+    except Retry:
+        raise  # the target asks for a retry itself (dramatiq.Retry, ours included)
+    except Exception as exc:
+        raise TargetRaised(exc) from exc
     duration_ms = (time.perf_counter() - started) * 1000
     return interpret(value, duration_ms)
 
