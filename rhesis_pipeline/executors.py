@@ -15,7 +15,8 @@ The executor spec is stored on the run (``test_runs.executor``) and applied by
 
 ``{"type": "http", "url", "method", "headers", "body", "response_path", "timeout_s"}``
     Sends one request with ``{{field}}`` placeholders in url, headers and body replaced
-    by the test's fields (``{{prompt}}``, any other). One httpx client per worker process
+    by the test's fields (``{{prompt}}``, any other; a field under the test's ``vars``
+    too). One httpx client per worker process
     reuses connections. Connection errors, timeouts, 5xx and 429 fail the attempt and are
     retried with the run's backoff; any other 4xx is not retried and ends the test as
     ``error`` with the status and a short excerpt of the body. The answer is the value at
@@ -290,13 +291,21 @@ def render(template: Any, test: Mapping[str, Any]) -> Any:
     if isinstance(template, str):
         whole = _PLACEHOLDER.fullmatch(template.strip())
         if whole and template.strip() == template:
-            return test.get(whole.group(1))
-        return _PLACEHOLDER.sub(lambda m: _text(test.get(m.group(1))), template)
+            return field(test, whole.group(1))
+        return _PLACEHOLDER.sub(lambda m: _text(field(test, m.group(1))), template)
     if isinstance(template, list):
         return [render(t, test) for t in template]
     if isinstance(template, dict):
         return {k: render(v, test) for k, v in template.items()}
     return template
+
+
+def field(test: Mapping[str, Any], name: str) -> Any:
+    """The test's field *name*: a key of the test, else of its ``vars`` mapping."""
+    if name in test:
+        return test[name]
+    data = test.get("vars")
+    return data.get(name) if isinstance(data, Mapping) else None
 
 
 def _text(value: Any) -> str:
