@@ -42,7 +42,7 @@ from typing import Any
 
 from dramatiq.errors import Retry
 
-from .errors import InvalidSubmission
+from .errors import DatabaseUnavailable, InvalidSubmission
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -222,8 +222,10 @@ def execute(
     started = time.perf_counter()
     try:
         value = fn(dict(test))
-    except Retry:
-        raise  # the target asks for a retry itself (dramatiq.Retry, ours included)
+    except (Retry, DatabaseUnavailable):
+        # The target asks for a retry itself (dramatiq.Retry), or the pipeline's database
+        # is down (RhesisRetries releases the message without counting an attempt).
+        raise
     except Exception as exc:
         raise TargetRaised(exc) from exc
     duration_ms = (time.perf_counter() - started) * 1000
