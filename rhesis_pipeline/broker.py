@@ -53,6 +53,7 @@ from .middleware import (
     MemberOutcomes,
     PoolSizing,
     RhesisRetries,
+    SchemaCheck,
     TenantContext,
     WorkerRegistry,
 )
@@ -80,8 +81,9 @@ def middleware_list() -> list[dramatiq.Middleware]:
        until every other after-hook (MemberOutcomes writes with it) has run. Its
        ``before_enqueue`` adds the tenant to every message sent, retries included.
     3. PoolSizing: sizes the database pool in ``before_worker_boot``, before any
-       consumer borrows a connection; then WorkerRegistry registers the process (its
-       id goes on every claim its consumers make) and starts its heartbeat.
+       consumer borrows a connection; then SchemaCheck ends the process with one line if
+       the database is not at this version's schema; then WorkerRegistry registers the
+       process (its id goes on every claim its consumers make) and starts its heartbeat.
     4. dramatiq's AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, in
        dramatiq's default order.
     5. MemberOutcomes *before* Retries: after-hooks run in reverse, so it sees Retries'
@@ -99,6 +101,7 @@ def middleware_list() -> list[dramatiq.Middleware]:
         LogContext(),
         TenantContext(),
         PoolSizing(),
+        SchemaCheck(),
         WorkerRegistry(),
         AgeLimit(),
         TimeLimit(),

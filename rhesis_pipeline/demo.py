@@ -74,7 +74,7 @@ class Workers:
 def run_demo(*, suite_path: str | None = None, processes: int = 2, threads: int = 8) -> int:
     from .demo_target import ChatTarget
     from .report import ProgressPrinter, summary_text, wait_for
-    from .runs import get_results, launch_test_run
+    from .runs import get_results, launch_test_run, running_members
     from .suites import load_suite
 
     started = time.monotonic()
@@ -102,7 +102,9 @@ def run_demo(*, suite_path: str | None = None, processes: int = 2, threads: int 
                 options=suite.options,
             )
             click.echo(f"4. run {run_id}: {len(suite.tests)} tests of {suite.name!r}", err=True)
-            finished = wait_for(run_id, timeout_s=120, progress=ProgressPrinter())
+            finished = wait_for(
+                run_id, timeout_s=120, progress=ProgressPrinter(running=running_members)
+            )
     finally:
         workers.stop()
     click.echo(summary_text(run_id))

@@ -9,11 +9,14 @@ The executor spec is stored on the run (``test_runs.executor``) and applied by
     ``output``, ``metrics``; a bool (passed or failed); or anything else, which is the
     output (passed). ``None`` is a failure ("the target returned None"), as in the old
     system; a ``passed`` that is not a boolean ends the test as ``error`` (not retried).
-    An exception fails the attempt, which is retried.
+    An exception fails the attempt, which is retried (one warning line, no traceback). A
+    target the worker cannot import ends the test as ``error`` at once (not retried),
+    with the reason.
 
 ``{"type": "http", "url", "method", "headers", "body", "response_path", "timeout_s"}``
     Sends one request with ``{{field}}`` placeholders in url, headers and body replaced
-    by the test's fields (``{{prompt}}``, any other). One httpx client per worker process
+    by the test's fields (``{{prompt}}``, any other; a field under the test's ``vars``
+    too). One httpx client per worker process
     reuses connections. Connection errors, timeouts, 5xx and 429 fail the attempt and are
     retried with the run's backoff; any other 4xx is not retried and ends the test as
     ``error`` with the status and a short excerpt of the body. The answer is the value at
@@ -31,6 +34,7 @@ import os
 import re
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,7 +42,7 @@ from typing import Any
 
 from dramatiq.errors import Retry
 
-from .errors import InvalidSubmission
+from .errors import DatabaseUnavailable, InvalidSubmission
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -72,7 +76,22 @@ class RetryableExecutionError(ExecutionError, Retry):
 
 
 class PermanentExecutionError(ExecutionError):
-    """The attempt failed for a reason a retry will not change (4xx): not retried."""
+    """The attempt failed for a reason a retry will not change (4xx, a python target
+    that the worker cannot import): not retried."""
+
+
+class TargetRaised(RetryableExecutionError):
+    """A python target raised: retried like any failed attempt. ``str()`` is
+    ``"Type: text"`` (the stored error); ``where`` is the line of the target that
+    raised, for the log. The traceback is logged at DEBUG only (``dramatiq -v``): an
+    expected failure of a test is one line, not a traceback."""
+
+    def __init__(self, exc: Exception) -> None:
+        text = str(exc).strip()
+        super().__init__(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+        frames = traceback.extract_tb(exc.__traceback__)
+        last = frames[-1] if frames else None
+        self.where = f"{last.filename}:{last.lineno} in {last.name}" if last else None
 
 
 @dataclass
@@ -194,9 +213,21 @@ def execute(
     """
     if spec.get("type") == "http":
         return execute_http(spec, test, deadline=deadline)
-    fn = resolve_target(spec["target"])
+    try:
+        fn = resolve_target(spec["target"])
+    except InvalidExecutor as exc:
+        # Checked when the run was submitted, but this worker cannot import it (another
+        # directory, a missing dependency): every attempt here would fail the same way.
+        raise PermanentExecutionError(str(exc)) from None
     started = time.perf_counter()
-    value = fn(dict(test))
+    try:
+        value = fn(dict(test))
+    except (Retry, DatabaseUnavailable):
+        # The target asks for a retry itself (dramatiq.Retry), or the pipeline's database
+        # is down (RhesisRetries releases the message without counting an attempt).
+        raise
+    except Exception as exc:
+        raise TargetRaised(exc) from exc
     duration_ms = (time.perf_counter() - started) * 1000
     return interpret(value, duration_ms)
 
@@ -262,13 +293,21 @@ def render(template: Any, test: Mapping[str, Any]) -> Any:
     if isinstance(template, str):
         whole = _PLACEHOLDER.fullmatch(template.strip())
         if whole and template.strip() == template:
-            return test.get(whole.group(1))
-        return _PLACEHOLDER.sub(lambda m: _text(test.get(m.group(1))), template)
+            return field(test, whole.group(1))
+        return _PLACEHOLDER.sub(lambda m: _text(field(test, m.group(1))), template)
     if isinstance(template, list):
         return [render(t, test) for t in template]
     if isinstance(template, dict):
         return {k: render(v, test) for k, v in template.items()}
     return template
+
+
+def field(test: Mapping[str, Any], name: str) -> Any:
+    """The test's field *name*: a key of the test, else of its ``vars`` mapping."""
+    if name in test:
+        return test[name]
+    data = test.get("vars")
+    return data.get(name) if isinstance(data, Mapping) else None
 
 
 def _text(value: Any) -> str:

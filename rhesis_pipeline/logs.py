@@ -4,6 +4,8 @@ Every log record gets two attributes, ``message_id`` and ``actor_name``: the dra
 message being processed by the current thread, or ``-`` outside a message. They are set
 by :class:`rhesis_pipeline.middleware.log_context.LogContext` and added to records by a
 record factory, so lines from any library (dramatiq, SQLAlchemy, user code) carry them.
+The message's run, test and organization are added by a filter of the root handlers
+(:class:`ContextFields`), after any ``extra`` of the call, which takes precedence.
 
 Worker processes: dramatiq's CLI configures the root logger to write to a pipe to the
 parent process before it imports our module; :func:`configure_worker_logging` (called
@@ -113,13 +115,31 @@ def _install_record_factory() -> None:
         record = previous(*args, **kwargs)
         record.message_id = getattr(_context, "message_id", None) or "-"
         record.actor_name = getattr(_context, "actor_name", None) or "-"
-        for key, value in getattr(_context, "fields", {}).items():
-            if getattr(record, key, None) is None:
-                setattr(record, key, value)
+        # The context's run_id, test_id … are added later, by ContextFields: the factory
+        # runs before ``extra`` is applied, and logging refuses an ``extra`` key that the
+        # record already has ("Attempt to overwrite 'run_id' in LogRecord").
         return record
 
     logging.setLogRecordFactory(factory)
     _installed = True
+
+
+class ContextFields(logging.Filter):
+    """Adds the message's context fields (``run_id``, ``test_id``, ``organization``) to a
+    record that does not have them from ``extra``. A filter of every root handler: it
+    runs in the thread that logs, after ``extra`` is applied, so ``extra`` wins."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in getattr(_context, "fields", {}).items():
+            if getattr(record, key, None) is None:
+                setattr(record, key, value)
+        return True
+
+
+def _add_context_fields(handlers: list[logging.Handler]) -> None:
+    for handler in handlers:
+        if not any(isinstance(f, ContextFields) for f in handler.filters):
+            handler.addFilter(ContextFields())
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
@@ -131,6 +151,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     if log_format == "json":
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())
+    _add_context_fields(root.handlers)
     root.setLevel(level)
     _quiet_libraries()
 
@@ -144,6 +165,7 @@ def configure_worker_logging(level: str = "INFO", log_format: str = "text") -> N
         logging.basicConfig(level=level, format=WORKER_LOG_FORMAT)
     for handler in root.handlers:
         handler.setFormatter(formatter(log_format, WORKER_LOG_FORMAT))
+    _add_context_fields(root.handlers)
     # Respect dramatiq's -v (DEBUG); otherwise use ours.
     if root.level != logging.DEBUG:
         root.setLevel(level)

@@ -103,7 +103,8 @@ def check_migrated() -> None:
     if current is None:
         raise NotMigrated(
             f"database {where} is not migrated: run `rhesis-pipeline migrate` "
-            "(or the Procfile's release step)"
+            f"(or the Procfile's release step); it has no schema revision, this version "
+            f"needs {head}"
         )
     if current != head:
         if current in known_revisions():

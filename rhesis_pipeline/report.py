@@ -122,41 +122,74 @@ def _clip(text: str, n: int) -> str:
 
 
 class ProgressPrinter:
-    """A live progress line on a terminal; a line every few seconds otherwise (CI, logs)."""
+    """A live progress line on a terminal; lines of their own otherwise (CI, logs).
 
-    def __init__(self, stream=None, interval_s: float = 2.0) -> None:
+    Off a terminal a line is printed when tests finished and *interval_s* seconds passed
+    since the last one, and at least every *heartbeat_s* seconds even when nothing
+    finished, so that a run waiting for workers never looks hung. Such a line says what is
+    done, running (``running``: a callable giving a run's running members) and waiting,
+    and the rate. *clock*: seconds, monotonic (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        stream=None,
+        interval_s: float = 2.0,
+        *,
+        heartbeat_s: float = 30.0,
+        running: Callable[[str], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval_s = interval_s
-        self.started = time.monotonic()
-        self.last_print = 0.0
+        self.heartbeat_s = heartbeat_s
+        self.running = running
+        self.clock = clock
+        self.started = clock()
+        self.last_print: float | None = None
         self.last_done = -1
         self.drawn = False  # a terminal's progress line is open (no newline yet)
 
     def update(self, p: runs.Run, *, final: bool = False) -> None:
-        now = time.monotonic()
+        now = self.clock()
         elapsed = max(now - self.started, 1e-6)
         rate = p.done / elapsed
         eta = (p.total - p.done) / rate if rate > 0 else float("inf")
+        counts = (
+            f"passed {p.passed}  failed {p.failed}  errored {p.errored + p.lost}  {rate:6.1f}/s"
+            "  ETA " + ("-" if eta == float("inf") else f"{eta:4.0f}s")
+        )
         width = 24
         filled = int(width * p.done / p.total) if p.total else width
-        bar = "#" * filled + "-" * (width - filled)
-        line = (
-            f"[{bar}] {p.done}/{p.total} {p.percent:5.1f}%  passed {p.passed}  failed {p.failed}"
-            f"  errored {p.errored + p.lost}  {rate:6.1f}/s  ETA "
-            + ("-" if eta == float("inf") else f"{eta:4.0f}s")
-        )
+        head = f"[{'#' * filled + '-' * (width - filled)}] {p.done}/{p.total} {p.percent:5.1f}%"
         if self.tty:
+            line = f"{head}  {counts}"
             self.stream.write("\r" + line)
             if final:
                 self.stream.write("\n")
             self.drawn = not final
             self.stream.flush()
-        elif final or (now - self.last_print >= self.interval_s and p.done != self.last_done):
-            self.stream.write(line + "\n")
-            self.stream.flush()
-            self.last_print = now
-            self.last_done = p.done
+            return
+        since = None if self.last_print is None else now - self.last_print
+        due = (
+            final
+            or since is None
+            or since >= self.heartbeat_s
+            or (since >= self.interval_s and p.done != self.last_done)
+        )
+        if not due:
+            return
+        line = head
+        if not final:
+            running = self.running(p.id) if self.running is not None else None
+            if running is not None:
+                waiting = max(p.total - p.done - running, 0)
+                line += f"  running {running}  waiting {waiting}"
+        self.stream.write(f"{line}  {counts}\n")
+        self.stream.flush()
+        self.last_print = now
+        self.last_done = p.done
 
     def note(self, text: str) -> None:
         """Print *text* as a line of its own, ending an open progress line first."""

@@ -81,8 +81,9 @@ class Run:
     idle_s: float | None = None
     #: Stuck after the reader's threshold (see rhesis_pipeline.monitor.stuck).
     stuck: bool | None = None
-    # Filled by finish_run: seconds from start (or creation) to the end, and ms from the
-    # last outcome's commit to the callback's.
+    # Set on a finished run (by finish_run, and from its summary by every reader): seconds
+    # from start (or creation) to the end, and ms from the last outcome's commit to the
+    # callback's. None while the run is not finished.
     duration_s: float | None = None
     callback_latency_ms: float | None = None
     #: The run this one re-ran (rhesis_pipeline.rerun), if it is a re-run.
@@ -100,6 +101,12 @@ class Run:
         data["id"] = str(data["id"])
         if data.get("rerun_of") is not None:
             data["rerun_of"] = str(data["rerun_of"])
+        # A finished run's row has no columns for these: finish_run stored them in its
+        # summary, which every reader of the row returns.
+        summary = data.get("summary")
+        for name in ("duration_s", "callback_latency_ms"):
+            if data.get(name) is None and isinstance(summary, Mapping):
+                data[name] = summary.get(name)
         data.update(values)
         return cls(**data)
 

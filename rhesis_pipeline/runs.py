@@ -606,6 +606,12 @@ def get_progress(run_id: str, *, organization_id: str | None = None) -> Run:
     return get_run(run_id, organization_id=organization_id)
 
 
+def running_members(run_id: str) -> int:
+    """How many of the run's tests a worker is executing now (claimed, not finished)."""
+    with db.connect() as conn:
+        return int(conn.execute(Q["running_members"], {"run_id": str(run_id)}).scalar() or 0)
+
+
 def is_cancel_requested(run_id: str) -> bool:
     with db.connect() as conn:
         return bool(conn.execute(Q["run_cancel_requested"], {"run_id": str(run_id)}).scalar())

@@ -20,7 +20,12 @@ A suite (JSON or YAML)::
 
 Validation happens before anything is enqueued and reports every problem with the file,
 the path inside it (``tests[3].metrics[0].type``), what is wrong and what is allowed.
-Unknown keys and duplicate test ids are errors; so are regexes that do not compile,
+Unknown keys and duplicate test ids are errors. A test's other keys are its data fields
+(``prompt``, anything a ``{{placeholder}}`` or a python target reads); one that no
+placeholder uses is refused when it is a run option (``max_retries`` …, which belongs under
+``defaults``) or looks like a misspelt reserved key (``metircs``: "did you mean
+'metrics'?"). ``vars``, a mapping, holds data fields that are never checked; placeholders
+find a field there too. So are regexes that do not compile,
 JSONPaths that do not parse, URLs that do not parse (no scheme, a space, a bad port),
 Python targets that cannot be imported, text that cannot be stored (NUL, lone
 surrogates), numbers that are not finite, and ``max_backoff_ms`` below
@@ -50,6 +55,13 @@ MAX_SUITE_BYTES = 10 * 1024 * 1024
 #: Longest backoff and time limit a suite may ask for (one day).
 MAX_BACKOFF_MS = 86_400_000
 MAX_TIME_LIMIT_S = 86_400
+
+
+#: Keys of a test that are not its data: its id, its metrics, and ``vars`` (a mapping of
+#: data fields that are never checked).
+TEST_KEYS = ("id", "metrics", "vars")
+#: Run options: they belong under ``defaults``; on a test they would be taken as data.
+OPTION_KEYS = ("max_retries", "min_backoff_ms", "max_backoff_ms", "time_limit_s")
 
 
 class InvalidSuite(InvalidSubmission):
@@ -114,6 +126,7 @@ SCHEMA: dict[str, Any] = {
                 "properties": {
                     "id": {"type": ["string", "integer"]},
                     "prompt": {"type": "string"},
+                    "vars": {"type": "object"},
                     "metrics": {
                         "type": "array",
                         "items": {
@@ -304,10 +317,15 @@ def validate_suite(data: Any, source: str = "<suite>") -> Suite:
     tests: list[Any] = raw_tests if isinstance(raw_tests, list) else []
 
     # Semantic checks the schema cannot express.
+    used = _placeholders(endpoint)
     seen: dict[str, int] = {}
     for i, test in enumerate(tests):
         if not isinstance(test, dict):
             continue
+        for name in test:
+            problem = _test_key_problem(name, used)
+            if problem:
+                problems.append(f"tests[{i}]: {problem}")
         if "id" in test and isinstance(test["id"], str | int) and not isinstance(test["id"], bool):
             key = str(test["id"])
             if key in seen:
@@ -351,6 +369,57 @@ def _refuse(source: str, problems: list[str]) -> NoReturn:
     listed = "\n".join(f"  {p}" for p in problems[:50])
     more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
     raise InvalidSuite(f"{source}: {len(problems)} problem(s):\n{listed}{more}")
+
+
+def _placeholders(endpoint: Any) -> set[str]:
+    """The fields an HTTP endpoint's ``{{field}}`` placeholders use (none for python)."""
+    if not isinstance(endpoint, dict) or endpoint.get("type") != "http":
+        return set()
+    parts = [endpoint.get("url"), endpoint.get("headers"), endpoint.get("body")]
+    return set(PLACEHOLDER.findall(json.dumps(parts, default=str)))
+
+
+def _test_key_problem(key: Any, used: set[str]) -> str | None:
+    """Why a test's key is refused, or None. A test's data fields sit beside ``id`` and
+    ``metrics``, so a misspelt ``metircs`` would be data and its metrics never run: a key
+    that no placeholder uses and that is a run option, or within a small edit distance of
+    a reserved key, is refused. Fields under ``vars`` are not checked."""
+    if not isinstance(key, str) or key in TEST_KEYS or key in used:
+        return None
+    if key in OPTION_KEYS:
+        return f"{key!r} is a run option, not a test field: set it under defaults"
+    for reserved in (*TEST_KEYS[:2], *OPTION_KEYS):
+        if _near(key, reserved):
+            return (
+                f"unknown key {key!r}: did you mean {reserved!r}? "
+                "(put a data field of that name under vars)"
+            )
+    return None
+
+
+def _near(key: str, reserved: str) -> bool:
+    """Whether *key* looks like a misspelling of *reserved*: the same ignoring case and
+    ``-``/``_``, or within 1 edit (5 letters or fewer) or 2 edits (longer) of it, a swap of
+    two neighbours counting as one. Two-letter keys (``id``) match only their case variants."""
+    a = key.lower().replace("-", "_")
+    if a == reserved:
+        return True
+    allowed = 0 if len(reserved) <= 2 else 1 if len(reserved) <= 5 else 2
+    return abs(len(a) - len(reserved)) <= allowed and _distance(a, reserved) <= allowed
+
+
+def _distance(a: str, b: str) -> int:
+    """Edit distance of *a* and *b* (insert, delete, replace, swap of neighbours)."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def _defaults_semantics(defaults: dict[str, Any]) -> list[str]:
@@ -406,11 +475,10 @@ def _endpoint_semantics(endpoint: dict[str, Any], tests: list[dict[str, Any]]) -
                     f"endpoint.response_path: {endpoint['response_path']!r} is not a valid "
                     f"JSONPath: {exc}"
                 )
-        fields = set(
-            PLACEHOLDER.findall(json.dumps([url, endpoint.get("headers"), endpoint.get("body")]))
-        )
+        fields = _placeholders(endpoint)
         for i, test in enumerate(tests):
-            missing = sorted(f for f in fields if f not in test)
+            given = set(test) | set(test.get("vars") or {})
+            missing = sorted(f for f in fields if f not in given)
             if missing:
                 problems.append(
                     f"tests[{i}]: the endpoint uses {', '.join('{{' + m + '}}' for m in missing)}, "

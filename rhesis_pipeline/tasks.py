@@ -27,10 +27,11 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     """Run one test of a run, evaluate its metrics, store its outcome (passed or failed).
 
     An exception fails the attempt; dramatiq retries it with backoff and, after the last
-    attempt, MemberOutcomes stores ``error``. A PermanentExecutionError (an HTTP 4xx) is
-    not retried. A redelivered member whose outcome is already stored does nothing. A
-    member of a revoked run is stored as ``cancelled`` without executing; one executing
-    when its run is revoked is interrupted (:mod:`rhesis_pipeline.cancellation`).
+    attempt, MemberOutcomes stores ``error``. A PermanentExecutionError (an HTTP 4xx, a
+    target this worker cannot import) is not retried. A redelivered member whose outcome
+    is already stored does nothing. A member of a revoked run is stored as ``cancelled``
+    without executing; one executing when its run is revoked is interrupted
+    (:mod:`rhesis_pipeline.cancellation`).
     """
     started = time.monotonic()
     message = CurrentMessage.get_current_message()
@@ -89,9 +90,20 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         with cancellation.executing(run_id):
             execution = executors.execute(start.executor, start.test, deadline=deadline)
     except executors.RetryableExecutionError as exc:
-        # Expected (connection, 5xx, 429): one line, no traceback; dramatiq retries it and
-        # MemberOutcomes stores the error when the attempts are used up.
-        logger.warning("test %s of run %s: attempt %d failed: %s", test_id, run_id, attempts, exc)
+        # Expected (connection, 5xx, 429, a target that raised): one line, no traceback;
+        # dramatiq retries it and MemberOutcomes stores the error when the attempts are
+        # used up.
+        where = getattr(exc, "where", None)
+        logger.warning(
+            "test %s of run %s: attempt %d failed: %s%s",
+            test_id,
+            run_id,
+            attempts,
+            exc,
+            f" (raised at {where})" if where else "",
+        )
+        if isinstance(exc, executors.TargetRaised):
+            logger.debug("the target's traceback", exc_info=exc.__cause__)
         raise
     except cancellation.RunCancelled:
         # The run was revoked while this member executed: its test is already stored as

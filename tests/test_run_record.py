@@ -57,3 +57,17 @@ def test_every_reader_returns_the_same_record_with_its_json_shape(database_url):
         run_id, 1, 1, 1, {},
     )  # fmt: skip
     assert record.summary is None and runs.get_run(run_id).summary == summary.summary
+
+
+def test_a_finished_run_read_back_has_its_duration(database_url):
+    # Given: a run of one test, finished by the callback's body.
+    run_id = launch_test_run([{"id": "t0"}], executor="tests.support.targets:echo")
+    assert runs.get_run(run_id).duration_s is None
+    runs.record_outcome(run_id, "t0", status="passed")
+    summary = runs.finish_run(run_id)
+    assert summary is not None and summary.duration_s is not None
+
+    # Then: every reader of the finished run gives its duration and callback latency.
+    for run in (runs.get_run(run_id), *runs.recent_runs()):
+        assert run.duration_s == summary.duration_s == run.summary["duration_s"]
+        assert run.callback_latency_ms == summary.callback_latency_ms

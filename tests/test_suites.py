@@ -150,3 +150,69 @@ def test_fields_of_the_wrong_kind_are_refused_by_name(tmp_path, field, value, fr
     with pytest.raises(InvalidSuite) as refused:
         load_suite(path)
     assert fragment in str(refused.value)
+
+
+PYTHON_SUITE = """
+name: typos
+endpoint: {type: python, target: "tests.support.targets:echo"}
+tests:
+  - {id: a, prompt: hi}
+  - {id: b, prompt: hi}
+  - {id: c, prompt: hi}
+  - id: d
+    prompt: hi
+    %s
+"""
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        (
+            "metircs: [{type: contains, value: never}]",
+            "tests[3]: unknown key 'metircs': did you mean 'metrics'? "
+            "(put a data field of that name under vars)",
+        ),
+        ("Metrics: []", "tests[3]: unknown key 'Metrics': did you mean 'metrics'?"),
+        ("metric: []", "tests[3]: unknown key 'metric': did you mean 'metrics'?"),
+        ("ID: 4", "tests[3]: unknown key 'ID': did you mean 'id'?"),
+        ("max_retires: 0", "tests[3]: unknown key 'max_retires': did you mean 'max_retries'?"),
+        ("time_limit: 5", "tests[3]: unknown key 'time_limit': did you mean 'time_limit_s'?"),
+        (
+            "max_retries: 0",
+            "tests[3]: 'max_retries' is a run option, not a test field: set it under defaults",
+        ),
+    ],
+)
+def test_a_misspelt_test_key_is_refused_with_one_line(tmp_path, line, problem):
+    with pytest.raises(InvalidSuite) as refused:
+        load_suite(write(tmp_path, PYTHON_SUITE % line))
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'suite.yaml'}: {problem}")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "line", ["expected: hello", "ip: 10.0.0.1", "metadata: {a: 1}", "vars: {metircs: 1, id: 2}"]
+)
+def test_data_fields_that_look_like_no_reserved_key_and_vars_are_taken(tmp_path, line):
+    suite = load_suite(write(tmp_path, PYTHON_SUITE % line))
+    key, _, _ = line.partition(":")
+    assert key in suite.tests[3]
+
+
+def test_a_near_miss_that_a_placeholder_uses_is_a_field(tmp_path):
+    # Given: an endpoint that sends {{metric}} and {{topic}}; one test gives topic in vars.
+    text = """
+    name: used
+    endpoint: {type: http, url: "http://127.0.0.1:9/x", body: {m: "{{metric}}", t: "{{topic}}"}}
+    tests:
+      - {id: a, metric: bleu, topic: x}
+      - {id: b, metric: rouge, vars: {topic: y}}
+    """
+    suite = load_suite(write(tmp_path, text))
+    assert [t.get("metric") for t in suite.tests] == ["bleu", "rouge"]
+
+    from rhesis_pipeline.executors import render
+
+    assert render(suite.endpoint["body"], suite.tests[1]) == {"m": "rouge", "t": "y"}

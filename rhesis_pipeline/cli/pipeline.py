@@ -244,7 +244,7 @@ def run(
     _import_from_cwd()
 
     from ..report import ProgressPrinter, run_json, wait_for
-    from ..runs import launch_test_run
+    from ..runs import launch_test_run, running_members
     from ..suites import load_suite
 
     parsed = load_suite(suite)
@@ -265,7 +265,7 @@ def run(
         else:
             click.echo(run_id)
         return
-    progress = ProgressPrinter()
+    progress = ProgressPrinter(running=running_members)
     try:
         click.echo(f"run {run_id}: {len(parsed.tests)} tests of {parsed.name!r}", err=True)
         finished = wait_for(

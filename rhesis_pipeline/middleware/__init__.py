@@ -8,6 +8,7 @@ from .outcomes import MemberOutcomes
 from .pool_sizing import PoolSizing
 from .registry import WorkerRegistry
 from .retries import RhesisRetries
+from .schema_check import SchemaCheck
 from .tenant import TenantContext
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "MemberOutcomes",
     "PoolSizing",
     "RhesisRetries",
+    "SchemaCheck",
     "TenantContext",
     "WorkerRegistry",
 ]

@@ -746,6 +746,15 @@ FROM rhesis.test_results
 WHERE run_id = :run_id
 ORDER BY position;
 
+-- name: running_members
+-- How many of a run's unfinished members a worker is running now (their message claimed
+-- in a member queue; one waiting in a delay queue for its retry's backoff is waiting).
+SELECT count(*)
+FROM rhesis.test_results r
+JOIN dramatiq.queue q ON q.message_id = r.message_id
+WHERE r.run_id = :run_id AND r.status = 'queued'
+  AND q."state" = 'consumed' AND q.queue_name NOT LIKE '%.DQ';
+
 -- name: run_cancel_requested
 -- Whether a run was revoked (false for an unknown run).
 SELECT COALESCE((SELECT cancel_requested FROM rhesis.test_runs WHERE id = :run_id), false);
