@@ -302,15 +302,18 @@ def revoke(
     A run whose every test has an outcome but whose callback failed for good gets that
     callback enqueued again. With --max-hours it asks before revoking
     (unless --yes); it does not revoke without --yes when it cannot ask.
-    Exits 1 if a given run does not exist.
+    A RUN_ID is a UUID or a unique prefix of at least 8 hex digits; every one is resolved
+    before the first is revoked. Exits 1 if a given run does not exist.
     """
     from ..monitor import find_stuck_runs, revoke_runs
-    from ..monitor.common import parse_run_ids
+    from ..run_ids import parse_all, resolve
 
     if bool(run_ids) == (max_hours is not None):
         raise click.UsageError("give RUN_IDs or --max-hours H (one of the two)")
-    ids = parse_run_ids(run_ids)  # malformed ids: usage error before touching anything
+    parsed = parse_all(run_ids)  # malformed ids: usage error before touching anything
     use_database(migrated=True)
+    # Prefixes are resolved, all of them before the first revocation.
+    ids = [resolve(p, organization_id=organization_id) for p in parsed]
     if max_hours is not None:
         stuck = find_stuck_runs(max_hours, organization_id=organization_id)
         ids = [r.run_id for r in stuck]
@@ -448,12 +451,16 @@ def _clip(text: str, n: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @org_option()
 def inspect(run_id: str, verbose: bool, as_json: bool, organization_id: str | None) -> None:
-    """Show one run: counts, timing, callback, and its queue messages by state."""
-    from ..monitor import inspect_run
-    from ..monitor.common import parse_run_ids
+    """Show one run: counts, timing, callback, and its queue messages by state.
 
-    (run_id,) = parse_run_ids([run_id])
+    RUN_ID: the run's UUID or a unique prefix of at least 8 hex digits.
+    """
+    from ..monitor import inspect_run
+    from ..run_ids import parse, resolve
+
+    parsed = parse(run_id)
     use_database(migrated=True)
+    run_id = resolve(parsed, organization_id=organization_id)
     found = inspect_run(run_id, verbose=verbose, organization_id=organization_id)
     if as_json:
         _emit_json(found.as_dict())

@@ -1,6 +1,7 @@
 """The dashboard's routes (Starlette): pages, the live-progress endpoint, actions, metrics.
 
-Pages: ``/`` overview, ``/runs`` (filters, keyset pages), ``/runs/{id}`` (summary,
+Pages: ``/`` overview, ``/runs`` (filters, keyset pages), ``/runs/{id}`` (``id``: the
+run's UUID or a unique prefix of at least 8 hex digits; summary,
 duration histogram, tests with verdicts, messages, callback), ``/workers``, ``/queues``.
 Actions — revoke a run, re-run its failed tests — are a confirmation page (GET) and a
 POST with a CSRF token. ``/api/active-runs`` feeds the overview's progress bars;
@@ -31,6 +32,7 @@ from ..monitor import InvalidRunId, revoke_runs
 from ..monitor.prometheus import exposition
 from ..report import format_seconds
 from ..rerun import NothingToRerun, rerun
+from ..run_ids import AmbiguousRunId
 from ..runs import RunNotFound
 from . import data
 from .security import AUTH_COOKIE, SESSION_COOKIE, Guard
@@ -144,7 +146,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         )
 
     async def run_detail(request: Request) -> Response:
-        run_id = data.parse_run_id(request.path_params["run_id"])
+        run_id = data.resolve_run_id(request.path_params["run_id"], organization(request))
         only_failed = request.query_params.get("filter") == "failed"
         try:
             after = int(request.query_params.get("after") or -1)
@@ -179,7 +181,7 @@ def create_app(config: DashboardConfig) -> Starlette:
     }
 
     async def confirm(request: Request) -> Response:
-        run_id = data.parse_run_id(request.path_params["run_id"])
+        run_id = data.resolve_run_id(request.path_params["run_id"], organization(request))
         action = request.path_params["action"]
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}")
@@ -193,7 +195,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         )
 
     async def act(request: Request) -> Response:
-        run_id = data.parse_run_id(request.path_params["run_id"])
+        run_id = data.resolve_run_id(request.path_params["run_id"], organization(request))
         action = request.path_params["action"]
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}")
@@ -275,6 +277,7 @@ def create_app(config: DashboardConfig) -> Starlette:
             HTTPException: http_error,
             data.BadRequest: bad_request,
             InvalidRunId: bad_request,
+            AmbiguousRunId: bad_request,
             RunNotFound: not_found,
             NothingToRerun: refused,
             RhesisError: refused,

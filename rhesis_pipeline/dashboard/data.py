@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .. import tenancy
+from .. import run_ids, tenancy
 from ..monitor import inspect_run, status
 from ..monitor.status import RUN_STATUSES
 from ..queries import Q
@@ -26,10 +26,17 @@ class BadRequest(ValueError):
 
 
 def parse_run_id(value: str) -> str:
+    """A whole run id (a page cursor's)."""
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError):
         raise BadRequest(f"{value!r} is not a run id (a UUID)") from None
+
+
+def resolve_run_id(value: str, organization_id: str | None) -> str:
+    """The run a URL names by its UUID or a unique prefix of at least 8 hex digits, seen
+    as *organization_id*; raises InvalidRunId, AmbiguousRunId (400) or RunNotFound (404)."""
+    return run_ids.resolve(value, organization_id=organization_id)
 
 
 @dataclass
@@ -170,6 +177,7 @@ __all__ = [
     "active_runs",
     "overview",
     "parse_run_id",
+    "resolve_run_id",
     "run_page",
     "runs_page",
 ]

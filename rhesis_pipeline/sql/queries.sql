@@ -720,6 +720,14 @@ SELECT id, name, status, organization_id, user_id, total, done, passed, failed, 
 FROM rhesis.test_runs
 WHERE id = :run_id;
 
+-- name: run_ids_between
+-- Ids of the runs from :low to :high (a run id prefix padded with 0s and with fs), at most
+-- :limit: one range scan of the primary key; row-level security hides other tenants'.
+SELECT id FROM rhesis.test_runs
+WHERE id BETWEEN CAST(:low AS uuid) AND CAST(:high AS uuid)
+ORDER BY id
+LIMIT :limit;
+
 -- name: rerun_source
 -- What a re-run of run :run_id needs: its executor, options, tenant and name.
 SELECT id, name, executor, options, organization_id, user_id
