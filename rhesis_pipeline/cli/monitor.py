@@ -798,14 +798,31 @@ def serve_health(port: int, host: str, max_hours: float) -> None:
     "without it is refused.",
 )
 @click.option("--read-only", is_flag=True, help="Refuse every action (revoke, re-run).")
+@click.option(
+    "--forwarded-allow-ips",
+    type=TEXT,
+    default="127.0.0.1",
+    show_default=True,
+    metavar="IPS",
+    help="Proxies (comma-separated addresses or networks, * for any) whose "
+    "X-Forwarded-Proto and X-Forwarded-For are believed: behind one that terminates TLS, "
+    "the dashboard's cookies are Secure.",
+)
 def dashboard(
-    host: str, port: int, organization_id: str | None, org_header: str | None, read_only: bool
+    host: str,
+    port: int,
+    organization_id: str | None,
+    org_header: str | None,
+    read_only: bool,
+    forwarded_allow_ips: str,
 ) -> None:
     """Serve the web dashboard: runs, tests, workers, queues, actions, /metrics.
 
     With RHESIS_DASHBOARD_TOKEN set, every page needs that token (a bearer token, or the
-    login form). Stops cleanly on SIGTERM or Ctrl-C. Needs the `dashboard` extra
-    (pip install 'rhesis-pipeline[dashboard]').
+    login form). Every response carries a strict Content-Security-Policy and refuses
+    framing; cookies are Secure over HTTPS (or behind a proxy of --forwarded-allow-ips
+    that says so with X-Forwarded-Proto). Stops cleanly on SIGTERM or Ctrl-C. Needs the
+    `dashboard` extra (pip install 'rhesis-pipeline[dashboard]').
     """
     import os
     import socket
@@ -833,7 +850,13 @@ def dashboard(
     bound_host, bound_port = sock.getsockname()[:2]
     click.echo(f"serving dashboard on http://{bound_host}:{bound_port}/", err=True)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), log_level="warning", access_log=False)
+        uvicorn.Config(
+            create_app(config),
+            log_level="warning",
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
     )
     server.run(sockets=[sock])
 

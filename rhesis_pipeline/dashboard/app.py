@@ -6,7 +6,8 @@ duration histogram, tests with verdicts, messages, callback), ``/workers``, ``/q
 Actions — revoke a run, re-run its failed tests — are a confirmation page (GET) and a
 POST with a CSRF token. ``/api/active-runs`` feeds the overview's progress bars;
 ``/metrics`` is the Prometheus exposition. Every error is a plain page with a 4xx/5xx
-status (a 500 is logged), never a traceback.
+status (a 500 is logged), never a traceback. Every response carries the security headers
+of :mod:`.security` (a strict CSP: the templates hold no inline script or style).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..rerun import NothingToRerun, rerun
 from ..run_ids import AmbiguousRunId
 from ..runs import RunNotFound
 from . import data
-from .security import AUTH_COOKIE, SESSION_COOKIE, Guard
+from .security import AUTH_COOKIE, SECURITY_HEADERS, SESSION_COOKIE, Guard, SecurityHeaders
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,11 @@ def create_app(config: DashboardConfig) -> Starlette:
         response = await call_next(request)
         if SESSION_COOKIE not in request.cookies:
             response.set_cookie(
-                SESSION_COOKIE, request.state.session, httponly=True, samesite="strict"
+                SESSION_COOKIE,
+                request.state.session,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
             )
         return response
 
@@ -235,7 +240,13 @@ def create_app(config: DashboardConfig) -> Starlette:
         if not isinstance(typed, str) or not guard.check_token(typed):
             return render(request, "login.html", 401, next=target, failed=True)
         response = RedirectResponse(target, 303)
-        response.set_cookie(AUTH_COOKIE, guard.auth_cookie(), httponly=True, samesite="strict")
+        response.set_cookie(
+            AUTH_COOKIE,
+            guard.auth_cookie(),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return response
 
     # -- errors --------------------------------------------------------------------------
@@ -255,7 +266,10 @@ def create_app(config: DashboardConfig) -> Starlette:
 
     async def server_error(request: Request, exc: Exception) -> Response:
         logger.error("dashboard: %s %s failed", request.method, request.url.path, exc_info=exc)
-        return error_page(request, 500, f"the dashboard failed: {type(exc).__name__}")
+        response = error_page(request, 500, f"the dashboard failed: {type(exc).__name__}")
+        # Starlette answers this one outside the middleware: the headers are set here.
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     routes = [
         Route("/", overview),
@@ -272,7 +286,7 @@ def create_app(config: DashboardConfig) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=gate)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BaseHTTPMiddleware, dispatch=gate)],
         exception_handlers={
             HTTPException: http_error,
             data.BadRequest: bad_request,

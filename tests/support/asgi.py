@@ -36,10 +36,14 @@ class SyncClient:
 
 
 @contextmanager
-def asgi_client(app: Any, base_url: str = "http://dashboard.test") -> Iterator[SyncClient]:
-    """A client of *app*; *base_url*'s scheme is the request's (https: a TLS request)."""
+def asgi_client(
+    app: Any, base_url: str = "http://dashboard.test", *, raise_app_exceptions: bool = True
+) -> Iterator[SyncClient]:
+    """A client of *app*; *base_url*'s scheme is the request's (https: a TLS request).
+    raise_app_exceptions=False: get the app's 500 response instead of its exception."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
     with anyio.from_thread.start_blocking_portal() as portal:
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+        client = httpx.AsyncClient(transport=transport, base_url=base_url)
         try:
             yield SyncClient(portal, client)
         finally:
