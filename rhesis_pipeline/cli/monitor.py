@@ -19,7 +19,7 @@ from .. import __version__, db
 from ..errors import RhesisError
 from ..logs import configure_logging
 from ..monitor.diagnosis import PROBLEM, plural
-from ..report import format_seconds, table
+from ..report import format_duration, format_seconds, table
 from .common import RhesisGroup, org_option, use_database
 from .params import HOURS, MINUTES, PORT, TEXT
 
@@ -160,7 +160,7 @@ def _status_text(current, organization_id: str | None = None) -> str:
     else:
         lines.append("none")
     lines.append("")
-    lines.append(f"WORKERS ({len(s.workers.live)} live, {len(s.workers.dead)} dead)")
+    lines.append(f"WORKERS ({_worker_counts(s.workers)})")
     if s.workers.live:
         lines.append(_workers_table(s.workers.live))
     lines.append("")
@@ -390,7 +390,7 @@ def _inspect_text(found, verbose: bool) -> str:
         ("started", when(r.started_at)),
         ("last progress", when(found.last_progress_at)),
         ("finished", when(r.finished_at)),
-        ("duration", format_seconds(found.duration_s) if found.duration_s is not None else "-"),
+        ("duration", format_duration(found.duration_s)),
         ("callback", callback),
         ("executor", f"{found.executor.get('type', '-')} {executor}"),
         ("options", options),
@@ -424,7 +424,7 @@ def _inspect_text(found, verbose: bool) -> str:
                         str(t["attempts"]),
                         t["worker"]
                         or (f"claimed by {_short(t['claimed_by'])}" if t["claimed_by"] else "-"),
-                        "-" if t["duration_ms"] is None else f"{t['duration_ms'] / 1000:.2f}s",
+                        format_duration(_seconds_of_ms(t["duration_ms"])),
                         _clip(t["error"] or "-", 80),
                     ]
                     for t in found.tests
@@ -433,6 +433,10 @@ def _inspect_text(found, verbose: bool) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _seconds_of_ms(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000
 
 
 def _clip(text: str, n: int) -> str:
@@ -637,10 +641,8 @@ def _sayer(as_json: bool):
 # -- workers --------------------------------------------------------------------------
 
 
-def _worker_state(w) -> str:
-    if w.alive:
-        return "live" if w.lock_held else "reconnecting"
-    return "stopped" if w.stopped_at else "dead"
+def _worker_counts(listing) -> str:
+    return f"{len(listing.live)} live, {len(listing.stopped)} stopped, {len(listing.dead)} dead"
 
 
 def _workers_table(workers) -> str:
@@ -649,7 +651,7 @@ def _workers_table(workers) -> str:
             [
                 w.name,
                 _short(w.worker_id),
-                _worker_state(w),
+                w.state,
                 ",".join(w.queues),
                 format_seconds(w.heartbeat_age_s),
                 str(len(w.claims)),
@@ -663,10 +665,12 @@ def _workers_table(workers) -> str:
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def workers(as_json: bool) -> None:
-    """Live and dead workers: queues, heartbeat age, and what each is running.
+    """Workers, live, stopped or dead: queues, heartbeat age, and what each is running.
 
-    "Running" is the messages a worker has claimed: the members executing now and any
-    it has prefetched. Dead workers are listed for RHESIS_WORKER_RETENTION_HOURS.
+    States: live, reconnecting (live, its connection lost), stopped (cleanly), dead (died
+    without stopping). "Running" is the messages a worker has claimed: the members
+    executing now and any it has prefetched. Stopped and dead workers are listed for
+    RHESIS_WORKER_RETENTION_HOURS.
     """
     from ..monitor import list_workers
 
@@ -675,7 +679,7 @@ def workers(as_json: bool) -> None:
     if as_json:
         _emit_json(listing.as_dict())
         return
-    click.echo(f"WORKERS ({len(listing.live)} live, {len(listing.dead)} dead)")
+    click.echo(f"WORKERS ({_worker_counts(listing)})")
     if not listing.workers:
         click.echo("none registered")
         return

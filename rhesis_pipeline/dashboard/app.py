@@ -31,7 +31,7 @@ from starlette.templating import Jinja2Templates
 from ..errors import RhesisError
 from ..monitor import InvalidRunId, revoke_runs
 from ..monitor.prometheus import exposition
-from ..report import format_seconds
+from ..report import format_duration, format_seconds
 from ..rerun import NothingToRerun, rerun
 from ..run_ids import AmbiguousRunId
 from ..runs import RunNotFound
@@ -63,6 +63,7 @@ def _package_dir(name: str) -> str:
 
 templates = Jinja2Templates(directory=_package_dir("templates"))
 templates.env.globals["format_seconds"] = format_seconds
+templates.env.globals["format_duration"] = format_duration
 templates.env.filters["urlencode_params"] = lambda params: urlencode(
     {k: v for k, v in params.items() if v}
 )

@@ -1201,10 +1201,12 @@ LIMIT :limit;
 
 -- name: dashboard_run_tests
 -- A page of a run's tests in suite order after position :after, all or only those that
--- did not pass (:only_failed: failed, error, lost), with verdicts and reasons.
+-- did not pass (:only_failed: failed, error, lost), with verdicts and reasons, and the
+-- state of an unfinished one's message (consumed: running).
 SELECT r.test_id, r.position, r.status, r.attempts, r.duration_ms, r.error, r.metrics,
-       r.worker, r.finished_at
+       r.worker, r.finished_at, CAST(q."state" AS text) AS message_state
 FROM rhesis.test_results r
+LEFT JOIN dramatiq.queue q ON q.message_id = r.message_id
 WHERE r.run_id = :run_id AND r.position > :after
   AND (NOT :only_failed OR r.status IN ('failed', 'error', 'lost'))
 ORDER BY r.position
