@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import runs
-from .durations import format_seconds
+from .durations import format_duration, format_seconds
 from .run_record import Run
 
 
@@ -99,7 +99,7 @@ def summary_text(run_id: str, *, organization_id: str | None = None) -> str:
         f"  {data['total']} tests: {data['passed']} passed, {data['failed']} failed, "
         f"{data['errored']} errored"
         + (f", {data['cancelled']} cancelled" if data["cancelled"] else "")
-        + f" in {data['duration_s']:.1f}s",
+        + f" in {format_duration(data['duration_s'])}",
     ]
     bad = [r for r in data["results"] if r["status"] != "passed"]
     if bad:

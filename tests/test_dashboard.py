@@ -64,7 +64,7 @@ def test_pages_filters_and_keyset_pages(database_url):
         # Bad input: one clear 4xx page each.
         assert_error_page(http.get("/runs?status=DONE"), 400, "is not one of")
         assert_error_page(http.get("/runs?before=yesterday"), 400, "is not a page cursor")
-        assert_error_page(http.get("/runs/not-a-run"), 400, "is not a run id (a UUID)")
+        assert_error_page(http.get("/runs/not-a-run"), 400, "is not a run id: give the run")
         assert_error_page(http.get(f"/runs/{uuid.uuid4()}"), 404, "no test run with id")
         assert_error_page(http.get("/no/such/page"), 404, "Not Found")
 

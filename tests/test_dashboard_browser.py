@@ -30,6 +30,16 @@ SCREENSHOTS = REPO / "artifacts" / "screenshots"
 ENV = {"PYTHONPATH": str(REPO)}
 
 
+def csp_violations(page) -> list[str]:
+    """Console messages of *page* about its Content-Security-Policy (filled as it runs)."""
+    found: list[str] = []
+    page.on(
+        "console",
+        lambda m: found.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    return found
+
+
 @pytest.fixture
 def browser():
     # Playwright's own browser download cannot run here: Debian's Chromium (.ci/run
@@ -56,6 +66,7 @@ def test_overview_progress_moves_to_100_percent_without_a_reload(database_url, w
             name="nightly regression",
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        violations = csp_violations(page)
         page.goto(url)
         row = page.locator(f'tr[data-run-id="{run_id}"]')
         assert row.locator(".percent").inner_text() == "0.0%"
@@ -79,6 +90,7 @@ def test_overview_progress_moves_to_100_percent_without_a_reload(database_url, w
         assert text in ("100%", "100.0%"), seen
         assert any(t not in ("0.0%", "100%", "100.0%") for t in seen), seen
         assert page.evaluate("window.__notReloaded") is True
+        assert violations == []  # the strict CSP blocks nothing the page uses
         assert wait_finished(run_id).status == "COMPLETED"
 
 
@@ -96,6 +108,7 @@ def test_run_page_shows_the_metric_reason_revoke_and_rerun(database_url, workers
     wait_finished(failing)
     with cli.dashboard(database_url, env=ENV) as (_proc, url):
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        violations = csp_violations(page)
         # The run page lists the failing tests with their metric's reason.
         page.goto(f"{url}runs/{failing}")
         page.get_by_role("link", name="Failed and errored").click()
@@ -132,3 +145,4 @@ def test_run_page_shows_the_metric_reason_revoke_and_rerun(database_url, workers
         assert wait_finished(slow, timeout=60).status == "CANCELLED"
         page.reload()
         assert "CANCELLED" in page.locator("h1").inner_text()
+        assert violations == []

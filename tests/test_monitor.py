@@ -503,7 +503,7 @@ def test_status_json_has_the_documented_shape_and_names_queues_without_consumer(
         "queue": "rhesis-tests", "queued": 3, "consumed": 0, "rejected": 0, "done": 0,
         "oldest_queued_age_s": queue["oldest_queued_age_s"], "consumers": 0,
     }  # fmt: skip
-    assert data["workers"] == {"live": 0, "dead": 0, "list": []}
+    assert data["workers"] == {"live": 0, "stopped": 0, "dead": 0, "list": []}
     codes = [w["code"] for w in data["warnings"]]
     server_findings = [] if server_autovacuum() else ["autovacuum_off"]
     assert sorted(codes) == sorted(["no_live_worker", "queue_without_consumer", *server_findings])

@@ -19,7 +19,7 @@ from .. import __version__, db
 from ..errors import RhesisError
 from ..logs import configure_logging
 from ..monitor.diagnosis import PROBLEM, plural
-from ..report import format_seconds, table
+from ..report import format_duration, format_seconds, table
 from .common import RhesisGroup, org_option, use_database
 from .params import HOURS, MINUTES, PORT, TEXT
 
@@ -160,7 +160,7 @@ def _status_text(current, organization_id: str | None = None) -> str:
     else:
         lines.append("none")
     lines.append("")
-    lines.append(f"WORKERS ({len(s.workers.live)} live, {len(s.workers.dead)} dead)")
+    lines.append(f"WORKERS ({_worker_counts(s.workers)})")
     if s.workers.live:
         lines.append(_workers_table(s.workers.live))
     lines.append("")
@@ -302,15 +302,18 @@ def revoke(
     A run whose every test has an outcome but whose callback failed for good gets that
     callback enqueued again. With --max-hours it asks before revoking
     (unless --yes); it does not revoke without --yes when it cannot ask.
-    Exits 1 if a given run does not exist.
+    A RUN_ID is a UUID or a unique prefix of at least 8 hex digits; every one is resolved
+    before the first is revoked. Exits 1 if a given run does not exist.
     """
     from ..monitor import find_stuck_runs, revoke_runs
-    from ..monitor.common import parse_run_ids
+    from ..run_ids import parse_all, resolve
 
     if bool(run_ids) == (max_hours is not None):
         raise click.UsageError("give RUN_IDs or --max-hours H (one of the two)")
-    ids = parse_run_ids(run_ids)  # malformed ids: usage error before touching anything
+    parsed = parse_all(run_ids)  # malformed ids: usage error before touching anything
     use_database(migrated=True)
+    # Prefixes are resolved, all of them before the first revocation.
+    ids = [resolve(p, organization_id=organization_id) for p in parsed]
     if max_hours is not None:
         stuck = find_stuck_runs(max_hours, organization_id=organization_id)
         ids = [r.run_id for r in stuck]
@@ -387,7 +390,7 @@ def _inspect_text(found, verbose: bool) -> str:
         ("started", when(r.started_at)),
         ("last progress", when(found.last_progress_at)),
         ("finished", when(r.finished_at)),
-        ("duration", format_seconds(found.duration_s) if found.duration_s is not None else "-"),
+        ("duration", format_duration(found.duration_s)),
         ("callback", callback),
         ("executor", f"{found.executor.get('type', '-')} {executor}"),
         ("options", options),
@@ -421,7 +424,7 @@ def _inspect_text(found, verbose: bool) -> str:
                         str(t["attempts"]),
                         t["worker"]
                         or (f"claimed by {_short(t['claimed_by'])}" if t["claimed_by"] else "-"),
-                        "-" if t["duration_ms"] is None else f"{t['duration_ms'] / 1000:.2f}s",
+                        format_duration(_seconds_of_ms(t["duration_ms"])),
                         _clip(t["error"] or "-", 80),
                     ]
                     for t in found.tests
@@ -430,6 +433,10 @@ def _inspect_text(found, verbose: bool) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _seconds_of_ms(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000
 
 
 def _clip(text: str, n: int) -> str:
@@ -448,12 +455,16 @@ def _clip(text: str, n: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @org_option()
 def inspect(run_id: str, verbose: bool, as_json: bool, organization_id: str | None) -> None:
-    """Show one run: counts, timing, callback, and its queue messages by state."""
-    from ..monitor import inspect_run
-    from ..monitor.common import parse_run_ids
+    """Show one run: counts, timing, callback, and its queue messages by state.
 
-    (run_id,) = parse_run_ids([run_id])
+    RUN_ID: the run's UUID or a unique prefix of at least 8 hex digits.
+    """
+    from ..monitor import inspect_run
+    from ..run_ids import parse, resolve
+
+    parsed = parse(run_id)
     use_database(migrated=True)
+    run_id = resolve(parsed, organization_id=organization_id)
     found = inspect_run(run_id, verbose=verbose, organization_id=organization_id)
     if as_json:
         _emit_json(found.as_dict())
@@ -630,10 +641,8 @@ def _sayer(as_json: bool):
 # -- workers --------------------------------------------------------------------------
 
 
-def _worker_state(w) -> str:
-    if w.alive:
-        return "live" if w.lock_held else "reconnecting"
-    return "stopped" if w.stopped_at else "dead"
+def _worker_counts(listing) -> str:
+    return f"{len(listing.live)} live, {len(listing.stopped)} stopped, {len(listing.dead)} dead"
 
 
 def _workers_table(workers) -> str:
@@ -642,7 +651,7 @@ def _workers_table(workers) -> str:
             [
                 w.name,
                 _short(w.worker_id),
-                _worker_state(w),
+                w.state,
                 ",".join(w.queues),
                 format_seconds(w.heartbeat_age_s),
                 str(len(w.claims)),
@@ -656,10 +665,12 @@ def _workers_table(workers) -> str:
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def workers(as_json: bool) -> None:
-    """Live and dead workers: queues, heartbeat age, and what each is running.
+    """Workers, live, stopped or dead: queues, heartbeat age, and what each is running.
 
-    "Running" is the messages a worker has claimed: the members executing now and any
-    it has prefetched. Dead workers are listed for RHESIS_WORKER_RETENTION_HOURS.
+    States: live, reconnecting (live, its connection lost), stopped (cleanly), dead (died
+    without stopping). "Running" is the messages a worker has claimed: the members
+    executing now and any it has prefetched. Stopped and dead workers are listed for
+    RHESIS_WORKER_RETENTION_HOURS.
     """
     from ..monitor import list_workers
 
@@ -668,7 +679,7 @@ def workers(as_json: bool) -> None:
     if as_json:
         _emit_json(listing.as_dict())
         return
-    click.echo(f"WORKERS ({len(listing.live)} live, {len(listing.dead)} dead)")
+    click.echo(f"WORKERS ({_worker_counts(listing)})")
     if not listing.workers:
         click.echo("none registered")
         return
@@ -791,14 +802,31 @@ def serve_health(port: int, host: str, max_hours: float) -> None:
     "without it is refused.",
 )
 @click.option("--read-only", is_flag=True, help="Refuse every action (revoke, re-run).")
+@click.option(
+    "--forwarded-allow-ips",
+    type=TEXT,
+    default="127.0.0.1",
+    show_default=True,
+    metavar="IPS",
+    help="Proxies (comma-separated addresses or networks, * for any) whose "
+    "X-Forwarded-Proto and X-Forwarded-For are believed: behind one that terminates TLS, "
+    "the dashboard's cookies are Secure.",
+)
 def dashboard(
-    host: str, port: int, organization_id: str | None, org_header: str | None, read_only: bool
+    host: str,
+    port: int,
+    organization_id: str | None,
+    org_header: str | None,
+    read_only: bool,
+    forwarded_allow_ips: str,
 ) -> None:
     """Serve the web dashboard: runs, tests, workers, queues, actions, /metrics.
 
     With RHESIS_DASHBOARD_TOKEN set, every page needs that token (a bearer token, or the
-    login form). Stops cleanly on SIGTERM or Ctrl-C. Needs the `dashboard` extra
-    (pip install 'rhesis-pipeline[dashboard]').
+    login form). Every response carries a strict Content-Security-Policy and refuses
+    framing; cookies are Secure over HTTPS (or behind a proxy of --forwarded-allow-ips
+    that says so with X-Forwarded-Proto). Stops cleanly on SIGTERM or Ctrl-C. Needs the
+    `dashboard` extra (pip install 'rhesis-pipeline[dashboard]').
     """
     import os
     import socket
@@ -826,7 +854,13 @@ def dashboard(
     bound_host, bound_port = sock.getsockname()[:2]
     click.echo(f"serving dashboard on http://{bound_host}:{bound_port}/", err=True)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), log_level="warning", access_log=False)
+        uvicorn.Config(
+            create_app(config),
+            log_level="warning",
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
     )
     server.run(sockets=[sock])
 

@@ -287,13 +287,18 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @org_option()
 def show(run_id: str, as_json: bool, organization_id: str | None) -> None:
-    """Show a run: status, counts, and the tests that did not pass (all with --json)."""
+    """Show a run: status, counts, and the tests that did not pass (all with --json).
+
+    RUN_ID: the run's UUID or a unique prefix of at least 8 hex digits.
+    """
     import json as json_
 
     from ..report import run_json, summary_text
+    from ..run_ids import parse, resolve
 
+    parsed = parse(run_id)
     use_database(migrated=True)
-    _check_uuid(run_id)
+    run_id = resolve(parsed, organization_id=organization_id)
     if as_json:
         data = run_json(run_id, organization_id=organization_id)
         click.echo(json_.dumps(data, indent=2, default=str))
@@ -315,15 +320,18 @@ def rerun(run_id: str, all_tests: bool, as_json: bool, organization_id: str | No
     """Re-run a run's failed and errored tests as a new run (prints its id).
 
     The new run has the same executor, options and tenant, and records which run it
-    came from. Follow it with `rhesis-pipeline show NEW_ID`.
+    came from. Follow it with `rhesis-pipeline show NEW_ID`. RUN_ID: the run's UUID or a
+    unique prefix of at least 8 hex digits.
     """
     import json as json_
 
     from ..rerun import rerun as rerun_run
+    from ..run_ids import parse, resolve
     from ..runs import get_run
 
+    parsed = parse(run_id)
     use_database(migrated=True)
-    _check_uuid(run_id)
+    run_id = resolve(parsed, organization_id=organization_id)
     new_id = rerun_run(run_id, all_tests=all_tests, organization_id=organization_id)
     if as_json:
         new = get_run(new_id, organization_id=organization_id)
@@ -376,17 +384,6 @@ def _json_value(value):
     from datetime import datetime
 
     return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
-def _check_uuid(value: str) -> None:
-    import uuid
-
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not a run id (a UUID)", param_hint="RUN_ID"
-        ) from None
 
 
 @main.command(epilog=EXIT_CODES_HELP)

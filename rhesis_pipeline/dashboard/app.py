@@ -1,11 +1,13 @@
 """The dashboard's routes (Starlette): pages, the live-progress endpoint, actions, metrics.
 
-Pages: ``/`` overview, ``/runs`` (filters, keyset pages), ``/runs/{id}`` (summary,
+Pages: ``/`` overview, ``/runs`` (filters, keyset pages), ``/runs/{id}`` (``id``: the
+run's UUID or a unique prefix of at least 8 hex digits; summary,
 duration histogram, tests with verdicts, messages, callback), ``/workers``, ``/queues``.
 Actions — revoke a run, re-run its failed tests — are a confirmation page (GET) and a
 POST with a CSRF token. ``/api/active-runs`` feeds the overview's progress bars;
 ``/metrics`` is the Prometheus exposition. Every error is a plain page with a 4xx/5xx
-status (a 500 is logged), never a traceback.
+status (a 500 is logged), never a traceback. Every response carries the security headers
+of :mod:`.security` (a strict CSP: the templates hold no inline script or style).
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from starlette.templating import Jinja2Templates
 from ..errors import RhesisError
 from ..monitor import InvalidRunId, revoke_runs
 from ..monitor.prometheus import exposition
-from ..report import format_seconds
+from ..report import format_duration, format_seconds
 from ..rerun import NothingToRerun, rerun
+from ..run_ids import AmbiguousRunId
 from ..runs import RunNotFound
 from . import data
-from .security import AUTH_COOKIE, SESSION_COOKIE, Guard
+from .security import AUTH_COOKIE, SECURITY_HEADERS, SESSION_COOKIE, Guard, SecurityHeaders
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ def _package_dir(name: str) -> str:
 
 templates = Jinja2Templates(directory=_package_dir("templates"))
 templates.env.globals["format_seconds"] = format_seconds
+templates.env.globals["format_duration"] = format_duration
 templates.env.filters["urlencode_params"] = lambda params: urlencode(
     {k: v for k, v in params.items() if v}
 )
@@ -110,7 +114,11 @@ def create_app(config: DashboardConfig) -> Starlette:
         response = await call_next(request)
         if SESSION_COOKIE not in request.cookies:
             response.set_cookie(
-                SESSION_COOKIE, request.state.session, httponly=True, samesite="strict"
+                SESSION_COOKIE,
+                request.state.session,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
             )
         return response
 
@@ -144,7 +152,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         )
 
     async def run_detail(request: Request) -> Response:
-        run_id = data.parse_run_id(request.path_params["run_id"])
+        run_id = data.resolve_run_id(request.path_params["run_id"], organization(request))
         only_failed = request.query_params.get("filter") == "failed"
         try:
             after = int(request.query_params.get("after") or -1)
@@ -179,7 +187,7 @@ def create_app(config: DashboardConfig) -> Starlette:
     }
 
     async def confirm(request: Request) -> Response:
-        run_id = data.parse_run_id(request.path_params["run_id"])
+        run_id = data.resolve_run_id(request.path_params["run_id"], organization(request))
         action = request.path_params["action"]
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}")
@@ -193,7 +201,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         )
 
     async def act(request: Request) -> Response:
-        run_id = data.parse_run_id(request.path_params["run_id"])
+        run_id = data.resolve_run_id(request.path_params["run_id"], organization(request))
         action = request.path_params["action"]
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}")
@@ -233,7 +241,13 @@ def create_app(config: DashboardConfig) -> Starlette:
         if not isinstance(typed, str) or not guard.check_token(typed):
             return render(request, "login.html", 401, next=target, failed=True)
         response = RedirectResponse(target, 303)
-        response.set_cookie(AUTH_COOKIE, guard.auth_cookie(), httponly=True, samesite="strict")
+        response.set_cookie(
+            AUTH_COOKIE,
+            guard.auth_cookie(),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return response
 
     # -- errors --------------------------------------------------------------------------
@@ -253,7 +267,10 @@ def create_app(config: DashboardConfig) -> Starlette:
 
     async def server_error(request: Request, exc: Exception) -> Response:
         logger.error("dashboard: %s %s failed", request.method, request.url.path, exc_info=exc)
-        return error_page(request, 500, f"the dashboard failed: {type(exc).__name__}")
+        response = error_page(request, 500, f"the dashboard failed: {type(exc).__name__}")
+        # Starlette answers this one outside the middleware: the headers are set here.
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     routes = [
         Route("/", overview),
@@ -270,11 +287,12 @@ def create_app(config: DashboardConfig) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=gate)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BaseHTTPMiddleware, dispatch=gate)],
         exception_handlers={
             HTTPException: http_error,
             data.BadRequest: bad_request,
             InvalidRunId: bad_request,
+            AmbiguousRunId: bad_request,
             RunNotFound: not_found,
             NothingToRerun: refused,
             RhesisError: refused,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .. import tenancy
+from .. import run_ids, states, tenancy
 from ..monitor import inspect_run, status
 from ..monitor.status import RUN_STATUSES
 from ..queries import Q
@@ -26,10 +26,17 @@ class BadRequest(ValueError):
 
 
 def parse_run_id(value: str) -> str:
+    """A whole run id (a page cursor's)."""
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError):
         raise BadRequest(f"{value!r} is not a run id (a UUID)") from None
+
+
+def resolve_run_id(value: str, organization_id: str | None) -> str:
+    """The run a URL names by its UUID or a unique prefix of at least 8 hex digits, seen
+    as *organization_id*; raises InvalidRunId, AmbiguousRunId (400) or RunNotFound (404)."""
+    return run_ids.resolve(value, organization_id=organization_id)
 
 
 @dataclass
@@ -114,11 +121,28 @@ def overview(organization_id: str | None):
 
 
 @dataclass
+class TestRow:
+    """A test on the run page; ``state`` is its word (:mod:`rhesis_pipeline.states`)."""
+
+    test_id: str
+    position: int
+    status: str
+    attempts: int
+    duration_ms: float | None
+    error: str | None
+    metrics: Any
+    worker: str | None
+    finished_at: datetime | None
+    message_state: str | None
+    state: str
+
+
+@dataclass
 class RunPage:
     inspection: Any
     callback_state: str | None
     histogram: list[dict[str, Any]]
-    tests: list[Any]
+    tests: list[TestRow]
     next_after: int | None
 
 
@@ -131,7 +155,7 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
         buckets = conn.execute(
             Q["dashboard_duration_histogram"], {"run_id": run_id, "buckets": HISTOGRAM_BUCKETS}
         ).all()
-        tests = conn.execute(
+        rows = conn.execute(
             Q["dashboard_run_tests"],
             {"run_id": run_id, "after": after, "only_failed": only_failed, "limit": TESTS_PAGE + 1},
         ).all()
@@ -151,8 +175,11 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
                     "height": 100.0 * n / peak if peak else 0.0,
                 }
             )
-    more = len(tests) > TESTS_PAGE
-    tests = list(tests[:TESTS_PAGE])
+    more = len(rows) > TESTS_PAGE
+    tests = [
+        TestRow(**t._mapping, state=states.test_state(t.status, t.message_state))
+        for t in rows[:TESTS_PAGE]
+    ]
     return RunPage(
         inspection=inspection,
         callback_state=callback_state,
@@ -170,6 +197,7 @@ __all__ = [
     "active_runs",
     "overview",
     "parse_run_id",
+    "resolve_run_id",
     "run_page",
     "runs_page",
 ]

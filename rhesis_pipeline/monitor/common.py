@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ..errors import InvalidSubmission
+from ..run_ids import InvalidRunId
 
 #: Actor names of a run's members and of its completion callback (rhesis_pipeline.actors).
 MEMBER_ACTOR = "execute_single_test"
@@ -24,13 +24,10 @@ def seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
-class InvalidRunId(InvalidSubmission):
-    """A run id that is not a UUID."""
-
-
 def parse_run_ids(values: Iterable[str]) -> list[str]:
-    """Normalise run ids (UUIDs), keeping order and dropping repeats; raises
-    InvalidRunId naming the first malformed one."""
+    """Normalise whole run ids (UUIDs), keeping order and dropping repeats; raises
+    InvalidRunId naming the first malformed one. (Prefixes, as the command-line tools and
+    the dashboard take them, are resolved first by :mod:`rhesis_pipeline.run_ids`.)"""
     out: list[str] = []
     for value in values:
         try:

@@ -143,7 +143,7 @@ def diagnose(snapshot: Snapshot) -> list[Finding]:
             )
         )
     backlog_after = snapshot.heartbeat_timeout_s + ORPHAN_GRACE_S
-    for worker in workers.dead:
+    for worker in workers.gone:  # a stopped worker's claims are orphans too
         if not worker.claims:
             continue
         held = plural(len(worker.claims), "message")

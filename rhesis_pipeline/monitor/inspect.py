@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import runs, tenancy
+from .. import runs, states, tenancy
 from ..queries import Q
 from .common import iso, parse_run_ids, seconds
 
@@ -94,7 +94,7 @@ def inspect_run(
             tests = [
                 {
                     "test_id": t.test_id,
-                    "status": t.status,
+                    "status": states.test_state(t.status, t.message_state),
                     "attempts": t.attempts,
                     "error": t.error,
                     "worker": t.worker,

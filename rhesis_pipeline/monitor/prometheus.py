@@ -94,9 +94,12 @@ class DatabaseCollector:
         yield from (depth, oldest, consumers)
 
         workers = GaugeMetricFamily(
-            "rhesis_workers", "Registered worker processes, live or dead.", labels=["state"]
+            "rhesis_workers",
+            "Registered worker processes: live, stopped (cleanly) or dead.",
+            labels=["state"],
         )
         workers.add_metric(["live"], len(snapshot.workers.live))
+        workers.add_metric(["stopped"], len(snapshot.workers.stopped))
         workers.add_metric(["dead"], len(snapshot.workers.dead))
         yield workers
 

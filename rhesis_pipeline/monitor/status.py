@@ -45,12 +45,14 @@ class Status(FindingsView):
             ],
             "workers": {
                 "live": len(s.workers.live),
+                "stopped": len(s.workers.stopped),
                 "dead": len(s.workers.dead),
                 "list": [
                     {
                         "worker_id": w.worker_id,
                         "host": w.host,
                         "pid": w.pid,
+                        "state": w.state,
                         "queues": w.queues,
                         "heartbeat_age_s": w.heartbeat_age_s,
                         "running": len(w.claims),

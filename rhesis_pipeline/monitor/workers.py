@@ -14,7 +14,7 @@ from typing import Any
 
 from dramatiq.common import q_name
 
-from .. import db
+from .. import db, states
 from ..locks import WORKER_LOCK_CLASS
 from ..queries import Q
 from .common import iso, seconds
@@ -63,11 +63,19 @@ class WorkerInfo:
     def name(self) -> str:
         return f"{self.host}:{self.pid}"
 
+    @property
+    def state(self) -> str:
+        """live, reconnecting, stopped or dead (:mod:`rhesis_pipeline.states`)."""
+        return states.worker_state(
+            alive=self.alive, lock_held=self.lock_held, stopped_at=self.stopped_at
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "worker_id": self.worker_id,
             "host": self.host,
             "pid": self.pid,
+            "state": self.state,
             "alive": self.alive,
             "lock_held": self.lock_held,
             "queues": self.queues,
@@ -92,6 +100,16 @@ class WorkerListing:
 
     @property
     def dead(self) -> list[WorkerInfo]:
+        """Workers that died without stopping (not those that stopped cleanly)."""
+        return [w for w in self.workers if w.state == states.DEAD]
+
+    @property
+    def stopped(self) -> list[WorkerInfo]:
+        return [w for w in self.workers if w.state == states.STOPPED]
+
+    @property
+    def gone(self) -> list[WorkerInfo]:
+        """Workers no longer running: stopped or dead."""
         return [w for w in self.workers if not w.alive]
 
     def consumers(self, queue: str) -> list[WorkerInfo]:
@@ -102,6 +120,7 @@ class WorkerListing:
     def as_dict(self) -> dict[str, Any]:
         return {
             "live": len(self.live),
+            "stopped": len(self.stopped),
             "dead": len(self.dead),
             "workers": [w.as_dict() for w in self.workers],
             "unowned": [c.as_dict() for c in self.unowned],

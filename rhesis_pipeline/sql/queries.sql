@@ -720,6 +720,14 @@ SELECT id, name, status, organization_id, user_id, total, done, passed, failed, 
 FROM rhesis.test_runs
 WHERE id = :run_id;
 
+-- name: run_ids_between
+-- Ids of the runs from :low to :high (a run id prefix padded with 0s and with fs), at most
+-- :limit: one range scan of the primary key; row-level security hides other tenants'.
+SELECT id FROM rhesis.test_runs
+WHERE id BETWEEN CAST(:low AS uuid) AND CAST(:high AS uuid)
+ORDER BY id
+LIMIT :limit;
+
 -- name: rerun_source
 -- What a re-run of run :run_id needs: its executor, options, tenant and name.
 SELECT id, name, executor, options, organization_id, user_id
@@ -1202,10 +1210,12 @@ LIMIT :limit;
 
 -- name: dashboard_run_tests
 -- A page of a run's tests in suite order after position :after, all or only those that
--- did not pass (:only_failed: failed, error, lost), with verdicts and reasons.
+-- did not pass (:only_failed: failed, error, lost), with verdicts and reasons, and the
+-- state of an unfinished one's message (consumed: running).
 SELECT r.test_id, r.position, r.status, r.attempts, r.duration_ms, r.error, r.metrics,
-       r.worker, r.finished_at
+       r.worker, r.finished_at, CAST(q."state" AS text) AS message_state
 FROM rhesis.test_results r
+LEFT JOIN dramatiq.queue q ON q.message_id = r.message_id
 WHERE r.run_id = :run_id AND r.position > :after
   AND (NOT :only_failed OR r.status IN ('failed', 'error', 'lost'))
 ORDER BY r.position

@@ -7,7 +7,7 @@
   function row(run) {
     const tr = document.createElement("tr");
     tr.dataset.runId = run.id;
-    tr.innerHTML = '<td><a></a></td><td class="status"></td><td><div class="bar"><span></span></div> ' +
+    tr.innerHTML = '<td><a></a></td><td class="status"></td><td><progress class="bar" max="100" value="0"></progress> ' +
       '<span class="percent"></span></td><td class="done"></td><td class="passed"></td>' +
       '<td class="failed"></td><td class="errored"></td>';
     const link = tr.querySelector("a");
@@ -17,7 +17,7 @@
   }
   function update(tr, run) {
     tr.querySelector(".status").textContent = run.status;
-    tr.querySelector(".bar span").style.width = run.percent + "%";
+    tr.querySelector("progress.bar").value = run.percent;
     tr.querySelector(".percent").textContent = run.percent + "%";
     tr.querySelector(".done").textContent = run.done + "/" + run.total;
     tr.querySelector(".passed").textContent = run.passed;
@@ -33,7 +33,7 @@
       for (const tr of body.querySelectorAll("tr[data-run-id]")) {
         if (!seen.has(tr.dataset.runId)) {
           // Finished since the last refresh: show it at 100 %, then it leaves the list.
-          tr.querySelector(".bar span").style.width = "100%";
+          tr.querySelector("progress.bar").value = 100;
           tr.querySelector(".percent").textContent = "100%";
           tr.querySelector(".status").textContent = "finished";
           tr.classList.add("finished");
