@@ -10,8 +10,10 @@ stand-in endpoint (benchmarks/endpoint.py, its own process), then:
 
 * the yardstick: one asyncio process, one aiohttp ClientSession (TCPConnector(limit=0)),
   an asyncio.Semaphore of ``--cap``, the same N requests (a 429 is retried after its
-  Retry-After, up to ``--max-retries`` times, as the run's tests are): wall time, the
-  endpoint's peak in flight;
+  Retry-After, up to ``--max-retries`` times, as the run's tests are; with
+  ``--rate-per-s`` the requests are paced at that rate, as a client that knows the limit
+  would: unpaced, 400 waiting out the same Retry-After stampede together and lose most
+  tests): wall time, the endpoint's peak in flight;
 * the same N tests as a rhesis run: a fresh database, ``rhesis-pipeline migrate``,
   ``--workers`` separate ``rhesis-pipeline worker`` commands with their default settings
   (``-p``/``-t`` only with ``--processes``/``--threads``), one run with the http executor
@@ -33,6 +35,7 @@ import collections
 import contextlib
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -59,16 +62,25 @@ def retry_after_s(headers) -> float:
     return 1.0
 
 
-async def yardstick(url: str, n: int, cap: int, max_retries: int) -> collections.Counter:
+async def yardstick(
+    url: str, n: int, cap: int, max_retries: int, pace_per_s: float | None = None
+) -> collections.Counter:
     """N requests from one asyncio process, at most *cap* at once; the final status of each
-    (a 429 is retried after its Retry-After, holding its slot, up to *max_retries* times)."""
+    (a 429 is retried after its Retry-After, holding its slot, up to *max_retries* times).
+    With *pace_per_s*, attempts start at most that often: a client that knows the limit."""
     outcomes: collections.Counter = collections.Counter()
     semaphore = asyncio.Semaphore(cap)
+    next_start = time.monotonic()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one(i: int) -> None:
+            nonlocal next_start
             async with semaphore:
                 for attempt in range(max_retries + 1):
+                    if pace_per_s:  # reserve the next start (no await in between: no race)
+                        now = time.monotonic()
+                        at, next_start = max(next_start, now), max(next_start, now) + 1 / pace_per_s
+                        await asyncio.sleep(at - now)
                     status: int | str  # the HTTP status, or the client error's name
                     try:
                         async with session.post(url, json={"prompt": f"test {i}"}) as response:
@@ -209,8 +221,11 @@ def rhesis_phase(args: argparse.Namespace, ep: SlowEndpoint, yard_s: float) -> i
         f"{name} {value}" for name, value in (("lost", run.lost), ("cancelled", run.cancelled))
         if value
     )  # fmt: skip
+    lost = args.tests - run.passed
+    caveat = f", not comparable: {lost:,} tests did not pass" if lost else ""
     print(
-        f"rhesis run: {args.tests:,} tests in {wall:.1f} s, {wall / yard_s:.1f}x the yardstick "
+        f"rhesis run: {args.tests:,} tests in {wall:.1f} s, {wall / yard_s:.1f}x the yardstick"
+        f"{caveat} "
         f"({run.status}: passed {run.passed}, failed {run.failed}, error {run.errored}"
         f"{', ' + others if others else ''}); endpoint: peak in flight "
         f"{stats['peak_in_flight']}, requests {stats['requests']:,}, "
@@ -242,6 +257,9 @@ def main() -> int:
     args = parser.parse_args()
     if min(args.tests, args.cap, args.workers) < 1 or args.latency_s < 0:
         parser.error("--tests, --cap and --workers must be positive, --latency-s >= 0")
+    # SIGTERM unwinds like Ctrl-C: the workers (their own session), the endpoint and the
+    # database are cleaned up by the context managers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # --cap connections
     threads = args.threads or os.environ.get("RHESIS_WORKER_THREADS", "8 (default)")
@@ -261,11 +279,14 @@ def main() -> int:
     try:
         with SlowEndpoint(latency_s=args.latency_s, rate_per_s=args.rate_per_s) as ep:
             started = time.perf_counter()
-            outcomes = asyncio.run(yardstick(ep.url, args.tests, args.cap, args.max_retries))
+            outcomes = asyncio.run(
+                yardstick(ep.url, args.tests, args.cap, args.max_retries, args.rate_per_s)
+            )
             yard_s = time.perf_counter() - started
             stats = ep.stats()
             print(
-                f"yardstick (one asyncio process, aiohttp, semaphore {args.cap}): "
+                f"yardstick (one asyncio process, aiohttp, semaphore {args.cap}"
+                f"{f', paced at {args.rate_per_s}/s' if args.rate_per_s else ''}): "
                 f"{args.tests:,} requests in {yard_s:.2f} s; final statuses "
                 f"{dict(outcomes)}; endpoint: peak in flight {stats['peak_in_flight']}, "
                 f"requests {stats['requests']:,}, 429s {stats['answered_429']:,}",
