@@ -152,13 +152,12 @@ def test_an_endpoint_that_never_answers_ends_at_the_time_limit(workers, silent_e
         executor={"type": "http", "url": silent_endpoint, "timeout_s": 600},
         options={"time_limit_ms": 3_000, "max_retries": 0},
     )
-    # Then: the test ends as error after about 3 s (its recorded duration), saying it got
-    # no answer in time.
+    # Then: the test ends as error (well before the 600 s timeout), saying it got no
+    # answer within its time limit.
     run = wait_finished(run_id, timeout=60)
     result = results_by_id(run_id)["hangs"]
     assert result["status"] == "error"
     assert "no answer within the test's time limit" in result["error"]
-    assert result["duration_ms"] < 10_000  # ended by the 3 s limit, not the 600 s timeout
     assert run.status == "FAILED"
 
 
