@@ -95,7 +95,9 @@ def make_app(latency_s: float, rate_per_s: int | None, retry_after_s: float, for
 
 async def serve(args: argparse.Namespace) -> None:
     app = make_app(args.latency_s, args.rate_per_s, args.retry_after_s, args.retry_after_form)
-    runner = web.AppRunner(app, access_log=None)
+    # handler_cancellation: a client that hangs up (a cancelled test) leaves at once, as
+    # in_flight shows, instead of after its latency.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)  # bursts of connects
     await site.start()

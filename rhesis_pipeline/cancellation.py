@@ -9,6 +9,9 @@ service started by the WorkerRegistry middleware) — every ``RHESIS_HEARTBEAT_I
 — asks the database which of those runs were revoked
 and raises :class:`RunCancelled` in the threads executing them (:func:`interrupt_revoked`).
 
+Members on the worker's event loop (:mod:`rhesis_pipeline.inflight`) are cancelled
+through :func:`register_executor` when the revocation is heard, or at the next check.
+
 Members already claimed (preloaded with their claim) are skipped before they execute:
 a revocation NOTIFYs ``messages.REVOKED_CHANNEL`` at commit, the members' consumer of
 every worker listens to it and notes the run (:func:`note_revoked`), and a member checks
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from dramatiq.middleware.threading import Interrupt, raise_thread_exception
@@ -49,6 +52,16 @@ _revoked: dict[str, None] = {}
 _executing: dict[int, str] = {}
 #: thread idents already interrupted (raise once per execution).
 _interrupted: set[int] = set()
+#: Other executors of members (the event loop of rhesis_pipeline.inflight): each a pair
+#: (the runs it executes members of now, cancel the members of a run).
+_executors: list[tuple[Callable[[], set[str]], Callable[[str], None]]] = []
+
+
+def register_executor(runs: Callable[[], set[str]], cancel: Callable[[str], None]) -> None:
+    """Let an executor that is not a thread per member (the event loop) be revoked too:
+    *runs* says which runs it executes members of, *cancel* stops those of one run."""
+    with _lock:
+        _executors.append((runs, cancel))
 
 
 @contextmanager
@@ -75,6 +88,9 @@ def note_revoked(run_id: str) -> None:
         _revoked[str(run_id)] = None
         while len(_revoked) > REMEMBERED_REVOCATIONS:
             del _revoked[next(iter(_revoked))]
+        cancels = [cancel for _, cancel in _executors]
+    for cancel in cancels:
+        cancel(str(run_id))
     logger.info("run %s was revoked: members of it claimed here are skipped", run_id)
 
 
@@ -89,7 +105,10 @@ def was_revoked(run_id: str) -> bool:
 def interrupt_revoked() -> int:
     """Interrupt the threads executing members of revoked runs; returns how many."""
     with _lock:
-        runs = sorted(set(_executing.values()))
+        executing_runs = set(_executing.values())
+        for runs_of, _ in _executors:
+            executing_runs |= runs_of()
+    runs = sorted(executing_runs)
     if not runs:
         return 0
     with db.connect() as conn:

@@ -76,7 +76,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.message import Message
 
-from . import cancellation, db, registry
+from . import cancellation, db, inflight, registry
 from .locks import CLAIM_LOCK_CLASS
 from .messages import MEMBER, REVOKED_CHANNEL, UNSTARTED, channel
 from .outage import Outage
@@ -325,7 +325,12 @@ class RhesisConsumer(Consumer):
         if not (self._claim_now or now >= self._next_poll):
             return
         held = self._held.count()
-        room = self.prefetch - held - len(self._buffer)
+        prefetch = self.prefetch
+        loop_runner = inflight.current() if self._is_member_queue else None
+        if loop_runner is not None and loop_runner.count():
+            # Members on the event loop hold no thread: room for its capacity as well.
+            prefetch += loop_runner.capacity
+        room = prefetch - held - len(self._buffer)
         if room <= 0:
             return  # an ack will wake us
         if self._is_member_queue and held and room < self.prefetch // 2:

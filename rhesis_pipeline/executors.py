@@ -28,7 +28,9 @@ The result of an execution is an :class:`Execution`; its status is never None.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import inspect
 import json
 import os
 import re
@@ -73,6 +75,15 @@ class RetryableExecutionError(ExecutionError, Retry):
 
     def __str__(self) -> str:
         return str(self.message)
+
+
+class RateLimited(RetryableExecutionError):
+    """The endpoint answered 429 (or 503 with ``Retry-After``): the attempt is put back,
+    not counted; ``retry_after_s`` is how long the endpoint asked everyone to wait."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class PermanentExecutionError(ExecutionError):
@@ -129,7 +140,8 @@ def validate_executor(executor: str | Mapping[str, Any]) -> dict[str, Any]:
         resolve_target(target)  # importable here, or a clear error before anything is stored
         return spec
     if kind == "http":
-        allowed = {"type", "url", "method", "headers", "body", "response_path", "timeout_s"}
+        allowed = {"type", "url", "method", "headers", "body", "response_path", "timeout_s",
+                   *LIMIT_KEYS}  # fmt: skip
         unknown = sorted(set(spec) - allowed)
         if unknown:
             raise InvalidExecutor(
@@ -148,8 +160,38 @@ def validate_executor(executor: str | Mapping[str, Any]) -> dict[str, Any]:
             "body": spec.get("body"),
             "response_path": spec.get("response_path"),
             "timeout_s": float(spec.get("timeout_s", 30)),
+            **validate_limits(spec),
         }
     raise InvalidExecutor(f"executor.type {kind!r} is not supported; use 'python' or 'http'")
+
+
+#: An HTTP endpoint's limits, shared by every worker (see :mod:`.endpoint_limits`).
+LIMIT_KEYS = ("max_concurrency", "requests_per_minute", "limit_key")
+#: Largest max_concurrency and requests_per_minute accepted.
+MAX_LIMIT = 1_000_000
+
+
+def validate_limits(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The endpoint limits of an HTTP executor *spec*, checked (absent keys stay absent)."""
+    limits: dict[str, Any] = {}
+    for name in ("max_concurrency", "requests_per_minute"):
+        value = spec.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+            raise InvalidExecutor(
+                f"executor.{name} must be a whole number from 1 to {MAX_LIMIT:,}, got {value!r}"
+            )
+        limits[name] = value
+    key = spec.get("limit_key")
+    if key is not None:
+        if not isinstance(key, str) or not key.strip() or len(key) > 200:
+            raise InvalidExecutor(
+                f"executor.limit_key must be a non-empty string of at most 200 characters, "
+                f"got {_short_repr(key)}"
+            )
+        limits["limit_key"] = key.strip()
+    return limits
 
 
 _HOST = re.compile(r"[\w.-]+|\[?[0-9A-Fa-f:.]+\]?")
@@ -222,6 +264,8 @@ def execute(
     started = time.perf_counter()
     try:
         value = fn(dict(test))
+        if inspect.isawaitable(value):  # an async def target on a thread (careful path)
+            value = asyncio.run(_awaited(value))
     except (Retry, DatabaseUnavailable):
         # The target asks for a retry itself (dramatiq.Retry), or the pipeline's database
         # is down (RhesisRetries releases the message without counting an attempt).
@@ -230,6 +274,10 @@ def execute(
         raise TargetRaised(exc) from exc
     duration_ms = (time.perf_counter() - started) * 1000
     return interpret(value, duration_ms)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def interpret(value: Any, duration_ms: float = 0.0) -> Execution:
@@ -356,33 +404,155 @@ def execute_http(
     except httpx.HTTPError as exc:
         raise RetryableExecutionError(f"connection error: {type(exc).__name__}: {exc}") from None
     latency_ms = (time.perf_counter() - started) * 1000
-    code = response.status_code
-    if code >= 500 or code == 429:
-        raise RetryableExecutionError(
-            f"HTTP {code} {response.reason_phrase}: {excerpt(response.text)}"
-        )
-    if code >= 400:
-        raise PermanentExecutionError(
-            f"HTTP {code} {response.reason_phrase}: {excerpt(response.text)}"
-        )
+    return http_execution(
+        spec, response.status_code, response.reason_phrase, response.text, response.headers,
+        latency_ms,
+    )  # fmt: skip
+
+
+#: Seconds a 429 without any Retry-After header pauses its endpoint.
+DEFAULT_RETRY_AFTER_S = 1.0
+#: Longest pause a Retry-After header may ask for (a bad header must not stop a run).
+MAX_RETRY_AFTER_S = 300.0
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """How long an answer asks its client to wait, in seconds, or None if it does not say:
+    ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP date), or, when a
+    ``x-ratelimit-remaining-*`` header is 0, its ``x-ratelimit-reset-*`` (``1s``,
+    ``6m0s``, ``20ms``). Capped at MAX_RETRY_AFTER_S."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    found: float | None = None
     try:
-        document = response.json()
+        if "retry-after-ms" in lower:
+            found = float(lower["retry-after-ms"]) / 1000
+        elif "retry-after" in lower:
+            value = lower["retry-after"].strip()
+            try:
+                found = float(value)
+            except ValueError:
+                from email.utils import parsedate_to_datetime
+
+                found = parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        found = None
+    if found is None:
+        for name, value in lower.items():
+            if name.startswith("x-ratelimit-remaining-") and value.strip() == "0":
+                reset = lower.get(name.replace("remaining", "reset"), "")
+                parts = _DURATION_PART.findall(reset)
+                unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+                seconds = sum(float(n) * unit[u] for n, u in parts)
+                if parts:
+                    found = max(found or 0.0, seconds)
+    if found is None:
+        return None
+    return min(max(found, 0.0), MAX_RETRY_AFTER_S)
+
+
+def http_execution(
+    spec: Mapping[str, Any],
+    code: int,
+    reason: str,
+    text: str,
+    headers: Mapping[str, str],
+    latency_ms: float,
+) -> Execution:
+    """The Execution of an HTTP answer (shared by the threaded and the asyncio client)."""
+    if code == 429 or (code == 503 and retry_after_s(headers) is not None):
+        wait = retry_after_s(headers)
+        raise RateLimited(
+            f"HTTP {code} {reason}: {excerpt(text)}",
+            DEFAULT_RETRY_AFTER_S if wait is None else wait,
+        )
+    if code >= 500:
+        raise RetryableExecutionError(f"HTTP {code} {reason}: {excerpt(text)}")
+    if code >= 400:
+        raise PermanentExecutionError(f"HTTP {code} {reason}: {excerpt(text)}")
+    try:
+        document = json.loads(text)
     except ValueError:
         document = None
-    answer: Any = response.text if document is None else document
+    answer: Any = text if document is None else document
     path = spec.get("response_path")
     if path:
         if document is None:
             raise PermanentExecutionError(
-                f"response_path {path!r} needs a JSON response; got: {excerpt(response.text)}"
+                f"response_path {path!r} needs a JSON response; got: {excerpt(text)}"
             )
         matches = _json_path(path).find(document)
         if not matches:
             raise PermanentExecutionError(
-                f"response_path {path!r} matched nothing in the response: {excerpt(response.text)}"
+                f"response_path {path!r} matched nothing in the response: {excerpt(text)}"
             )
         answer = matches[0].value
     return Execution("passed", output=answer, duration_ms=latency_ms, document=document)
+
+
+# -- asyncio: hundreds in flight per process (see rhesis_pipeline.inflight) -------------
+
+
+def runs_async(spec: Mapping[str, Any]) -> bool:
+    """Whether *spec* is I/O-bound and runs on the worker's event loop: HTTP, or a python
+    target that is an ``async def`` (one the worker cannot import runs on a thread,
+    which stores the reason)."""
+    if spec.get("type") == "http":
+        return True
+    try:
+        return inspect.iscoroutinefunction(resolve_target(spec["target"]))
+    except (InvalidExecutor, KeyError):
+        return False
+
+
+async def execute_async(
+    spec: Mapping[str, Any], test: Mapping[str, Any], session: Any
+) -> Execution:
+    """:func:`execute` on an event loop; *session* is the loop's ``aiohttp.ClientSession``.
+    The caller bounds the attempt by its time limit (cancellation)."""
+    if spec.get("type") == "http":
+        return await execute_http_async(spec, test, session)
+    fn = resolve_target(spec["target"])
+    started = time.perf_counter()
+    try:
+        value = await fn(dict(test))
+    except (Retry, DatabaseUnavailable):
+        raise
+    except Exception as exc:
+        raise TargetRaised(exc) from exc
+    return interpret(value, (time.perf_counter() - started) * 1000)
+
+
+async def execute_http_async(
+    spec: Mapping[str, Any], test: Mapping[str, Any], session: Any
+) -> Execution:
+    import aiohttp
+
+    url = render(spec["url"], test)
+    headers = {k: _text(render(v, test)) for k, v in (spec.get("headers") or {}).items()}
+    body = render(spec.get("body"), test)
+    timeout_s = float(spec.get("timeout_s", 30))
+    kwargs: dict[str, Any] = {
+        "headers": headers,
+        "timeout": aiohttp.ClientTimeout(total=timeout_s),
+    }
+    if body is not None:
+        if isinstance(body, str):
+            kwargs["data"] = body.encode()
+        else:
+            kwargs["json"] = body
+    started = time.perf_counter()
+    try:
+        async with session.request(spec.get("method", "POST"), str(url), **kwargs) as response:
+            raw = await response.read()
+            code, reason, answer_headers = response.status, response.reason or "", response.headers
+    except asyncio.TimeoutError:
+        raise RetryableExecutionError(f"timeout after {spec.get('timeout_s', 30)}s") from None
+    except aiohttp.ClientError as exc:
+        raise RetryableExecutionError(f"connection error: {type(exc).__name__}: {exc}") from None
+    latency_ms = (time.perf_counter() - started) * 1000
+    text = raw.decode("utf-8", errors="replace")
+    return http_execution(spec, code, reason, text, answer_headers, latency_ms)
 
 
 @lru_cache(maxsize=256)

@@ -99,3 +99,19 @@ def evaluate(metrics: list[dict[str, Any]] | None, execution: Execution) -> tupl
     """(passed, verdicts) for a test's metrics on its execution."""
     verdicts = [evaluate_one(m, execution) for m in (metrics or [])]
     return all(v["passed"] for v in verdicts), verdicts
+
+
+def outcome(test: dict[str, Any], execution: Execution) -> tuple[str, dict[str, Any]]:
+    """The status of an execution once the test's metrics judged it, and the outcome's
+    fields (error, output, metrics, duration_ms): one place for the threads and the loop."""
+    status, verdicts = execution.status, execution.metrics
+    if test.get("metrics"):
+        passed, verdicts = evaluate(test["metrics"], execution)
+        if not passed:
+            status = "failed"
+    return status, {
+        "error": execution.reason if status == "failed" else None,
+        "output": execution.output,
+        "metrics": verdicts,
+        "duration_ms": execution.duration_ms,
+    }

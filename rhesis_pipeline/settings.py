@@ -56,6 +56,14 @@ All other settings are ``RHESIS_*`` variables:
 ``RHESIS_FAIR_CLAIMS``         ``on`` (default): members of different organizations are
                                claimed round-robin by organization; ``off``: oldest first
                                across all organizations.
+``RHESIS_INFLIGHT_PER_PROCESS`` Most I/O-bound tests (HTTP, ``async def`` targets) one
+                               worker process holds in flight on its event loop, besides
+                               its threads. Default 500; 0 runs them on threads.
+``RHESIS_ENDPOINT_DEFAULT_CONCURRENCY`` Ceiling of tests in flight to an endpoint whose
+                               suite declares no ``max_concurrency``, across all workers
+                               (adaptive: it starts at 8 and grows until 429s). Default 64.
+``RHESIS_RATE_LIMITED_MAX_S``  Seconds a test may spend rate limited (429s) in all before
+                               it ends as ``error`` ("rate limited by … for N s"). 900.
 =============================  ==========================================================
 
 Seconds and hours must be finite numbers of at most 1,000,000 (``nan``, ``inf`` and
@@ -220,6 +228,9 @@ class Settings:
     worker_retention_hours: float = 24.0
     tenant_max_running: int = 0
     fair_claims: bool = True
+    inflight_per_process: int = 500
+    endpoint_default_concurrency: int = 64
+    rate_limited_max_s: float = 900.0
 
     @property
     def lock_grace_s(self) -> float:
@@ -301,6 +312,11 @@ class Settings:
             run_retention_hours=_float(env, "RHESIS_RUN_RETENTION_HOURS", 0.0),
             tenant_max_running=_int(env, "RHESIS_TENANT_MAX_RUNNING", 0),
             fair_claims=_switch(env, "RHESIS_FAIR_CLAIMS", True),
+            inflight_per_process=_int(env, "RHESIS_INFLIGHT_PER_PROCESS", 500),
+            endpoint_default_concurrency=_int(
+                env, "RHESIS_ENDPOINT_DEFAULT_CONCURRENCY", 64, minimum=1
+            ),
+            rate_limited_max_s=_float(env, "RHESIS_RATE_LIMITED_MAX_S", 900.0, minimum=1.0),
         )
 
 

@@ -14,7 +14,7 @@ from functools import partial
 
 from dramatiq.middleware import CurrentMessage
 
-from . import cancellation, executors, metrics, runs
+from . import cancellation, executors, inflight, metrics, runs
 from .consumer import ACKED_IN_TRANSACTION, CLAIM_TOKEN, PRELOADED, SETTLED_BY_WRITER, settle
 from .identity import worker_id
 from .maintenance.sweeper import Sweeper
@@ -53,21 +53,24 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
         return
 
+    def hand_over(status: str, **fields) -> None:
+        """Hand the outcome to the outcome writer without waiting: its transaction
+        deletes the message (its ack), then settle() lets it go."""
+        setattr(message, SETTLED_BY_WRITER, True)
+        runs.submit_outcome(
+            run_id,
+            test_id,
+            status=status,
+            worker=me,
+            ack=(message.message_id, message.queue_name),
+            claim=(message.message_id, str(token)),
+            on_settled=partial(settle, message.queue_name, message.message_id),
+            **fields,
+        )
+
     def store(status: str, **fields) -> None:
-        if fast:
-            # Fast path: hand the outcome over and free the thread; the outcome's
-            # transaction deletes the message (its ack), then settle() lets it go.
-            setattr(message, SETTLED_BY_WRITER, True)
-            runs.submit_outcome(
-                run_id,
-                test_id,
-                status=status,
-                worker=me,
-                ack=(message.message_id, message.queue_name),
-                claim=(message.message_id, str(token)),
-                on_settled=partial(settle, message.queue_name, message.message_id),
-                **fields,
-            )
+        if fast:  # free the thread: the outcome writer commits it with its next batch
+            hand_over(status, **fields)
             return
         recorded = runs.record_outcome(
             run_id,
@@ -85,6 +88,29 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         store("cancelled", error="run cancelled")
         return
     limit_ms = message.options.get("time_limit") or MEMBER.options["time_limit"]
+    # I/O-bound: the event loop runs it (attempts, time limit, endpoint limits) and hands
+    # its outcome over; this thread is free at once (see rhesis_pipeline.inflight). An
+    # HTTP test cannot kill its worker, so it goes there from the careful path too (its
+    # start is already marked); an async python target on the careful path runs here.
+    on_loop = token is not None and (fast or start.executor.get("type") == "http")
+    if on_loop and executors.runs_async(start.executor) and inflight.enabled():
+        setattr(message, SETTLED_BY_WRITER, True)
+        inflight.runner().submit(
+            inflight.Job(
+                run_id=run_id,
+                test_id=test_id,
+                executor=start.executor,
+                test=start.test,
+                attempts_before=attempts - 1,
+                max_retries=message.options.get("max_retries", MEMBER.options["max_retries"]),
+                time_limit_s=limit_ms / 1000,
+                min_backoff_ms=message.options.get("min_backoff", 1_000),
+                max_backoff_ms=message.options.get("max_backoff", 60_000),
+                store=hand_over,
+                started_at=start.started_at,
+            )
+        )
+        return
     deadline = started + limit_ms / 1000
     try:
         with cancellation.executing(run_id):
@@ -111,20 +137,8 @@ def execute_single_test(run_id: str, test_id: str) -> None:
         logger.warning("test %s of run %s interrupted: the run was revoked", test_id, run_id)
         store("cancelled", error="run revoked while this test was executing")
         return
-    status, verdicts = execution.status, execution.metrics
-    if start.test.get("metrics"):
-        passed, verdicts = metrics.evaluate(start.test["metrics"], execution)
-        if not passed:
-            status = "failed"
-    store(
-        status,
-        error=execution.reason if status == "failed" else None,
-        output=execution.output,
-        metrics=verdicts,
-        duration_ms=execution.duration_ms,
-        attempts=attempts,
-        started_at=start.started_at,
-    )
+    status, fields = metrics.outcome(start.test, execution)
+    store(status, attempts=attempts, started_at=start.started_at, **fields)
 
 
 def collect_results(run_id: str) -> None:

@@ -46,6 +46,8 @@ PERMISSION_DENIED = (
     "rhesis.rate_limits",
     "rhesis.alembic_version",
     "rhesis.metric_totals",  # system-wide totals: a tenant scrape leaves them out
+    "rhesis.endpoint_limits",  # endpoint keys are shared by tenants: workers' business
+    "rhesis.endpoint_leases",
 )
 
 

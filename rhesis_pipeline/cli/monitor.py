@@ -159,6 +159,27 @@ def _status_text(current, organization_id: str | None = None) -> str:
         )
     else:
         lines.append("none")
+    if s.endpoints:
+        lines.append("")
+        lines.append("ENDPOINTS (limits shared by every worker)")
+        lines.append(
+            table(
+                [
+                    [
+                        e.key,
+                        str(e.in_flight),
+                        f"{e.current_limit:.0f}/{e.max_concurrency}"
+                        + ("" if e.declared else " (default)"),
+                        str(e.requests_per_minute or "-"),
+                        str(e.waiting),
+                        f"{e.paused_for_s:.1f}s" if e.paused_for_s else "-",
+                        str(e.throttled_last_minute),
+                    ]
+                    for e in s.endpoints
+                ],
+                ["KEY", "IN FLIGHT", "LIMIT/MAX", "RPM", "WAITING", "PAUSED", "429s/MIN"],
+            )
+        )
     lines.append("")
     lines.append(f"WORKERS ({_worker_counts(s.workers)})")
     if s.workers.live:

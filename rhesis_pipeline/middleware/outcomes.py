@@ -18,7 +18,7 @@ import logging
 from dramatiq import Middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from .. import runs
+from .. import db, inflight, runs
 from ..consumer import CLAIM_TOKEN
 from ..executors import ExecutionError
 from ..identity import worker_id
@@ -49,6 +49,9 @@ def _not_retried(broker, message, exception: BaseException) -> int:
 
 #: Seconds a stopping worker waits for outcomes handed to its outcome writer.
 DRAIN_TIMEOUT_S = 30.0
+#: Seconds a stopping worker waits for the tests in flight on its event loop
+#: (rhesis_pipeline.inflight) before it cancels them (they run again elsewhere).
+INFLIGHT_DRAIN_S = 15.0
 
 
 class MemberOutcomes(Middleware):
@@ -58,6 +61,15 @@ class MemberOutcomes(Middleware):
         # worker stopped (after-hooks run in reverse), so no rescuer takes those messages
         # meanwhile. What is still unwritten after the timeout (no database) stays
         # claimed by a stopped worker: the rescuer returns it, and it runs again.
+        loop_runner = inflight.current()
+        if loop_runner is not None:
+            # Tests in flight on the event loop: finish within the grace, or leave them to
+            # the rescuer (uncounted); then give back this worker's endpoint slots.
+            loop_runner.stop(INFLIGHT_DRAIN_S)
+            try:
+                db.run_prepared("endpoint_release_worker", {"worker": worker_id()})
+            except Exception as exc:  # its leases expire by themselves
+                logger.warning("could not give back the endpoint slots: %s", exc)
         waiting = writer().unresolved
         if not waiting:
             return

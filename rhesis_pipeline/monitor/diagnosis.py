@@ -31,6 +31,7 @@ from typing import Any
 from dramatiq.common import q_name
 
 from ..report import format_seconds
+from .endpoints import EndpointStats
 from .queues import QueueStats
 from .stuck import RunListing
 from .workers import WorkerListing
@@ -83,6 +84,8 @@ class Snapshot:
     tenants: list[tuple[str, int, int]] = field(default_factory=list)
     #: Whether the server runs autovacuum (None: not known).
     autovacuum: bool | None = None
+    #: Endpoint limit keys (the system's view; empty for a tenant).
+    endpoints: list[EndpointStats] = field(default_factory=list)
 
 
 def plural(n: int, word: str) -> str:

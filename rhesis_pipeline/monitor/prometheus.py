@@ -129,6 +129,51 @@ class DatabaseCollector:
             running.add_metric([organization], n_running)
         yield from (waiting, running)
 
+        families = {
+            "in_flight": GaugeMetricFamily(
+                "rhesis_endpoint_in_flight",
+                "Tests in flight to an endpoint limit key, across all workers.",
+                labels=["key"],
+            ),
+            "waiting": GaugeMetricFamily(
+                "rhesis_endpoint_waiting",
+                "Tests waiting for a slot or a token of an endpoint limit key.",
+                labels=["key"],
+            ),
+            "current_limit": GaugeMetricFamily(
+                "rhesis_endpoint_limit",
+                "The concurrency an endpoint limit key allows now (adaptive: halved on a "
+                "429, grown on successes, at most its max_concurrency).",
+                labels=["key"],
+            ),
+            "max_concurrency": GaugeMetricFamily(
+                "rhesis_endpoint_max_concurrency",
+                "The declared (or default) max_concurrency of an endpoint limit key.",
+                labels=["key"],
+            ),
+            "paused_for_s": GaugeMetricFamily(
+                "rhesis_endpoint_paused_seconds",
+                "Seconds left of the pause a 429's Retry-After put on the key.",
+                labels=["key"],
+            ),
+            "throttled_last_minute": GaugeMetricFamily(
+                "rhesis_endpoint_throttled_last_minute",
+                "429 answers of an endpoint limit key in about the last minute.",
+                labels=["key"],
+            ),
+        }
+        throttled = CounterMetricFamily(
+            "rhesis_endpoint_throttled",
+            "429 answers of an endpoint limit key since it was first used.",
+            labels=["key"],
+        )
+        for endpoint in snapshot.endpoints:
+            for attribute, family in families.items():
+                family.add_metric([endpoint.key], float(getattr(endpoint, attribute)))
+            throttled.add_metric([endpoint.key], endpoint.throttled_total)
+        yield from families.values()
+        yield throttled
+
         yield _histogram(
             "rhesis_test_duration_seconds",
             "Duration of tests, observed when their run finished.",

@@ -11,6 +11,7 @@ from ..messages import MEMBER
 from ..queries import Q
 from .common import iso
 from .diagnosis import Finding, FindingsView, Snapshot, diagnose
+from .endpoints import endpoint_stats
 from .queues import QueueStats, queue_stats
 from .stuck import unfinished_runs
 from .workers import list_workers
@@ -60,6 +61,7 @@ class Status(FindingsView):
                     for w in s.workers.live
                 ],
             },
+            "endpoints": [e.as_dict() for e in s.endpoints],
             "warnings": [f.as_dict() for f in self.findings],
         }
 
@@ -108,6 +110,7 @@ def take_snapshot(
         stalled_callbacks=stalled,
         tenants=tenants,
         autovacuum=autovacuum,
+        endpoints=endpoint_stats() if organization_id is None else [],
     )
 
 

@@ -1235,3 +1235,46 @@ SELECT LEAST(width_bucket(d.duration_ms, b.lo, b.hi + 1e-9, :buckets), :buckets)
 FROM d CROSS JOIN bounds b
 GROUP BY 1
 ORDER BY 1;
+
+-- name: endpoint_exchange
+-- A worker process's exchange with the endpoint limits it shares with every other worker
+-- (rhesis.endpoint_exchange, migration 0009), per limit key: return :release slots, report
+-- :successes and :throttles (429s, pausing the key for :pause_s seconds), ask for :want
+-- more slots for :waiting tests; get what the key's concurrency, tokens and pause allow.
+-- Also renews this worker's leases (a lease older than :lease_timeout_s does not count).
+SELECT key, granted, held, paused_for_s, current_limit, others_waiting
+FROM rhesis.endpoint_exchange(
+    :worker, CAST(:keys AS text[]), CAST(:max_concurrency AS integer[]),
+    CAST(:declared AS boolean[]), CAST(:rpm AS integer[]), CAST(:want AS integer[]),
+    CAST(:release AS integer[]), CAST(:waiting AS integer[]), CAST(:successes AS integer[]),
+    CAST(:throttles AS integer[]), CAST(:pause_s AS double precision[]),
+    CAST(:lease_timeout_s AS double precision));
+
+-- name: endpoint_release_worker
+-- A worker process that stops gives back every endpoint slot it holds.
+DELETE FROM rhesis.endpoint_leases WHERE worker_id = :worker;
+
+-- name: endpoint_limits_status
+-- Per limit key: its limits, what is learned (the adaptive limit), the tests in flight
+-- and waiting in live leases, the pause left, 429s in about the last minute (this
+-- minute's plus the previous one's share), and totals since the key was first used.
+SELECT l.key, l.max_concurrency, l.declared, l.requests_per_minute, l.current_limit,
+       COALESCE(sum(e.slots) FILTER (WHERE e.renewed_at > c.live_after), 0) AS in_flight,
+       COALESCE(sum(e.waiting) FILTER (WHERE e.renewed_at > c.live_after), 0) AS waiting,
+       GREATEST(0, EXTRACT(EPOCH FROM COALESCE(l.paused_until, c.now) - c.now)) AS paused_for_s,
+       CASE
+           WHEN l.minute_start > c.now - interval '1 minute'
+               THEN l.minute_throttles + round(l.prev_minute_throttles
+                    * (1 - EXTRACT(EPOCH FROM c.now - l.minute_start) / 60))
+           WHEN l.minute_start > c.now - interval '2 minutes'
+               THEN round(l.minute_throttles
+                    * (2 - EXTRACT(EPOCH FROM c.now - l.minute_start) / 60))
+           ELSE 0
+       END AS throttled_last_minute,
+       l.throttled_total, l.requests_total
+FROM rhesis.endpoint_limits l
+CROSS JOIN (SELECT clock_timestamp() AS now,
+                   clock_timestamp() - make_interval(secs => :lease_timeout_s) AS live_after) c
+LEFT JOIN rhesis.endpoint_leases e ON e.key = l.key
+GROUP BY l.key, c.now
+ORDER BY l.key;

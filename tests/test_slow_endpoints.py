@@ -1,0 +1,149 @@
+"""Slow endpoints at full speed (issue #22), with real worker processes and a local slow,
+rate-limited endpoint (benchmarks/endpoint.py): hundreds of tests in flight per worker
+process, endpoint limits shared by every worker, 429s honoured, and every guarantee
+(exact outcomes, one callback, rescue, revocation) with hundreds in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from benchmarks.endpoint import SlowEndpoint
+from rhesis_pipeline import db, runs
+from rhesis_pipeline.monitor.prometheus import exposition
+from rhesis_pipeline.runs import launch_test_run
+
+from .support import cli
+from .support.runs import results_by_id, scalar, wait_finished
+from .support.waiting import wait_until
+
+
+def http(ep: SlowEndpoint, **limits) -> dict:
+    return {
+        "type": "http",
+        "url": ep.url,
+        "body": {"prompt": "{{prompt}}"},
+        "response_path": "$.answer",
+        **limits,
+    }
+
+
+def make_tests(n: int) -> list[dict]:
+    return [{"id": f"t{i:04d}", "prompt": f"p{i}"} for i in range(n)]
+
+
+def assert_exact(run_id: str, n: int) -> None:
+    """Every one of the *n* tests passed, each stored once; the callback ran once."""
+    run = wait_finished(run_id, timeout=120)
+    assert (run.total, run.done, run.passed, run.collected_count) == (n, n, n, 1)
+    assert scalar("SELECT count(*) FROM rhesis.test_results WHERE run_id = :r", r=run_id) == n
+
+
+@pytest.mark.slow
+def test_hundreds_in_flight_per_process_and_the_cap_holds_across_processes(workers):
+    # Given: two separate worker commands of one process and 2 threads each, and an
+    # endpoint answering after 1 s; the suite declares max_concurrency 300.
+    with SlowEndpoint(latency_s=1.0) as ep:
+        workers.start(processes=1, threads=2)
+        workers.start(processes=1, threads=2)
+        run_id = launch_test_run(
+            make_tests(900), executor=http(ep, max_concurrency=300), options={"max_retries": 0}
+        )
+        # Then: every test passes; the endpoint saw hundreds in flight (4 threads in all),
+        # never more than the cap shared by both processes.
+        assert_exact(run_id, 900)
+        peak = ep.stats()["peak_in_flight"]
+        assert 200 <= peak <= 300, peak
+    assert {r["attempts"] for r in results_by_id(run_id).values()} == {1}
+    # What was learned is visible: status --json and /metrics name the key and its cap.
+    shown = cli.run("rhesis-monitor", "status", "--json", env={"DATABASE_URL": db.database_url()})
+    (endpoint,) = json.loads(shown.stdout)["endpoints"]
+    assert endpoint["key"] == ep.url.rsplit("/v1/", 1)[0]
+    assert (endpoint["max_concurrency"], endpoint["declared"]) == (300, True)
+    assert endpoint["requests_total"] == 900 and endpoint["in_flight"] == 0
+    body, _ = exposition()
+    key_label = f'key="{endpoint["key"]}"'
+    assert f"rhesis_endpoint_max_concurrency{{{key_label}}} 300.0" in body.decode()
+    assert f"rhesis_endpoint_in_flight{{{key_label}}} 0.0" in body.decode()
+
+
+@pytest.mark.slow
+def test_retry_after_pauses_every_worker_and_a_429_costs_no_attempt(workers):
+    # Given: an endpoint admitting 20 requests a second (429 with Retry-After: 1 beyond),
+    # two worker commands, max_retries 0, and no declared rate: the workers must learn it.
+    with SlowEndpoint(latency_s=0.1, rate_per_s=20, retry_after_s=1) as ep:
+        workers.start(processes=1, threads=2)
+        workers.start(processes=1, threads=2)
+        run_id = launch_test_run(
+            make_tests(200), executor=http(ep, max_concurrency=50), options={"max_retries": 0}
+        )
+        # Then: every test passes with one attempt though some requests met a 429: a
+        # rate-limited attempt is put back, not counted.
+        assert_exact(run_id, 200)
+        stats = ep.stats()
+    assert {r["attempts"] for r in results_by_id(run_id).values()} == {1}
+    assert stats["answered_200"] == 200
+    assert stats["answered_429"] >= 1
+    # A 429 pauses the key for everyone, so the 429s stay a small share of the requests
+    # (without the shared pause, 4 threads x 2 processes would keep hammering it).
+    assert stats["answered_429"] <= 0.5 * stats["requests"], stats
+    throttled = scalar("SELECT throttled_total FROM rhesis.endpoint_limits")
+    assert throttled == stats["answered_429"]
+
+
+@pytest.mark.slow
+def test_endless_429s_end_as_error_in_bounded_time(workers):
+    # Given: an endpoint that answers every request 429 (Retry-After: 1) and a bound of
+    # 3 s of rate limiting per test.
+    with SlowEndpoint(latency_s=0.01, rate_per_s=0, retry_after_s=1) as ep:
+        workers.start(processes=1, threads=2, env={"RHESIS_RATE_LIMITED_MAX_S": "3"})
+        run_id = launch_test_run(make_tests(5), executor=http(ep), options={"max_retries": 3})
+        # Then: each test ends as error, saying why, and never loops forever.
+        run = wait_finished(run_id, timeout=60)
+    assert (run.status, run.errored) == ("FAILED", 5)
+    for result in results_by_id(run_id).values():
+        assert result["error"].startswith("rate limited by http://127.0.0.1:"), result["error"]
+        assert "HTTP 429" in result["error"]
+
+
+@pytest.mark.slow
+def test_sigkill_with_hundreds_in_flight_is_exact(workers):
+    # Given: one worker process holding hundreds of 2-second requests in flight.
+    with SlowEndpoint(latency_s=2.0) as ep:
+        victim = workers.start(processes=1, threads=2)
+        run_id = launch_test_run(
+            make_tests(400), executor=http(ep, max_concurrency=400), options={"max_retries": 0}
+        )
+        wait_until(lambda: ep.stats()["in_flight"] >= 300, timeout=30, what="300 in flight")
+        # When: it is SIGKILLed, and another worker starts.
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.proc.wait(10)
+        workers.start(processes=1, threads=2, env={"RHESIS_HEARTBEAT_TIMEOUT_S": "10"})
+        # Then: every test ends passed, once, and the callback runs once. Nobody was
+        # charged the death: the rescued tests ran again uncounted.
+        assert_exact(run_id, 400)
+    results = results_by_id(run_id).values()
+    assert {r["status"] for r in results} == {"passed"}
+    assert {r["attempts"] for r in results} == {1}
+
+
+@pytest.mark.slow
+def test_revoke_cancels_the_requests_in_flight_within_2_s(workers, database_url):
+    # Given: 300 requests of 30 s in flight on one worker process.
+    with SlowEndpoint(latency_s=30.0) as ep:
+        workers.start(processes=1, threads=2)
+        run_id = launch_test_run(
+            make_tests(300), executor=http(ep, max_concurrency=300), options={"max_retries": 0}
+        )
+        wait_until(lambda: ep.stats()["in_flight"] == 300, timeout=30, what="300 in flight")
+        # When: the run is revoked.
+        revoked = cli.run("rhesis-monitor", "revoke", run_id, env={"DATABASE_URL": database_url})
+        assert revoked.returncode == 0, revoked.stderr
+        # Then: the endpoint sees its requests go within 2 s; the run is CANCELLED once.
+        wait_until(lambda: ep.stats()["in_flight"] == 0, timeout=2, what="requests cancelled")
+        run = wait_finished(run_id, timeout=30)
+    assert (run.status, run.cancelled, run.collected_count) == ("CANCELLED", 300, 1)
+    assert runs.get_run(run_id).done == 300
