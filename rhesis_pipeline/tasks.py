@@ -9,6 +9,7 @@ module does not know about the broker, so anything may import it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from functools import partial
 
@@ -23,6 +24,13 @@ from .messages import MEMBER
 logger = logging.getLogger(__name__)
 
 
+#: One careful-path member at a time per process. A careful member is a suspect: it was
+#: running (or claimed) in a process that died. Run alone, a death while it runs is its
+#: own, and it alone is charged (the fast-path members running beside it are returned
+#: uncounted); run side by side, the death of one would charge every careful neighbour.
+_SUSPECTS = threading.Lock()
+
+
 def execute_single_test(run_id: str, test_id: str) -> None:
     """Run one test of a run, evaluate its metrics, store its outcome (passed or failed).
 
@@ -33,18 +41,28 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     without executing; one executing when its run is revoked is interrupted
     (:mod:`rhesis_pipeline.cancellation`).
     """
-    started = time.monotonic()
     message = CurrentMessage.get_current_message()
     assert message is not None, "CurrentMessage middleware is missing"
+    token = getattr(message, CLAIM_TOKEN, None)
+    preload = getattr(message, PRELOADED, None)
+    # The fast path: the test came with its claim (consumer.PRELOADED); its start is
+    # marked, and its outcome stored, by the outcome writer without this thread waiting.
+    # Else the careful path: both written before going on (see messages.UNSTARTED), and
+    # one such member at a time in this process (_SUSPECTS).
+    if preload is not None and token is not None:
+        _run_member(message, run_id, test_id, fast=True)
+        return
+    with _SUSPECTS:
+        _run_member(message, run_id, test_id, fast=False)
+
+
+def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
+    started = time.monotonic()
     me = worker_id()
     attempts = message.options.get("retries", 0) + 1
     token = getattr(message, CLAIM_TOKEN, None)
     claim = (message.message_id, token)
     preload = getattr(message, PRELOADED, None)
-    # The fast path: the test came with its claim (consumer.PRELOADED); its start is
-    # marked, and its outcome stored, by the outcome writer without this thread waiting.
-    # Else the careful path: both written before going on (see messages.UNSTARTED).
-    fast = preload is not None and token is not None
     if preload is not None and token is not None:
         start = runs.start_preloaded(preload, (message.message_id, token))
     else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from rhesis_pipeline.runs import launch_test_run
 
 from .support.runs import hook_calls, results_by_id, wait_finished
 from .support.targets import POISON
+from .support.workers import Supervisor
 
 FAST = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOUT_S": "5"}
 
@@ -58,51 +58,26 @@ def test_unstorable_outputs_error_alone_and_the_others_pass(workers):
     assert len(hook_calls(run_id)) == 1
 
 
-class Supervisor:
-    """Restarts a `dramatiq` command whenever it exits, as a Procfile platform, systemd or
-    Kubernetes would; counts the exits."""
-
-    def __init__(self, pool, **start):
-        self.pool, self.start, self.exits = pool, start, 0
-        self._stop = threading.Event()
-        self.current = pool.start(**start)
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self):
-        while not self._stop.is_set():
-            if self.current.proc.poll() is None:
-                time.sleep(0.05)
-                continue
-            self.exits += 1
-            if not self._stop.is_set():
-                self.current = self.pool.start(**self.start)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(30)
-        self.current.stop()
-
-
 @pytest.mark.slow
 def test_a_test_that_kills_its_worker_ends_as_error_and_the_others_pass(workers):
-    # Given: two supervised workers (one process, one thread each) and a run of 50
-    # ordinary tests and one that calls os._exit(1), max_retries 0.
-    supervisors = [Supervisor(workers, processes=1, threads=1, env=FAST) for _ in range(2)]
+    # Given: two supervised workers (one process, 4 threads each) and a run of 50
+    # ordinary tests of 0.2 s and one that calls os._exit(1), max_retries 0.
+    supervisors = [Supervisor(workers, processes=1, threads=4, env=FAST) for _ in range(2)]
     try:
-        tests = [{"id": f"t{i}"} for i in range(25)]
+        tests = [{"id": f"t{i}", "sleep_s": 0.2} for i in range(25)]
         tests += [{"id": "crasher", "crash": True}]
-        tests += [{"id": f"t{i}"} for i in range(25, 50)]
+        tests += [{"id": f"t{i}", "sleep_s": 0.2} for i in range(25, 50)]
         run_id = launch_test_run(
             tests, executor="tests.support.targets:crash_if_asked", options={"max_retries": 0}
         )
 
-        # Then: the run ends within two minutes; the crasher is an error saying why; every
-        # other test passed (also those its worker had claimed but not started). Its
-        # worker died twice, not in a loop: once on the fast path, whose start mark was
-        # lost with the worker (so nobody is charged, and the member comes back marked
-        # rhesis_unstarted), then on the careful path, whose start is marked before it
-        # executes: that death counts (max_retries + 1 = 1) and ends the test.
+        # Then: the run ends; the crasher is an error saying why; every other test passed
+        # (those running beside it too: nobody else is charged). Its worker died twice,
+        # not in a loop: once on the fast path, whose start mark was lost with the worker
+        # (so nobody is charged, and the members it held come back marked
+        # rhesis_unstarted), then on the careful path, where suspects run one at a time
+        # per process with their start marked before they execute: that death is the
+        # crasher's alone (max_retries + 1 = 1) and ends the test.
         run = wait_finished(run_id, timeout=120)
     finally:
         for supervisor in supervisors:

@@ -494,8 +494,10 @@ def test_status_json_has_the_documented_shape_and_names_queues_without_consumer(
         "queues",
         "tenants",
         "workers",
+        "endpoints",
         "warnings",
     }
+    assert data["endpoints"] == []  # no worker has used an endpoint limit yet
     assert set(data["runs"]) == {"by_status", "unfinished", "stuck", "active"}
     assert data["runs"]["by_status"]["QUEUED"] == 1 and data["runs"]["unfinished"] == 1
     (queue,) = data["queues"]

@@ -19,6 +19,7 @@ from rhesis_pipeline.runs import launch_test_run
 from .support import cli
 from .support.runs import results_by_id, scalar, wait_finished
 from .support.waiting import wait_until
+from .support.workers import Supervisor
 
 
 def http(ep: SlowEndpoint, **limits) -> dict:
@@ -147,3 +148,38 @@ def test_revoke_cancels_the_requests_in_flight_within_2_s(workers, database_url)
         run = wait_finished(run_id, timeout=30)
     assert (run.status, run.cancelled, run.collected_count) == ("CANCELLED", 300, 1)
     assert runs.get_run(run_id).done == 300
+
+
+#: Tests in flight in the async crash test (RHESIS_CRASH_TEST_INFLIGHT=400 for the figure
+#: in the README; the suite keeps it small: suspects re-run one at a time per process).
+CRASH_INFLIGHT = int(os.environ.get("RHESIS_CRASH_TEST_INFLIGHT", "60"))
+
+
+@pytest.mark.slow
+def test_an_async_test_that_kills_its_worker_charges_only_itself(workers):
+    # Given: two supervised workers (4 threads each) and a run of async tests of 0.5 s,
+    # hundreds in flight per process, one of which calls os._exit(1); max_retries 0.
+    fast = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOUT_S": "5"}
+    supervisors = [Supervisor(workers, processes=1, threads=4, env=fast) for _ in range(2)]
+    try:
+        half = CRASH_INFLIGHT // 2
+        tests = [{"id": f"t{i:04d}", "sleep_s": 0.5} for i in range(CRASH_INFLIGHT)]
+        tests.insert(half, {"id": "crasher", "crash": True})
+        run_id = launch_test_run(
+            tests,
+            executor="tests.support.targets:async_crash_if_asked",
+            options={"max_retries": 0},
+        )
+        run = wait_finished(run_id, timeout=110)
+    finally:
+        for supervisor in supervisors:
+            supervisor.stop()
+    # Then: only the crasher is an error; every test that ran beside it passed, after
+    # max_retries + 2 deaths (one on the fast path, uncounted; one alone, counted).
+    results = results_by_id(run_id)
+    assert results.pop("crasher")["status"] == "error"
+    assert {r["status"] for r in results.values()} == {"passed"}
+    assert (run.passed, run.errored, run.collected_count) == (CRASH_INFLIGHT, 1, 1)
+    deaths = sum(s.exits for s in supervisors)
+    print(f"{CRASH_INFLIGHT} async tests in flight: the crasher cost {deaths} worker deaths")
+    assert deaths == 2

@@ -145,3 +145,14 @@ def from_blob(test):
     import pickle
 
     return pickle.loads(base64.b64decode(test["blob"]))
+
+
+async def async_crash_if_asked(test):
+    """An ``async def`` target (it runs on the worker's event loop): kills its worker
+    process (os._exit) when the test has "crash": true; else waits test["sleep_s"]."""
+    import asyncio
+
+    if test.get("crash"):
+        os._exit(1)
+    await asyncio.sleep(float(test.get("sleep_s", 0.02)))
+    return True

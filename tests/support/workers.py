@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,3 +164,29 @@ class WorkerPool:
     def stop_all(self) -> None:
         for worker in self.started:
             worker.stop()
+
+
+class Supervisor:
+    """Restarts a `dramatiq` command whenever it exits, as a Procfile platform, systemd or
+    Kubernetes would; counts the exits."""
+
+    def __init__(self, pool, **start):
+        self.pool, self.start, self.exits = pool, start, 0
+        self._stop = threading.Event()
+        self.current = pool.start(**start)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            if self.current.proc.poll() is None:
+                time.sleep(0.05)
+                continue
+            self.exits += 1
+            if not self._stop.is_set():
+                self.current = self.pool.start(**self.start)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+        self.current.stop()
