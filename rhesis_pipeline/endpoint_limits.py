@@ -53,10 +53,29 @@ logger = logging.getLogger(__name__)
 TICK_S = 0.02
 #: Seconds between exchanges while the process holds slots and nothing changes (renewal).
 RENEW_S = 1.0
+#: Seconds before a process whose tests still wait asks again (another process may have
+#: freed slots, or the bucket refilled), unless something here changes first.
+STARVED_RETRY_S = 0.05
 #: Most in flight to one key when the suite declares no max_concurrency (the default of
 #: RHESIS_ENDPOINT_DEFAULT_CONCURRENCY); it starts at UNDECLARED_START.
 DEFAULT_MAX_CONCURRENCY = 64
 UNDECLARED_START = 8
+
+
+#: A test that would wait longer than this for its key's budget, in a process that is
+#: full, is deferred (given back to its queue for about that long) rather than held.
+DEFER_WAIT_S = 5.0
+#: Longest a deferred test stays out of reach, in seconds.
+MAX_DEFER_S = 30.0
+
+
+class Deferred(Exception):
+    """The test would wait long for its endpoint's budget in a full process: it goes back
+    to its queue for ``delay_s`` seconds instead (see :mod:`.inflight`)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(f"deferred for {delay_s:.1f}s")
+        self.delay_s = delay_s
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,24 @@ class _Key:
     paused_until: float = 0.0  # time.monotonic()
     others_waiting: int = 0
     current_limit: float = 0.0
+    #: Mean seconds a request of this key holds its slot (moving average; None: none yet).
+    latency_s: float | None = None
+    #: Waiters that may be deferred (their tests can go back to the queue).
+    evictable: set[asyncio.Future[None]] = field(default_factory=set)
+
+    def throughput(self) -> float | None:
+        """Tests per second the key lets through, across all workers (None: not known)."""
+        if self.limit.requests_per_minute is not None:
+            return self.limit.requests_per_minute / 60
+        if self.latency_s and self.current_limit:
+            return self.current_limit / max(self.latency_s, 0.001)
+        return None
+
+    def expected_wait_s(self, position: int) -> float | None:
+        """Seconds until the test at *position* among the waiting ones (here and in
+        other processes) gets a slot, or None if the key's throughput is not known."""
+        rate = self.throughput()
+        return None if not rate else (self.others_waiting + position) / rate
 
     @property
     def free(self) -> int:
@@ -120,8 +157,16 @@ class Budget:
     *exchange* runs the ``endpoint_exchange`` query (a blocking call, run in a thread).
     """
 
-    def __init__(self, *, worker: str, exchange: Exchange, lease_timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        worker: str,
+        exchange: Exchange,
+        lease_timeout_s: float,
+        full: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.worker = worker
+        self._full = full
         self._exchange = exchange
         self.lease_timeout_s = lease_timeout_s
         self._keys: dict[str, _Key] = {}
@@ -131,8 +176,10 @@ class Budget:
 
     # -- used by the requests ------------------------------------------------------
 
-    async def acquire(self, limit: EndpointLimit) -> None:
-        """Wait for a slot (and a token) of *limit*'s key; cancellable."""
+    async def acquire(self, limit: EndpointLimit, *, evictable: bool = False) -> None:
+        """Wait for a slot (and a token) of *limit*'s key; cancellable. *evictable*: while
+        it waits, the wait may end in :class:`Deferred` (the process is full and the key
+        would keep it waiting long)."""
         k = self._keys.get(limit.key)
         if k is None or k.limit != limit:
             k = self._keys.setdefault(limit.key, _Key(limit))
@@ -147,22 +194,37 @@ class Budget:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         k.waiters.append(future)
+        if evictable:
+            k.evictable.add(future)
         self._wake()
         try:
             await future
+        except Deferred:
+            raise
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 k.in_use -= 1  # granted just as it was cancelled: the slot is free
                 self._free(k)
             elif future in k.waiters:
                 k.waiters.remove(future)
+            k.evictable.discard(future)
             raise
 
-    def release(self, key: str, *, succeeded: bool = False, throttled_for_s: float | None = None):
+    def release(
+        self,
+        key: str,
+        *,
+        succeeded: bool = False,
+        throttled_for_s: float | None = None,
+        latency_s: float | None = None,
+    ) -> None:
         """The request that held a slot of *key* is over; *succeeded* (an answer that was
-        not a 429) or *throttled_for_s* (a 429: pause the key that long for everyone)."""
+        not a 429) or *throttled_for_s* (a 429: pause the key that long for everyone);
+        *latency_s*: how long it held the slot."""
         k = self._keys[key]
         k.in_use -= 1
+        if succeeded and latency_s is not None:
+            k.latency_s = latency_s if k.latency_s is None else 0.9 * k.latency_s + 0.1 * latency_s
         if throttled_for_s is not None:
             k.throttles += 1
             k.pause_s = max(k.pause_s, throttled_for_s)
@@ -181,12 +243,40 @@ class Budget:
         )
         while reuse and k.waiters:
             waiter = k.waiters.popleft()
+            k.evictable.discard(waiter)
             if not waiter.done():
                 k.in_use += 1  # the slot passes to the waiter
                 waiter.set_result(None)
                 return
         k.release += 1
         self._wake()
+
+    def deferral(self, limit: EndpointLimit) -> float | None:
+        """Seconds to defer a new test of *limit*'s key for, if it would wait longer than
+        DEFER_WAIT_S behind the tests already waiting for it; else None."""
+        k = self._keys.get(limit.key)
+        if k is None:
+            return None
+        wait = k.expected_wait_s(len(k.waiters) + 1)
+        return None if wait is None or wait <= DEFER_WAIT_S else min(MAX_DEFER_S, wait)
+
+    def _evict(self, k: _Key) -> None:
+        """The process is full: defer the waiters of *k* that would wait longer than
+        DEFER_WAIT_S (the last in line first), each for about its expected wait."""
+        position = 0
+        keep: deque[asyncio.Future[None]] = deque()
+        for waiter in k.waiters:
+            if waiter.done():
+                continue
+            position += 1
+            wait = k.expected_wait_s(position)
+            if waiter in k.evictable and wait is not None and wait > DEFER_WAIT_S:
+                k.evictable.discard(waiter)
+                waiter.set_exception(Deferred(min(MAX_DEFER_S, wait)))
+                position -= 1
+            else:
+                keep.append(waiter)
+        k.waiters = keep
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per key: in use, held, waiting here (for tests and logs)."""
@@ -273,13 +363,18 @@ class Budget:
             granted = int(granted)
             while granted and k.waiters:
                 waiter = k.waiters.popleft()
+                k.evictable.discard(waiter)
                 if waiter.done():
                     continue
                 k.in_use += 1
                 waiter.set_result(None)
                 granted -= 1
+            if k.waiters and self._full():
+                self._evict(k)
             if granted:  # waiters gone meanwhile
                 k.release += granted
                 self._wake()
-            if k.waiters:
-                self._wake()
+            if k.waiters and now >= k.paused_until:
+                # Still waiting: ask again soon (slots free up in other processes without
+                # telling this one); a pause wakes the loop when it ends (above).
+                asyncio.get_running_loop().call_later(STARVED_RETRY_S, self._wake)

@@ -19,6 +19,11 @@ of them besides its threads' prefetch) and nothing changes for the rest of the s
   NOTIFY: :func:`rhesis_pipeline.cancellation.note_revoked` calls :meth:`cancel_run`);
 * **rescue**: if the process dies, its claims are returned by the rescuer like any fast-path
   member's (uncounted; they run next on the careful path, on a thread);
+* **no head-of-line blocking**: when the process is full (90 % of its capacity), a test
+  whose endpoint would keep it waiting long (:meth:`.endpoint_limits.Budget.deferral`) is
+  *deferred*: given back to its queue uncounted and out of reach for about as long as it
+  would have waited here (at most 30 s), so that the process's capacity goes to other
+  endpoints' and tenants' tests;
 * **stopping**: :meth:`stop` waits up to the drain time for the tasks in flight, then
   cancels the rest, which stay claimed by the stopped worker and are returned by the
   rescuer, uncounted.
@@ -42,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import cancellation, executors, metrics
-from .endpoint_limits import Budget, EndpointLimit, limit_for
+from .endpoint_limits import Budget, Deferred, EndpointLimit, limit_for
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,15 @@ class Job:
     #: Stores a terminal outcome (the fast path's store: non-blocking, thread-safe).
     store: Callable[..., None]
     started_at: Any = None
+    #: Gives the member back to its queue for *delay_s* seconds, uncounted (True if it
+    #: went back): blocking, run in a thread. None: it is never deferred.
+    defer: Callable[[float], bool] | None = None
+    #: Times it was deferred before (options.rhesis_deferrals).
+    deferrals: int = 0
+
+
+#: The share of its capacity a process holds when it is *full* (see InFlight.full).
+FULL_SHARE = 0.9
 
 
 class InFlight:
@@ -73,7 +87,7 @@ class InFlight:
         self,
         *,
         capacity: int,
-        budget_factory: Callable[[], Budget],
+        budget_factory: Callable[[Callable[[], bool]], Budget],
         rate_limited_max_s: float,
         default_max_concurrency: int = 64,
     ) -> None:
@@ -95,6 +109,11 @@ class InFlight:
     def count(self) -> int:
         """Members handed over and not yet finished (in flight or waiting for budget)."""
         return self._count
+
+    def full(self) -> bool:
+        """Whether this process holds nearly all it may (its consumer claims nothing
+        else): only then does a test that cannot start make others wait."""
+        return self._count >= FULL_SHARE * self.capacity
 
     def submit(self, job: Job) -> None:
         """Run *job* on the loop; returns at once."""
@@ -153,7 +172,7 @@ class InFlight:
         async def setup() -> None:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
             self._session = aiohttp.ClientSession(connector=connector)
-            self.budget = self._budget_factory()
+            self.budget = self._budget_factory(self.full)
             self.budget.start()
 
         loop.run_until_complete(setup())
@@ -216,6 +235,14 @@ class InFlight:
             while True:
                 try:
                     execution = await self._attempt(job, limit)
+                except Deferred as deferred:
+                    delay = deferred.delay_s * random.uniform(0.75, 1.25)
+                    if job.defer is not None and await asyncio.get_running_loop().run_in_executor(
+                        None, job.defer, delay
+                    ):
+                        return  # back in its queue; another claim runs it
+                    job.defer = None  # it could not go back: it waits here
+                    continue
                 except executors.RateLimited as exc:
                     limited_for += exc.retry_after_s
                     if limited_for > self.rate_limited_max_s:
@@ -264,8 +291,13 @@ class InFlight:
         budget = self.budget
         assert budget is not None
         if limit is not None:
-            await budget.acquire(limit)
+            if job.defer is not None and self.full():
+                delay = budget.deferral(limit)
+                if delay is not None:
+                    raise Deferred(delay)
+            await budget.acquire(limit, evictable=job.defer is not None)
         succeeded, throttled = False, None
+        sent = asyncio.get_running_loop().time()
         try:
             # The time limit starts when the request is sent.
             execution = await asyncio.wait_for(
@@ -286,7 +318,12 @@ class InFlight:
             raise
         finally:
             if limit is not None:
-                budget.release(limit.key, succeeded=succeeded, throttled_for_s=throttled)
+                budget.release(
+                    limit.key,
+                    succeeded=succeeded,
+                    throttled_for_s=throttled,
+                    latency_s=asyncio.get_running_loop().time() - sent,
+                )
 
     @staticmethod
     def _backoff(job: Job, attempt: int) -> float:
@@ -309,8 +346,9 @@ def runner() -> InFlight:
 
             settings = db.settings()
 
-            def budget() -> Budget:
+            def budget(full: Callable[[], bool]) -> Budget:
                 return Budget(
+                    full=full,
                     worker=worker_id(),
                     exchange=lambda params: db.run_prepared("endpoint_exchange", params),
                     lease_timeout_s=settings.heartbeat_timeout_s,

@@ -379,6 +379,16 @@ def record_outcome(
     return result
 
 
+def defer_member(message_id: str, token: str, delay_s: float) -> bool:
+    """Give claimed member *message_id* back to its queue, uncounted, not to be claimed for
+    *delay_s* seconds, if it is still claimed under *token* (``defer_member`` in
+    queries.sql). True if it went back."""
+    rows = db.run_prepared(
+        "defer_member", {"message_id": message_id, "token": token, "delay_s": delay_s}
+    )
+    return bool(rows and rows[0][0])
+
+
 def submit_outcome(
     run_id: str,
     test_id: str,

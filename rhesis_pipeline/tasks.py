@@ -126,6 +126,8 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
                 max_backoff_ms=message.options.get("max_backoff", 60_000),
                 store=hand_over,
                 started_at=start.started_at,
+                defer=partial(_defer, message, str(token)),
+                deferrals=int(message.options.get("rhesis_deferrals", 0)),
             )
         )
         return
@@ -157,6 +159,15 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
         return
     status, fields = metrics.outcome(start.test, execution)
     store(status, attempts=attempts, started_at=start.started_at, **fields)
+
+
+def _defer(message, token: str, delay_s: float) -> bool:
+    """Give a member handed to the event loop back to its queue for *delay_s* seconds,
+    uncounted, while it is still claimed under *token*; the consumer no longer holds it."""
+    deferred = runs.defer_member(message.message_id, token, delay_s)
+    if deferred:
+        settle(message.queue_name, message.message_id, True)
+    return deferred
 
 
 def collect_results(run_id: str) -> None:

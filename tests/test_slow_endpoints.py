@@ -183,3 +183,46 @@ def test_an_async_test_that_kills_its_worker_charges_only_itself(workers):
     deaths = sum(s.exits for s in supervisors)
     print(f"{CRASH_INFLIGHT} async tests in flight: the crasher cost {deaths} worker deaths")
     assert deaths == 2
+
+
+@pytest.mark.slow
+def test_a_saturated_endpoint_does_not_hold_back_another_tenants_run(workers, database_url):
+    # Given: organization A's 3,000 tests on an endpoint limited to 10 requests a second
+    # (declared), running on two worker commands.
+    with SlowEndpoint(latency_s=0.1) as slow, SlowEndpoint(latency_s=0.1) as other:
+        workers.start(processes=1, threads=2)
+        workers.start(processes=1, threads=2)
+        a = launch_test_run(
+            make_tests(3000),
+            executor=http(slow, requests_per_minute=600, max_concurrency=50),
+            organization_id="org-a",
+        )
+        wait_until(lambda: runs.get_run(a).done >= 20, timeout=60, what="A under way")
+        # When: organization B launches 100 tests against another endpoint.
+        b = launch_test_run(
+            make_tests(100), executor=http(other, max_concurrency=100), organization_id="org-b"
+        )
+        # Then: B finishes while A is far from done (at 10/s A needs 300 s), and the workers
+        # hold only the A tests they can start within seconds: the rest were deferred
+        # (back in the queue, uncounted) instead of filling the workers' capacity.
+        run_b = wait_finished(b, timeout=60)
+        run_a = runs.get_run(a)
+        took = (run_b.finished_at - run_b.created_at).total_seconds()
+        print(f"B's 100 tests took {took:.2f} s; A done {run_a.done}")
+        assert run_b.passed == 100
+        assert run_a.done < 1500
+
+        def held_of_a() -> int:
+            return scalar(
+                "SELECT count(*) FROM dramatiq.queue q JOIN rhesis.test_results r "
+                "ON r.message_id = q.message_id WHERE r.run_id = :a AND q.state = 'consumed'",
+                a=a,
+            )
+
+        # Once every A test was deferred once, the workers hold about what they can start
+        # within seconds (10/s x 5 s, plus a claim's worth), not their capacity (1,000).
+        wait_until(lambda: held_of_a() <= 200, timeout=30, what="A's held tests bounded")
+        assert slow.stats()["peak_in_flight"] <= 50
+        revoked = cli.run("rhesis-monitor", "revoke", a, env={"DATABASE_URL": database_url})
+        assert revoked.returncode == 0, revoked.stderr
+        assert wait_finished(a, timeout=60).status == "CANCELLED"

@@ -152,7 +152,8 @@ SELECT pg_notify(:channel, :payload);
 
 -- name: claim_messages
 -- Claim up to :limit queued messages of :queue_name, skipping rows another consumer is
--- claiming, oldest first; on delay queues only those due before :due_before_ms. Each
+-- claiming, oldest first, and those deferred to a later time (mtime in the future, see
+-- defer_member); on delay queues only those due before :due_before_ms. Each
 -- claim is recorded for worker :worker_id with a fresh token (fencing: a result reported
 -- under a superseded token is refused). As a hot-path prepared statement (no seq scan,
 -- bitmap scan or sort) the inner scan walks queue_claim (this queue's waiting messages,
@@ -166,6 +167,7 @@ WITH claimed AS (
             FROM dramatiq.queue
             WHERE queue_name = :queue_name
               AND "state" = 'queued'
+              AND mtime <= (now() AT TIME ZONE 'UTC')
               AND (NOT :check_eta
                    OR COALESCE(CAST(message->'options'->>'eta' AS bigint), 0) <= :due_before_ms)
             ORDER BY mtime
@@ -237,6 +239,7 @@ WITH RECURSIVE ring(org, n, first) AS (
         FROM dramatiq.queue q
         WHERE q.queue_name = :queue_name AND q."state" = 'queued'
           AND COALESCE(q.message->'options'->'tenant'->>'organization_id', '') = ring.org
+          AND q.mtime <= (now() AT TIME ZONE 'UTC')
         ORDER BY q.mtime
         LIMIT CASE WHEN CAST(:cap AS integer) IS NULL THEN :limit
                    ELSE GREATEST(0, LEAST(
@@ -1278,3 +1281,26 @@ CROSS JOIN (SELECT clock_timestamp() AS now,
 LEFT JOIN rhesis.endpoint_leases e ON e.key = l.key
 GROUP BY l.key, c.now
 ORDER BY l.key;
+
+-- name: defer_member
+-- Put member :message_id back in its queue, uncounted, if it is still claimed under
+-- :token: its endpoint's budget is taken, and a worker must not hold a test it cannot
+-- start (rhesis_pipeline.inflight). Not claimed again for :delay_s seconds (its mtime is
+-- then; claims take only messages whose mtime has come); its deferrals are counted in
+-- options.rhesis_deferrals (the next delay doubles); its claim is forgotten. Returns 1
+-- if it went back.
+WITH deferred AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'queued',
+        mtime = (now() AT TIME ZONE 'UTC') + make_interval(secs => :delay_s),
+        message = jsonb_set(q.message, '{options,rhesis_deferrals}',
+                            to_jsonb(COALESCE(CAST(q.message->'options'->>'rhesis_deferrals'
+                                                   AS integer), 0) + 1))
+    FROM rhesis.claims c
+    WHERE q.message_id = CAST(:message_id AS uuid) AND q."state" = 'consumed'
+      AND c.message_id = q.message_id AND c.token = CAST(:token AS uuid)
+    RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING deferred d WHERE c.message_id = d.message_id RETURNING 1
+)
+SELECT count(*) FROM deferred;
