@@ -75,6 +75,11 @@ class Job:
     #: Times it was deferred before (options.rhesis_deferrals).
     deferrals: int = 0
 
+    def log_context(self) -> dict[str, str]:
+        """The log fields a worker thread takes from its current message (the loop has
+        none): run and test ids."""
+        return {"run_id": str(self.run_id), "test_id": str(self.test_id)}
+
 
 #: The share of its capacity a process holds when it is *full* (see InFlight.full).
 FULL_SHARE = 0.9
@@ -261,12 +266,12 @@ class InFlight:
                                   started_at=job.started_at)  # fmt: skip
                         logger.warning(
                             "test %s of run %s errored after %d attempt(s): %s",
-                            job.test_id, job.run_id, attempt, exc,
+                            job.test_id, job.run_id, attempt, exc, extra=job.log_context(),
                         )  # fmt: skip
                         return
                     logger.warning(
                         "test %s of run %s: attempt %d failed: %s",
-                        job.test_id, job.run_id, attempt, exc,
+                        job.test_id, job.run_id, attempt, exc, extra=job.log_context(),
                     )  # fmt: skip
                     await asyncio.sleep(self._backoff(job, attempt))
                     attempt += 1

@@ -7,8 +7,10 @@ import email.utils
 import time
 
 import pytest
+from click.testing import CliRunner
 
 from rhesis_pipeline import db
+from rhesis_pipeline.cli import monitor as monitor_cli
 from rhesis_pipeline.endpoint_limits import EndpointLimit, limit_for, origin
 from rhesis_pipeline.executors import (
     InvalidExecutor,
@@ -140,3 +142,32 @@ def test_an_undeclared_key_starts_at_8_and_a_declared_rate_is_a_token_bucket(dat
         granted += exchange("a", "rpm", want=1, max_concurrency=100, rpm=240)["granted"]
         time.sleep(0.05)
     assert 4 <= granted <= 8, granted  # about 3.8/s over 1.6 s (plus the burst)
+
+
+def test_what_the_workers_learned_is_shown_by_status_metrics_and_the_dashboard(database_url):
+    from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
+    from rhesis_pipeline.monitor import status
+    from rhesis_pipeline.monitor.prometheus import exposition
+
+    from .support.asgi import asgi_client
+
+    # Given: a worker holding 3 of a declared key's 10 slots, after a 429 (paused 30 s).
+    exchange("w1", "https://llm.example:443", want=3, max_concurrency=10)
+    exchange("w1", "https://llm.example:443", throttles=1, pause_s=30.0, max_concurrency=10)
+    # Then: status, /metrics and the dashboard's overview show it per key.
+    (shown,) = status().snapshot.endpoints
+    assert (shown.key, shown.in_flight, shown.max_concurrency, shown.declared) == (
+        "https://llm.example:443", 3, 10, True,
+    )  # fmt: skip
+    assert shown.current_limit == 7.5 and shown.throttled_last_minute == 1
+    assert 25 < shown.paused_for_s <= 30
+    body = exposition()[0].decode()
+    assert 'rhesis_endpoint_in_flight{key="https://llm.example:443"} 3.0' in body
+    assert 'rhesis_endpoint_throttled_total{key="https://llm.example:443"} 1.0' in body
+    with asgi_client(create_app(DashboardConfig())) as http:
+        page = http.get("/").text
+    assert "https://llm.example:443" in page and "7.5 / 10" in page
+    text = CliRunner().invoke(monitor_cli.main, ["status"]).output
+    assert "ENDPOINTS" in text and "https://llm.example:443" in text and "7.5/10" in text
+    # A tenant's status and dashboard do not list endpoint keys (shared by tenants).
+    assert status(organization_id="acme").snapshot.endpoints == []

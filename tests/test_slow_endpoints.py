@@ -114,7 +114,8 @@ def test_endless_429s_end_as_error_in_bounded_time(workers):
 def test_sigkill_with_hundreds_in_flight_is_exact(workers):
     # Given: one worker process holding hundreds of 2-second requests in flight.
     with SlowEndpoint(latency_s=2.0) as ep:
-        victim = workers.start(processes=1, threads=2)
+        fast = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOUT_S": "5"}
+        victim = workers.start(processes=1, threads=2, env=fast)
         run_id = launch_test_run(
             make_tests(400), executor=http(ep, max_concurrency=400), options={"max_retries": 0}
         )
@@ -122,7 +123,7 @@ def test_sigkill_with_hundreds_in_flight_is_exact(workers):
         # When: it is SIGKILLed, and another worker starts.
         os.killpg(victim.pid, signal.SIGKILL)
         victim.proc.wait(10)
-        workers.start(processes=1, threads=2, env={"RHESIS_HEARTBEAT_TIMEOUT_S": "10"})
+        workers.start(processes=1, threads=2, env=fast)
         # Then: every test ends passed, once, and the callback runs once. Nobody was
         # charged the death: the rescued tests ran again uncounted.
         assert_exact(run_id, 400)
@@ -226,3 +227,24 @@ def test_a_saturated_endpoint_does_not_hold_back_another_tenants_run(workers, da
         revoked = cli.run("rhesis-monitor", "revoke", a, env={"DATABASE_URL": database_url})
         assert revoked.returncode == 0, revoked.stderr
         assert wait_finished(a, timeout=60).status == "CANCELLED"
+
+
+@pytest.mark.slow
+def test_sigterm_with_hundreds_in_flight_finishes_them_and_runs_nothing_twice(workers):
+    # Given: a worker process with 300 requests of 3 s in flight (a rolling update comes).
+    fast = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOUT_S": "5"}
+    with SlowEndpoint(latency_s=3.0) as ep:
+        old = workers.start(processes=1, threads=2, env=fast)
+        run_id = launch_test_run(
+            make_tests(300), executor=http(ep, max_concurrency=300), options={"max_retries": 0}
+        )
+        wait_until(lambda: ep.stats()["in_flight"] >= 250, timeout=30, what="250 in flight")
+        # When: it is sent SIGTERM, and a new worker starts.
+        assert old.stop(timeout=60) == 0, old.log()[-3000:]
+        workers.start(processes=1, threads=2, env=fast)
+        # Then: it stopped claiming and finished what it had in flight (3 s is within the
+        # 15 s drain): every test passed once, and the endpoint saw no request twice.
+        assert_exact(run_id, 300)
+        assert ep.stats()["requests"] == 300
+    assert "waiting up to 15s for" in old.log()
+    assert {r["attempts"] for r in results_by_id(run_id).values()} == {1}

@@ -168,7 +168,7 @@ def _status_text(current, organization_id: str | None = None) -> str:
                     [
                         e.key,
                         str(e.in_flight),
-                        f"{e.current_limit:.0f}/{e.max_concurrency}"
+                        f"{round(e.current_limit, 1):g}/{e.max_concurrency}"
                         + ("" if e.declared else " (default)"),
                         str(e.requests_per_minute or "-"),
                         str(e.waiting),
