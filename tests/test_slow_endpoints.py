@@ -17,6 +17,7 @@ from rhesis_pipeline.monitor.prometheus import exposition
 from rhesis_pipeline.runs import launch_test_run
 
 from .support import cli
+from .support.faults import cut_connections
 from .support.runs import results_by_id, scalar, wait_finished
 from .support.waiting import wait_until
 from .support.workers import Supervisor
@@ -247,4 +248,31 @@ def test_sigterm_with_hundreds_in_flight_finishes_them_and_runs_nothing_twice(wo
         assert_exact(run_id, 300)
         assert ep.stats()["requests"] == 300
     assert "waiting up to 15s for" in old.log()
+    assert {r["attempts"] for r in results_by_id(run_id).values()} == {1}
+
+
+@pytest.mark.slow
+def test_connections_cut_with_hundreds_in_flight_lose_nothing(workers, database_url):
+    # Given: two worker processes with hundreds of requests in flight.
+    fast = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOUT_S": "5"}
+    with SlowEndpoint(latency_s=1.0) as ep:
+        workers.start(processes=2, threads=2, env=fast)
+        run_id = launch_test_run(
+            make_tests(3000), executor=http(ep, max_concurrency=200), options={"max_retries": 0}
+        )
+        wait_until(lambda: ep.stats()["in_flight"] >= 200, timeout=30, what="200 in flight")
+        # When: every connection of the database is cut three times, with progress between.
+        for _ in range(3):
+            answered = ep.stats()["answered_200"]
+            assert cut_connections(database_url) >= 1
+            db.dispose()  # this test's own pooled connections were cut too
+            wait_until(
+                lambda answered=answered: ep.stats()["answered_200"] >= answered + 200,
+                timeout=60,
+                what="progress after the cut",
+            )  # 3,000 tests at 200 in flight of 1 s: 15 s, the cuts come within the first 5
+        # Then: every test passed, once; one callback; a request is sent again only for a
+        # test whose outcome was lost with a cut (at most what was in flight at the cuts).
+        assert_exact(run_id, 3000)
+        assert ep.stats()["requests"] <= 3000 + 3 * 200
     assert {r["attempts"] for r in results_by_id(run_id).values()} == {1}
