@@ -90,13 +90,13 @@ def test_a_small_run_is_not_held_behind_another_organizations_backlog(workers):
 def test_an_organization_never_holds_more_than_its_cap(workers):
     # Given: RHESIS_TENANT_MAX_RUNNING=2 and two workers with 4 threads each (8 slots).
     workers.start(processes=2, threads=4, env={"RHESIS_TENANT_MAX_RUNNING": "2"})
-    tests = [{"id": i, "sleep_s": 0.2} for i in range(24)]
+    tests = [{"id": i, "sleep_s": 0.2} for i in range(12)]
     a = launch_test_run(tests, executor="tests.support.targets:sleep", organization_id="org-a")
     b = launch_test_run(tests, executor="tests.support.targets:sleep", organization_id="org-b")
 
     # When: both run to the end.
     for run_id in (a, b):
-        assert wait_finished(run_id, timeout=120).passed == 24
+        assert wait_finished(run_id, timeout=120).passed == 12
         assert all(r["status"] == "passed" for r in results_by_id(run_id).values())
 
     # Then: the executions, read from the results, show that neither organization ever
@@ -107,7 +107,7 @@ def test_an_organization_never_holds_more_than_its_cap(workers):
     by_org: dict[str, list[tuple]] = {"org-a": [], "org-b": []}
     for org, start, end in rows:
         by_org[org].append((start, end))
-    assert {org: len(v) for org, v in by_org.items()} == {"org-a": 24, "org-b": 24}
+    assert {org: len(v) for org, v in by_org.items()} == {"org-a": 12, "org-b": 12}
     assert {org: most_at_once(v) for org, v in by_org.items()} == {"org-a": 2, "org-b": 2}
     assert most_at_once(by_org["org-a"] + by_org["org-b"]) >= 3
 
