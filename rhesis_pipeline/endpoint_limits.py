@@ -278,13 +278,6 @@ class Budget:
                 keep.append(waiter)
         k.waiters = keep
 
-    def stats(self) -> dict[str, dict[str, float]]:
-        """Per key: in use, held, waiting here (for tests and logs)."""
-        return {
-            key: {"in_use": k.in_use, "held": k.held, "waiting": len(k.waiters)}
-            for key, k in self._keys.items()
-        }
-
     # -- the exchange loop -----------------------------------------------------------
 
     def start(self) -> None:
