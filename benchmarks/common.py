@@ -46,7 +46,7 @@ def server_url() -> tuple[str, str]:
             return local
         import tempfile
 
-        from rhesis_pipeline import embedded
+        from rhesis_pipeline.storage import embedded
 
         return embedded.admin_url(Path(tempfile.mkdtemp(prefix="rhesis-bench-"))), "embedded"
 
@@ -296,7 +296,7 @@ def wait_finished(url: str, run_id: str, *, timeout_s: float, every_s: float = 0
 
 def submit_noop(n: int, name: str, *, executor: str = "benchmarks.targets:noop") -> str:
     """Launch a run of *n* tests (streamed), no retries; return its id."""
-    from rhesis_pipeline import runs
+    from rhesis_pipeline.runs import api as runs
 
     return runs.launch_test_run(
         ({"id": i} for i in range(n)), executor=executor, name=name, options={"max_retries": 0}
@@ -305,7 +305,7 @@ def submit_noop(n: int, name: str, *, executor: str = "benchmarks.targets:noop")
 
 @dataclass(frozen=True)
 class TimedRun:
-    run: object  # the finished run (rhesis_pipeline.run_record.Run)
+    run: object  # the finished run (rhesis_pipeline.runs.record.Run)
     started: float  # time.time() when the submission began
     submit_s: float  # the submission's time
     e2e_s: float  # submission start -> the callback's finished_at
@@ -314,7 +314,7 @@ class TimedRun:
 
 def timed_run(url: str, n: int, *, name: str | None = None, timeout_s: float = 900) -> TimedRun:
     """Submit a run of *n* no-op tests and wait for its callback: its timings."""
-    from rhesis_pipeline import runs
+    from rhesis_pipeline.runs import api as runs
 
     started = time.time()
     t0 = time.perf_counter()
@@ -402,8 +402,8 @@ def fresh_database():
     """Create, migrate and configure a new database; drop it afterwards. Yields its URL."""
     from sqlalchemy.engine import make_url
 
-    from rhesis_pipeline import db, migrate
     from rhesis_pipeline.settings import Settings
+    from rhesis_pipeline.storage import db, migrate
 
     admin, where = server_url()
     name = f"rhesis_bench_{uuid.uuid4().hex[:8]}"

@@ -43,8 +43,8 @@ def main() -> int:
     import httpx
     from sqlalchemy import text
 
-    from rhesis_pipeline import db
-    from rhesis_pipeline.runs import launch_test_run
+    from rhesis_pipeline.runs.api import launch_test_run
+    from rhesis_pipeline.storage import db
 
     with fresh_database() as (url, where):
         print(f"machine: {machine()}; database: {where}")

@@ -29,7 +29,7 @@ from benchmarks.fanin import run_once
 
 
 def beside_backlog(url: str, backlog: int, fair: bool) -> tuple[float, int]:
-    from rhesis_pipeline import runs
+    from rhesis_pipeline.runs import api as runs
 
     os.environ["RHESIS_FAIR_CLAIMS"] = "on" if fair else "off"
     with workers(url, processes=2, threads=12):

@@ -107,7 +107,7 @@ def wal_breakdown(url: str, n: int) -> None:
     """One run of *n* tests, then its WAL by record type (pg_walinspect: a superuser, and
     the run's WAL still on the server: wal_keep_size). Without them, one "unavailable:"
     line instead."""
-    from rhesis_pipeline import runs
+    from rhesis_pipeline.runs import api as runs
 
     figure = f"WAL of one run of {n:,} tests by record type (--wal-breakdown, pg_walinspect)"
     try:
@@ -223,7 +223,7 @@ def main() -> int:
     ):
         from sqlalchemy import text
 
-        from rhesis_pipeline import db
+        from rhesis_pipeline.storage import db
 
         print(f"machine: {machine()}")
         print(f"database: {where}; workers: {args.processes} processes x {args.threads} threads")

@@ -26,7 +26,8 @@ from benchmarks.common import fresh_database, machine
 def launch(n: int, *, as_tenant: bool) -> float:
     from sqlalchemy.orm import Session
 
-    from rhesis_pipeline import db, runs, tenancy
+    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.storage import db, tenancy
 
     tests = [{"id": i, "prompt": f"question {i}"} for i in range(n)]
     started = time.perf_counter()

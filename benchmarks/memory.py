@@ -57,7 +57,7 @@ def main() -> int:
     if min(args.sizes) < 1 or args.seconds <= 0:
         parser.error("--sizes and --seconds must be positive")
 
-    from rhesis_pipeline import runs
+    from rhesis_pipeline.runs import api as runs
 
     with (
         fresh_database() as (url, where),

@@ -40,8 +40,9 @@ def main() -> None:
     from prometheus_client.parser import text_string_to_metric_families
     from sqlalchemy import text
 
-    from rhesis_pipeline import db, runs
     from rhesis_pipeline.monitor.prometheus import exposition
+    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.storage import db
 
     with fresh_database() as (_url, where):
         print(f"machine: {machine()}; database: {where}")

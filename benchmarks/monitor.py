@@ -79,7 +79,9 @@ def main() -> None:
 
     from sqlalchemy import text
 
-    from rhesis_pipeline import db, monitor, runs
+    from rhesis_pipeline import monitor
+    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.storage import db
 
     with fresh_database() as (url, where):
         print(f"machine: {machine()}; database: {where}")

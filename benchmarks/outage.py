@@ -36,9 +36,9 @@ PROCESSES, THREADS = 2, 4
 
 
 def _all_live(expected: int) -> bool:
-    from rhesis_pipeline import db
     from rhesis_pipeline.errors import DatabaseUnavailable
     from rhesis_pipeline.monitor import list_workers
+    from rhesis_pipeline.storage import db
 
     try:
         running = [w for w in list_workers().workers if w.stopped_at is None]
@@ -58,8 +58,9 @@ def _wait(check, timeout: float, what: str) -> float:
 
 
 def _progress(run_id: str):
-    from rhesis_pipeline import db, runs
     from rhesis_pipeline.errors import DatabaseUnavailable
+    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.storage import db
 
     try:
         return runs.get_progress(run_id)
@@ -71,7 +72,8 @@ def _progress(run_id: str):
 def trial(url: str, tests: int, fault) -> tuple[float, int]:
     """Run *tests* tests, apply *fault* (returns when the database answers again) at a
     third of the run; returns (seconds until all workers live, tests executed twice)."""
-    from rhesis_pipeline import db, runs
+    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.storage import db
 
     log = Path(tempfile.mkdtemp(prefix="rhesis-outage-")) / "executions.log"
     os.environ["BENCH_EXEC_LOG"] = str(log)
@@ -124,8 +126,8 @@ def main() -> int:
             [trial(url, args.tests, lambda: cut_connections(url)) for _ in range(args.trials)],
         )
 
-    from rhesis_pipeline import db, migrate
     from rhesis_pipeline.settings import Settings
+    from rhesis_pipeline.storage import db, migrate
 
     with OwnedServer() as server:
         server.start()

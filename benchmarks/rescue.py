@@ -29,7 +29,8 @@ def trial(url: str) -> tuple[float, int]:
 
     from sqlalchemy import text
 
-    from rhesis_pipeline import db, runs
+    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.storage import db
 
     with (
         workers(url, processes=1, threads=4) as victim,

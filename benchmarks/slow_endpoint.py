@@ -149,9 +149,9 @@ def executor_spec(args: argparse.Namespace, url: str) -> tuple[dict, list[str]]:
 
 
 def rhesis_phase(args: argparse.Namespace, ep: SlowEndpoint, yard_s: float) -> int:
-    from rhesis_pipeline import runs
     from rhesis_pipeline.errors import InvalidSubmission
-    from rhesis_pipeline.executors import validate_executor
+    from rhesis_pipeline.execution.executors import validate_executor
+    from rhesis_pipeline.runs import api as runs
 
     spec, limits = executor_spec(args, ep.url)
     try:

@@ -14,7 +14,7 @@ your session middleware) must set; never take them from an untrusted client.
 
 * ``POST /runs`` ``{"name", "tests": [...], "executor": ..., "options": {...}}``: launches
   the run inside the request's database transaction, as the caller's organization
-  (``rhesis_pipeline.tenancy.enter`` + ``launch_test_run(session=...)``): the run exists
+  (``rhesis_pipeline.storage.tenancy.enter`` + ``launch_test_run(session=...)``): the run exists
   only if the request commits. 201 ``{"run_id"}``.
 * ``GET /runs/{run_id}``: the run's progress and counts, 404 for another organization's run.
 * ``GET /runs/{run_id}/results``: every test's status, error and duration.
@@ -30,8 +30,9 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from rhesis_pipeline import db, runs, tenancy
 from rhesis_pipeline.errors import InvalidSubmission
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.storage import db, tenancy
 
 app = FastAPI(title="rhesis-pipeline web backend example")
 

@@ -1,6 +1,6 @@
 """Alembic environment of rhesis-pipeline.
 
-Run through ``rhesis-pipeline migrate`` (see rhesis_pipeline/migrate.py), which passes
+Run through ``rhesis-pipeline migrate`` (see rhesis_pipeline/storage/migrate.py), which passes
 either a live connection (``config.attributes["connection"]``) or offline mode for
 ``--sql``. The version table lives in the ``rhesis`` schema, so it never collides with a
 host application's own Alembic history in ``public``. One migration runs at a time per
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from rhesis_pipeline.db import SCHEMA, VERSION_TABLE
+from rhesis_pipeline.storage.db import SCHEMA, VERSION_TABLE
 
 #: Key of the advisory lock held while migrating (arbitrary, fixed, project-specific).
 MIGRATION_LOCK_KEY = 0x52485349_0001  # "RHSI" + 1

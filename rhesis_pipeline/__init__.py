@@ -41,11 +41,11 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Lazy: `import rhesis_pipeline` stays cheap and side-effect free.
     if name in _MONITOR:
-        from . import monitor
+        from rhesis_pipeline import monitor
 
         return getattr(monitor, name)
     if name in __all__:
-        from . import runs
+        from rhesis_pipeline.runs import api as runs
 
         return getattr(runs, name)
     raise AttributeError(f"module 'rhesis_pipeline' has no attribute {name!r}")

@@ -6,7 +6,7 @@
 Importing this module installs the rhesis-pipeline broker as dramatiq's global broker.
 It does not connect to the database: the pool connects on first use. Nothing in the
 package imports it: the actors' names, queues and options are in
-:mod:`rhesis_pipeline.messages`, their bodies in :mod:`rhesis_pipeline.tasks`.
+:mod:`rhesis_pipeline.runs.messages`, their bodies in :mod:`rhesis_pipeline.worker.tasks`.
 
 Actors:
 
@@ -23,9 +23,12 @@ from __future__ import annotations
 import dramatiq
 from periodiq import cron
 
-from . import db, executors, logs, tasks
-from .broker import build_broker
-from .messages import CALLBACK, MEMBER, SWEEP, ActorSpec
+from rhesis_pipeline import logs
+from rhesis_pipeline.execution import executors
+from rhesis_pipeline.runs.messages import CALLBACK, MEMBER, SWEEP, ActorSpec
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.worker import tasks
+from rhesis_pipeline.worker.broker import build_broker
 
 broker = build_broker()
 dramatiq.set_broker(broker)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from . import db, migrate
+from rhesis_pipeline.storage import db, migrate
 
 
 def bundled_suite() -> Path:
@@ -72,10 +72,10 @@ class Workers:
 
 
 def run_demo(*, suite_path: str | None = None, processes: int = 2, threads: int = 8) -> int:
-    from .demo_target import ChatTarget
-    from .report import ProgressPrinter, summary_text, wait_for
-    from .runs import get_results, launch_test_run, running_members
-    from .suites import load_suite
+    from rhesis_pipeline.demo_target import ChatTarget
+    from rhesis_pipeline.runs.api import get_results, launch_test_run, running_members
+    from rhesis_pipeline.runs.report import ProgressPrinter, summary_text, wait_for
+    from rhesis_pipeline.suites.load import load_suite
 
     started = time.monotonic()
     before, after = migrate.upgrade()

@@ -2,7 +2,7 @@
 
 Every log record gets two attributes, ``message_id`` and ``actor_name``: the dramatiq
 message being processed by the current thread, or ``-`` outside a message. They are set
-by :class:`rhesis_pipeline.middleware.log_context.LogContext` and added to records by a
+by :class:`rhesis_pipeline.worker.middleware.log_context.LogContext` and added to records by a
 record factory, so lines from any library (dramatiq, SQLAlchemy, user code) carry them.
 The message's run, test and organization are added by a filter of the root handlers
 (:class:`ContextFields`), after any ``extra`` of the call, which takes precedence.
@@ -70,7 +70,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record (see the module's docstring)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from .identity import worker_id
+        from rhesis_pipeline.identity import worker_id
 
         line: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(

@@ -5,7 +5,7 @@
 ``postgres://``, ``postgresql://`` and ``postgresql+psycopg2://`` and is normalised to
 ``postgresql+psycopg2://``: SQLAlchemy 2.1 maps a plain ``postgresql://`` to psycopg 3,
 which this project does not ship. When it is unset, an embedded Postgres is used
-(see :mod:`rhesis_pipeline.embedded`).
+(see :mod:`rhesis_pipeline.storage.embedded`).
 
 All other settings are ``RHESIS_*`` variables:
 
@@ -79,7 +79,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigurationError
+from rhesis_pipeline.errors import ConfigurationError
 
 #: Schemes accepted in DATABASE_URL, all normalised to the psycopg2 driver.
 ACCEPTED_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")

@@ -24,8 +24,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from rhesis_pipeline import db
 from rhesis_pipeline.settings import Settings, libpq_url, normalise_database_url
+from rhesis_pipeline.storage import db
 
 from .support.workers import WorkerPool
 
@@ -105,7 +105,7 @@ def pg_server(tmp_path_factory) -> Server:
         return Server(normalise_database_url(explicit), "RHESIS_TEST_DATABASE_URL")
     if forced != "embedded" and _local_server_answers():
         return Server("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", "local")
-    from rhesis_pipeline import embedded
+    from rhesis_pipeline.storage import embedded
 
     data_dir = tmp_path_factory.mktemp("embedded-pg")
     return Server(embedded.admin_url(data_dir), "embedded")
@@ -114,7 +114,7 @@ def pg_server(tmp_path_factory) -> Server:
 @pytest.fixture(scope="session")
 def template_db(pg_server: Server):
     """A migrated database (plus the test tables), the template of every test database."""
-    from rhesis_pipeline import migrate
+    from rhesis_pipeline.storage import migrate
 
     name = f"rhesis_tpl_{uuid.uuid4().hex[:10]}"
     url = pg_server.create(name)
@@ -192,7 +192,7 @@ def owned_server():
 def owned_database_url(owned_server):
     """URL of a migrated database (plus the test tables) on ``owned_server``; the
     process's db module uses it. Start workers on it with ``WorkerPool(database_url=…)``."""
-    from rhesis_pipeline import migrate
+    from rhesis_pipeline.storage import migrate
 
     url = owned_server.create_database(f"rhesis_o_{uuid.uuid4().hex[:12]}")
     _use(url)

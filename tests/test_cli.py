@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rhesis_pipeline import db
 from rhesis_pipeline.cli import monitor, pipeline
+from rhesis_pipeline.storage import db
 
 from .support import cli
 from .support.waiting import wait_until

@@ -12,12 +12,13 @@ import threading
 
 import pytest
 
-from rhesis_pipeline import db, runs
 from rhesis_pipeline.errors import DatabaseUnavailable
 from rhesis_pipeline.monitor import list_workers
-from rhesis_pipeline.registry import Registration
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.settings import Settings
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.worker.registry import Registration
 
 from .support import actors
 from .support.faults import cut_connections
@@ -55,7 +56,7 @@ def _state(worker_id: str) -> tuple[bool, bool] | None:
 def test_a_worker_takes_its_liveness_lock_again_within_two_heartbeats(database_url, caplog):
     # Given: a registered worker (heartbeat every 0.5 s) holding its liveness lock.
     _use_fast_heartbeat(database_url)
-    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.outage")
+    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.storage.outage")
     registration = Registration(["rhesis-tests"])
     registration.start()
     try:
@@ -153,7 +154,7 @@ def test_claims_a_live_worker_no_longer_holds_go_back_to_their_queue(database_ur
     (e.g. moving a due message to its queue while the database is away) and replaces the
     consumer. The next consumer of that queue returns what this worker claimed there but
     no longer holds, in its place."""
-    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.consumer")
+    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.worker.consumer")
     registration = Registration([actors.SMOKE_QUEUE])
     registration.start()
     queue = f"{actors.SMOKE_QUEUE}.DQ"
@@ -237,7 +238,7 @@ def _listening_sessions() -> int:
 
 
 def test_a_rate_limit_waiter_whose_connection_is_cut_still_wakes(database_url):
-    from rhesis_pipeline.rate_limits import PostgresRateLimiterBackend
+    from rhesis_pipeline.worker.rate_limits import PostgresRateLimiterBackend
 
     # Given: a waiter blocked on an event (a Barrier's wait), listening on its connection.
     backend = PostgresRateLimiterBackend()

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from rhesis_pipeline import runs
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
 
 from .support import cli
 from .support.runs import results_by_id, wait_finished

@@ -11,10 +11,10 @@ import re
 import httpx
 import pytest
 
-from rhesis_pipeline import runs
 from rhesis_pipeline.dashboard import app as dashboard_app
 from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
 
 from .support import cli
 from .support.asgi import asgi_client

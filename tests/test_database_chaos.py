@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from rhesis_pipeline import db, runs
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.storage import db
 
 from .support import cli
 from .support.faults import cut_connections

@@ -9,16 +9,16 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from rhesis_pipeline import db
 from rhesis_pipeline.cli import monitor as monitor_cli
-from rhesis_pipeline.endpoint_limits import EndpointLimit, limit_for, origin
-from rhesis_pipeline.executors import (
+from rhesis_pipeline.execution.executors import (
     InvalidExecutor,
     RateLimited,
     http_execution,
     retry_after_s,
     validate_executor,
 )
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.worker.endpoint_limits import EndpointLimit, limit_for, origin
 
 URL = "http://127.0.0.1:9/v1/chat"
 

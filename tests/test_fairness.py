@@ -9,8 +9,9 @@ import json
 import pytest
 from sqlalchemy import text
 
-from rhesis_pipeline import db, runs
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.storage import db
 
 from .support.runs import results_by_id, wait_finished
 from .support.waiting import wait_until

@@ -4,8 +4,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from rhesis_pipeline import db, runs
-from rhesis_pipeline.runs import InvalidSubmission, launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import InvalidSubmission, launch_test_run
+from rhesis_pipeline.storage import db
 
 from .support.runs import hook_calls, results_by_id, scalar, wait_finished
 from .support.waiting import wait_until
@@ -267,7 +268,7 @@ def test_tenant_travels_to_members_their_sessions_and_the_callback(workers):
 
 
 def test_tenant_context_of_the_caller_is_used_by_default(database_url):
-    from rhesis_pipeline.tenant import tenant_context
+    from rhesis_pipeline.storage.tenant_context import tenant_context
 
     with tenant_context("org-ctx", "user-ctx"):
         run_id = launch_test_run([{"id": "a"}], executor="tests.support.targets:noop")

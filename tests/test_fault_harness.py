@@ -11,8 +11,8 @@ import psycopg2
 import pytest
 from sqlalchemy import text
 
-from rhesis_pipeline import db, migrate
 from rhesis_pipeline.settings import libpq_url
+from rhesis_pipeline.storage import db, migrate
 
 from .support.faults import OwnedServer, cut_connections, frozen, process_state
 from .support.waiting import wait_until

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs.api import launch_test_run
 
 from .support.runs import results_by_id, wait_finished
 
@@ -174,7 +174,7 @@ def test_a_suite_is_accepted_or_refused_with_a_clear_message(tmp_path_factory, t
     project's error (the CLI prints it and exits 2): a first line naming the file and what
     is wrong, then one line per further problem — never another exception."""
     from rhesis_pipeline.errors import RhesisError
-    from rhesis_pipeline.suites import load_suite
+    from rhesis_pipeline.suites.load import load_suite
 
     path = tmp_path_factory.mktemp("suite") / "suite.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")

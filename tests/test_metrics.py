@@ -2,8 +2,8 @@
 
 import pytest
 
-from rhesis_pipeline.executors import Execution
-from rhesis_pipeline.metrics import evaluate, evaluate_one
+from rhesis_pipeline.execution.executors import Execution
+from rhesis_pipeline.execution.metrics import evaluate, evaluate_one
 
 
 def ex(output, document=None, duration_ms=10.0):

@@ -4,8 +4,8 @@ import psycopg2
 from dramatiq_pg import generate_init_sql
 from sqlalchemy.engine import make_url
 
-from rhesis_pipeline import db, migrate
 from rhesis_pipeline.settings import libpq_url
+from rhesis_pipeline.storage import db, migrate
 
 from .support import cli
 

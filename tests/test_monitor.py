@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from rhesis_pipeline import db, runs
 from rhesis_pipeline.cli import monitor
 from rhesis_pipeline.monitor import (
     Status,
@@ -28,10 +27,12 @@ from rhesis_pipeline.monitor.diagnosis import ORPHAN_GRACE_S, Snapshot, diagnose
 from rhesis_pipeline.monitor.queues import QueueStats
 from rhesis_pipeline.monitor.stuck import RunListing
 from rhesis_pipeline.monitor.workers import Claim, WorkerInfo, WorkerListing
-from rhesis_pipeline.report import format_seconds
-from rhesis_pipeline.run_record import Run
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.record import Run
+from rhesis_pipeline.runs.report import format_seconds
 from rhesis_pipeline.settings import libpq_url
+from rhesis_pipeline.storage import db
 
 from .support.runs import scalar
 from .support.waiting import wait_until

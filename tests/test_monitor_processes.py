@@ -13,8 +13,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from rhesis_pipeline import db, runs
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.storage import db
 
 from .support import cli
 from .support.runs import hook_calls, scalar, wait_finished

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from rhesis_pipeline import db
 from rhesis_pipeline.cli import pipeline
-from rhesis_pipeline.report import reason
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.report import reason
+from rhesis_pipeline.storage import db
 
 from .support import cli
 from .support.runs import scalar

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from rhesis_pipeline.outage import Outage
+from rhesis_pipeline.storage.outage import Outage
 
 
 def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
-    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.outage")
+    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.storage.outage")
     outage = Outage("worker abc heartbeat", initial_s=0.1, max_s=1.0)
 
     outage.ok()  # no outage: nothing to say

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from rhesis_pipeline.report import ProgressPrinter
+from rhesis_pipeline.runs.report import ProgressPrinter
 
 
 class Clock:
@@ -65,8 +65,8 @@ def test_off_a_terminal_a_line_comes_at_least_every_30_s_with_running_and_waitin
 def test_running_members_counts_the_claimed_members_of_the_run(database_url):
     from sqlalchemy import text
 
-    from rhesis_pipeline import db
-    from rhesis_pipeline.runs import launch_test_run, running_members
+    from rhesis_pipeline.runs.api import launch_test_run, running_members
+    from rhesis_pipeline.storage import db
 
     # Given: a run of three tests, none claimed, and another run.
     run_id = launch_test_run(

@@ -5,9 +5,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from rhesis_pipeline import db
 from rhesis_pipeline.maintenance import Retention, RetentionConfig
 from rhesis_pipeline.maintenance.purge import LOCK_KEY
+from rhesis_pipeline.storage import db
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -97,7 +97,7 @@ def test_expired_rate_limit_keys_are_deleted_live_ones_kept(database_url):
 
 
 def test_run_retention_deletes_runs_finished_before_it_with_their_results(database_url):
-    from rhesis_pipeline.runs import launch_test_run
+    from rhesis_pipeline.runs.api import launch_test_run
 
     def finished(hours_ago: float | None, n: int) -> str:
         run_id = launch_test_run(

@@ -8,8 +8,9 @@ import pytest
 from dramatiq.rate_limits import Barrier, ConcurrentRateLimiter, WindowRateLimiter
 from sqlalchemy import text
 
-from rhesis_pipeline import db, rate_limits
-from rhesis_pipeline.rate_limits import PostgresRateLimiterBackend
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.worker import rate_limits
+from rhesis_pipeline.worker.rate_limits import PostgresRateLimiterBackend
 
 from .support import actors
 from .support.waiting import wait_until
@@ -162,7 +163,7 @@ def _expired(key: str) -> bool:
 
 
 class SelectSpy:
-    """Stands in for the ``select`` module in rhesis_pipeline.rate_limits: sets *entered*
+    """Stands in for the ``select`` module in rhesis_pipeline.worker.rate_limits: sets *entered*
     when a waiter starts blocking on its LISTEN connection."""
 
     def __init__(self) -> None:

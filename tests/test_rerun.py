@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from rhesis_pipeline import runs
 from rhesis_pipeline.monitor import inspect_run
-from rhesis_pipeline.rerun import NothingToRerun, rerun
-from rhesis_pipeline.runs import RunNotFound, launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import RunNotFound, launch_test_run
+from rhesis_pipeline.runs.rerun import NothingToRerun, rerun
 
 from .support import cli
 from .support.runs import wait_finished

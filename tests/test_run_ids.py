@@ -10,10 +10,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from rhesis_pipeline import db, run_ids, runs
 from rhesis_pipeline.cli import monitor, pipeline
 from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs import ids as run_ids
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.storage import db
 
 from .support.asgi import asgi_client
 

@@ -1,14 +1,15 @@
-"""One run record (rhesis_pipeline.run_record.Run) for every reader, under its old names
+"""One run record (rhesis_pipeline.runs.record.Run) for every reader, under its old names
 too, with each reader's JSON shape kept."""
 
 import dataclasses
 import json
 
 import rhesis_pipeline
-from rhesis_pipeline import monitor, runs
+from rhesis_pipeline import monitor
 from rhesis_pipeline.monitor import find_stuck_runs
-from rhesis_pipeline.run_record import MONITOR_FIELDS, SUMMARY_FIELDS, Run
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.record import MONITOR_FIELDS, SUMMARY_FIELDS, Run
 
 
 def test_the_old_record_types_are_names_of_the_one_record():

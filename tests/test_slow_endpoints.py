@@ -12,9 +12,10 @@ import signal
 import pytest
 
 from benchmarks.endpoint import SlowEndpoint
-from rhesis_pipeline import db, runs
 from rhesis_pipeline.monitor.prometheus import exposition
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.storage import db
 
 from .support import cli
 from .support.faults import cut_connections

@@ -16,7 +16,7 @@ import ast
 import re
 from pathlib import Path
 
-from rhesis_pipeline.queries import Q
+from rhesis_pipeline.storage.queries import Q
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rhesis_pipeline"
 
@@ -81,7 +81,7 @@ def test_no_sql_outside_queries_sql():
         for path in sorted(PACKAGE.rglob("*.py"))
         for line, text in sql_strings(path.read_text())
     ]
-    assert offenders == [], "SQL belongs in rhesis_pipeline/sql/queries.sql:\n" + "\n".join(
+    assert offenders == [], "SQL belongs in rhesis_pipeline/storage/sql/queries.sql:\n" + "\n".join(
         offenders
     )
 

@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from rhesis_pipeline import db, runs
 from rhesis_pipeline.cli import monitor
 from rhesis_pipeline.maintenance.sweeper import SWEEP_LOCK_KEY, Sweeper
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.storage import db
 
 from .support import cli
 from .support.runs import fake_claim, fake_worker, hook_calls, scalar, wait_finished

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from rhesis_pipeline.suites import InvalidSuite, load_suite
+from rhesis_pipeline.suites.load import InvalidSuite, load_suite
 
 GOOD = """
 name: ok
@@ -213,6 +213,6 @@ def test_a_near_miss_that_a_placeholder_uses_is_a_field(tmp_path):
     suite = load_suite(write(tmp_path, text))
     assert [t.get("metric") for t in suite.tests] == ["bleu", "rouge"]
 
-    from rhesis_pipeline.executors import render
+    from rhesis_pipeline.execution.executors import render
 
     assert render(suite.endpoint["body"], suite.tests[1]) == {"m": "rouge", "t": "y"}

@@ -24,11 +24,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from rhesis_pipeline import db, migrate, runs, tenancy
 from rhesis_pipeline.errors import InvalidSubmission
 from rhesis_pipeline.monitor import inspect_run, revoke_runs
-from rhesis_pipeline.outcomes import Outcome, write_batch
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.outcomes import Outcome, write_batch
 from rhesis_pipeline.settings import Settings, libpq_url
+from rhesis_pipeline.storage import db, migrate, tenancy
 
 from .support import cli
 from .support.runs import fake_claim, fake_worker, scalar, wait_finished

@@ -1,5 +1,5 @@
 """One vocabulary for states and one format for durations, shared by the CLI's text,
-``--json`` and the dashboard (rhesis_pipeline.states, rhesis_pipeline.durations)."""
+``--json`` and the dashboard (rhesis_pipeline.runs.states, rhesis_pipeline.runs.durations)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from importlib import resources
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from rhesis_pipeline import db, runs, states
 from rhesis_pipeline.cli import monitor
 from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
-from rhesis_pipeline.durations import format_duration
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs import states
+from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.durations import format_duration
+from rhesis_pipeline.storage import db
 
 from .support.asgi import asgi_client
 from .support.runs import fake_claim, fake_worker

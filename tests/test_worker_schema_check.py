@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rhesis_pipeline.migrate import head_revision
+from rhesis_pipeline.storage.migrate import head_revision
 
 from .support.workers import WorkerPool
 

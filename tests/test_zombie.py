@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from rhesis_pipeline import db
 from rhesis_pipeline.monitor import list_workers
-from rhesis_pipeline.runs import launch_test_run
+from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.settings import Settings
+from rhesis_pipeline.storage import db
 
 from .support.faults import frozen
 from .support.runs import results_by_id, wait_finished

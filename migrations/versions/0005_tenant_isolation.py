@@ -9,7 +9,7 @@ Two kinds of sessions use the pipeline's tables:
   purge any organization's work. That is safe because the role decides, not the
   ``app.current_organization`` setting (which any session may set): only the processes the
   operator runs hold the system role's credentials, and they never execute a tenant's
-  queries on its behalf except through ``rhesis_tenant`` (:mod:`rhesis_pipeline.tenancy`).
+  queries on its behalf except through ``rhesis_tenant`` (:mod:`rhesis_pipeline.storage.tenancy`).
 * **rhesis_tenant** (NOLOGIN): granted to a web backend's database user (and to the
   migrating role, so that operators and the read API can act as a tenant with
   ``SET LOCAL ROLE rhesis_tenant``). Its sessions see and change only the rows of the

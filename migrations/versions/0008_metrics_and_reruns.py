@@ -5,7 +5,7 @@
   and runs of runs deleted by retention (so ``rhesis_tests_finished_total`` never goes
   down), and the histograms of test durations and callback latency, observed when a run
   finishes (``observe_finished_run``).
-* ``rhesis.test_runs.rerun_of``: the run a re-run was made from (``rhesis_pipeline.rerun``).
+* ``rhesis.test_runs.rerun_of``: the run a re-run was made from (``rhesis_pipeline.runs.rerun``).
 * ``test_runs_name_idx``: the dashboard's runs page filtered by the start of a name.
 
 Revision ID: 0008

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from .. import db, migrate
-from ..errors import RhesisError
+from rhesis_pipeline.errors import RhesisError
+from rhesis_pipeline.storage import db, migrate
 
 EXIT_CODES_HELP = """\b
 Exit codes:

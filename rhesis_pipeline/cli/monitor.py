@@ -15,13 +15,14 @@ from typing import Any
 
 import click
 
-from .. import __version__, db
-from ..errors import RhesisError
-from ..logs import configure_logging
-from ..monitor.diagnosis import PROBLEM, plural
-from ..report import format_duration, format_seconds, table
-from .common import RhesisGroup, org_option, use_database
-from .params import HOURS, MINUTES, PORT, TEXT
+from rhesis_pipeline import __version__
+from rhesis_pipeline.cli.common import RhesisGroup, org_option, use_database
+from rhesis_pipeline.cli.params import HOURS, MINUTES, PORT, TEXT
+from rhesis_pipeline.errors import RhesisError
+from rhesis_pipeline.logs import configure_logging
+from rhesis_pipeline.monitor.diagnosis import PROBLEM, plural
+from rhesis_pipeline.runs.report import format_duration, format_seconds, table
+from rhesis_pipeline.storage import db
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -206,7 +207,7 @@ def status(max_hours: float, as_json: bool, organization_id: str | None) -> None
     `check` for an exit code that reflects problems). With --org, runs and queue
     messages are that organization's only; workers are shown whole.
     """
-    from ..monitor import status as read_status
+    from rhesis_pipeline.monitor import status as read_status
 
     use_database(migrated=True)
     current = read_status(max_hours=max_hours, organization_id=organization_id)
@@ -229,7 +230,7 @@ def check(max_hours: float, as_json: bool, organization_id: str | None) -> None:
     A run is stuck when it has been QUEUED or IN_PROGRESS for --max-hours or longer, or
     has made no progress for that long (0 finds every unfinished run).
     """
-    from ..monitor import unfinished_runs
+    from rhesis_pipeline.monitor import unfinished_runs
 
     use_database(migrated=True)
     found = unfinished_runs(max_hours=max_hours, only_stuck=True, organization_id=organization_id)
@@ -326,8 +327,8 @@ def revoke(
     A RUN_ID is a UUID or a unique prefix of at least 8 hex digits; every one is resolved
     before the first is revoked. Exits 1 if a given run does not exist.
     """
-    from ..monitor import find_stuck_runs, revoke_runs
-    from ..run_ids import parse_all, resolve
+    from rhesis_pipeline.monitor import find_stuck_runs, revoke_runs
+    from rhesis_pipeline.runs.ids import parse_all, resolve
 
     if bool(run_ids) == (max_hours is not None):
         raise click.UsageError("give RUN_IDs or --max-hours H (one of the two)")
@@ -396,7 +397,7 @@ def _inspect_text(found, verbose: bool) -> str:
     def when(value) -> str:
         if value is None:
             return "-"
-        from ..report import age
+        from rhesis_pipeline.runs.report import age
 
         return f"{value:%Y-%m-%d %H:%M:%S} UTC ({age(value)} ago)"
 
@@ -480,8 +481,8 @@ def inspect(run_id: str, verbose: bool, as_json: bool, organization_id: str | No
 
     RUN_ID: the run's UUID or a unique prefix of at least 8 hex digits.
     """
-    from ..monitor import inspect_run
-    from ..run_ids import parse, resolve
+    from rhesis_pipeline.monitor import inspect_run
+    from rhesis_pipeline.runs.ids import parse, resolve
 
     parsed = parse(run_id)
     use_database(migrated=True)
@@ -515,7 +516,7 @@ def clean(force: bool, queue: str | None, dry_run: bool, as_json: bool) -> None:
     its run unfinished), and messages being processed are not touched. Without --force
     it deletes nothing, says what would be deleted and exits 1.
     """
-    from ..monitor import clean_queues
+    from rhesis_pipeline.monitor import clean_queues
 
     if queue is not None and not queue.strip():
         raise click.BadParameter("must not be empty", param_hint="--queue")
@@ -556,8 +557,8 @@ def _check_queue_exists(queue: str) -> None:
     no live worker consumes it and it is not one of the pipeline's queues."""
     from dramatiq.common import q_name
 
-    from .. import queues
-    from ..monitor import list_workers, queue_stats
+    from rhesis_pipeline.monitor import list_workers, queue_stats
+    from rhesis_pipeline.runs import queues
 
     names = {q.queue for q in queue_stats(list_workers())}
     names |= {queues.TESTS, queues.CALLBACKS, queues.MAINTENANCE}
@@ -606,7 +607,7 @@ def fix(
     asking. Each revocation is one transaction: Ctrl-C at any point leaves every run
     either revoked or untouched. Exits 0 if no problem remains, 1 otherwise.
     """
-    from ..monitor import plan_fix
+    from rhesis_pipeline.monitor import plan_fix
 
     use_database(migrated=True)
     plan = plan_fix(stuck_minutes, auto_revoke_hours, dry_run=dry_run)
@@ -693,7 +694,7 @@ def workers(as_json: bool) -> None:
     executing now and any it has prefetched. Stopped and dead workers are listed for
     RHESIS_WORKER_RETENTION_HOURS.
     """
-    from ..monitor import list_workers
+    from rhesis_pipeline.monitor import list_workers
 
     use_database(migrated=True)
     listing = list_workers()
@@ -741,7 +742,7 @@ def health(max_hours: float, as_json: bool) -> None:
     messages and no consumer, an orphan backlog (dead workers' messages not rescued).
     The same check as rhesis_pipeline.monitor.check_health().
     """
-    from ..monitor import check_health
+    from rhesis_pipeline.monitor import check_health
 
     db.settings()
     report = check_health(max_hours=max_hours)
@@ -781,7 +782,7 @@ def serve_health(port: int, host: str, max_hours: float) -> None:
     import signal
     import threading
 
-    from ..monitor.http import HealthServer
+    from rhesis_pipeline.monitor.http import HealthServer
 
     db.settings()
     try:
@@ -855,7 +856,7 @@ def dashboard(
     try:
         import uvicorn
 
-        from ..dashboard.app import DashboardConfig, create_app
+        from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
     except ImportError as exc:
         raise click.UsageError(
             f"the dashboard needs the `dashboard` extra ({exc.name} is missing): "
@@ -898,7 +899,7 @@ def sweep(dry_run: bool, as_json: bool) -> None:
     Only one sweep runs at a time: if another is running this one does nothing and says
     so (exit 0). Running it twice in a row changes nothing the second time.
     """
-    from ..maintenance.sweeper import Sweeper
+    from rhesis_pipeline.maintenance.sweeper import Sweeper
 
     use_database(migrated=True)
     sweeper = Sweeper.from_settings()

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..values import text_problem
+from rhesis_pipeline.execution.values import text_problem
 
 
 class Number(click.ParamType):
@@ -81,7 +81,8 @@ def _plain(value: float) -> str:
 
 
 class Text(click.ParamType):
-    """Text without a NUL or a lone surrogate (see :func:`rhesis_pipeline.values.text_problem`)."""
+    """Text without a NUL or a lone surrogate (see
+    :func:`rhesis_pipeline.execution.values.text_problem`)."""
 
     name = "text"
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__, db
-from .. import migrate as migrations
-from ..logs import configure_logging
-from .common import EXIT_CODES_HELP, RhesisGroup, org_option, use_database
-from .params import TEXT, TIMEOUT_SECONDS, count
+from rhesis_pipeline import __version__
+from rhesis_pipeline.cli.common import EXIT_CODES_HELP, RhesisGroup, org_option, use_database
+from rhesis_pipeline.cli.params import TEXT, TIMEOUT_SECONDS, count
+from rhesis_pipeline.logs import configure_logging
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import migrate as migrations
 
 
 @click.group(
@@ -116,7 +117,7 @@ def scheduler(ctx: click.Context) -> None:
 
 
 def _exit_code(run_id: str) -> int:
-    from ..runs import get_run
+    from rhesis_pipeline.runs.api import get_run
 
     run = get_run(run_id)
     return 0 if run.status == "COMPLETED" and run.passed == run.total else 1
@@ -126,7 +127,7 @@ def _finish(run_id: str, *, finished: bool, as_json: bool, timeout: float | None
     import json as json_
     import sys
 
-    from ..report import run_json, summary_text
+    from rhesis_pipeline.runs.report import run_json, summary_text
 
     if as_json:
         data = run_json(run_id)
@@ -181,9 +182,9 @@ class _IdleNotice:
     def text(self, p) -> str | None:
         from dramatiq.common import q_name
 
-        from .. import queues
-        from ..errors import RhesisError
-        from ..monitor import status
+        from rhesis_pipeline.errors import RhesisError
+        from rhesis_pipeline.monitor import status
+        from rhesis_pipeline.runs import queues
 
         try:
             findings = status(active_limit=1).findings
@@ -243,9 +244,9 @@ def run(
 
     _import_from_cwd()
 
-    from ..report import ProgressPrinter, run_json, wait_for
-    from ..runs import launch_test_run, running_members
-    from ..suites import load_suite
+    from rhesis_pipeline.runs.api import launch_test_run, running_members
+    from rhesis_pipeline.runs.report import ProgressPrinter, run_json, wait_for
+    from rhesis_pipeline.suites.load import load_suite
 
     parsed = load_suite(suite)
     use_database(migrated=True)
@@ -293,8 +294,8 @@ def show(run_id: str, as_json: bool, organization_id: str | None) -> None:
     """
     import json as json_
 
-    from ..report import run_json, summary_text
-    from ..run_ids import parse, resolve
+    from rhesis_pipeline.runs.ids import parse, resolve
+    from rhesis_pipeline.runs.report import run_json, summary_text
 
     parsed = parse(run_id)
     use_database(migrated=True)
@@ -325,9 +326,9 @@ def rerun(run_id: str, all_tests: bool, as_json: bool, organization_id: str | No
     """
     import json as json_
 
-    from ..rerun import rerun as rerun_run
-    from ..run_ids import parse, resolve
-    from ..runs import get_run
+    from rhesis_pipeline.runs.api import get_run
+    from rhesis_pipeline.runs.ids import parse, resolve
+    from rhesis_pipeline.runs.rerun import rerun as rerun_run
 
     parsed = parse(run_id)
     use_database(migrated=True)
@@ -348,8 +349,8 @@ def list_runs(limit: int, as_json: bool, organization_id: str | None) -> None:
     """List recent runs, newest first."""
     import json as json_
 
-    from ..report import age, recent_run_json, table
-    from ..runs import recent_runs
+    from rhesis_pipeline.runs.api import recent_runs
+    from rhesis_pipeline.runs.report import age, recent_run_json, table
 
     use_database(migrated=True)
     rows = recent_runs(limit, organization_id=organization_id)
@@ -404,7 +405,7 @@ def demo(suite_path: str | None, processes: int, threads: int) -> None:
     """
     import sys
 
-    from ..demo import run_demo
+    from rhesis_pipeline.demo import run_demo
 
     _import_from_cwd()
     use_database(migrated=False)

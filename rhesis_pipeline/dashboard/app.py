@@ -28,15 +28,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ..errors import RhesisError
-from ..monitor import InvalidRunId, revoke_runs
-from ..monitor.prometheus import exposition
-from ..report import format_duration, format_seconds
-from ..rerun import NothingToRerun, rerun
-from ..run_ids import AmbiguousRunId
-from ..runs import RunNotFound
-from . import data
-from .security import AUTH_COOKIE, SECURITY_HEADERS, SESSION_COOKIE, Guard, SecurityHeaders
+from rhesis_pipeline.dashboard import data
+from rhesis_pipeline.dashboard.security import (
+    AUTH_COOKIE,
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    Guard,
+    SecurityHeaders,
+)
+from rhesis_pipeline.errors import RhesisError
+from rhesis_pipeline.monitor import InvalidRunId, revoke_runs
+from rhesis_pipeline.monitor.prometheus import exposition
+from rhesis_pipeline.runs.api import RunNotFound
+from rhesis_pipeline.runs.ids import AmbiguousRunId
+from rhesis_pipeline.runs.report import format_duration, format_seconds
+from rhesis_pipeline.runs.rerun import NothingToRerun, rerun
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .. import run_ids, states, tenancy
-from ..monitor import inspect_run, status
-from ..monitor.status import RUN_STATUSES
-from ..queries import Q
-from ..runs import RunNotFound
+from rhesis_pipeline.monitor import inspect_run, status
+from rhesis_pipeline.monitor.status import RUN_STATUSES
+from rhesis_pipeline.runs import ids as run_ids
+from rhesis_pipeline.runs import states
+from rhesis_pipeline.runs.api import RunNotFound
+from rhesis_pipeline.storage import tenancy
+from rhesis_pipeline.storage.queries import Q
 
 #: Runs per page of the runs list; tests per page of a run.
 RUNS_PAGE = 50
@@ -122,7 +124,7 @@ def overview(organization_id: str | None):
 
 @dataclass
 class TestRow:
-    """A test on the run page; ``state`` is its word (:mod:`rhesis_pipeline.states`)."""
+    """A test on the run page; ``state`` is its word (:mod:`rhesis_pipeline.runs.states`)."""
 
     test_id: str
     position: int

@@ -5,6 +5,6 @@ short batch (so a huge backlog never holds a long lock), runs one at a time per 
 (a transaction-level advisory lock), and is safe to run twice.
 """
 
-from .purge import Retention, RetentionConfig, RetentionResult
+from rhesis_pipeline.maintenance.purge import Retention, RetentionConfig, RetentionResult
 
 __all__ = ["Retention", "RetentionConfig", "RetentionResult"]

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from ..locks import EXPIRE_LOCK_KEY
-from ..outcomes import Outcome, write_batch
-from ..queries import Q
-from .service import run_batches
+from rhesis_pipeline.maintenance.service import run_batches
+from rhesis_pipeline.runs.outcomes import Outcome, write_batch
+from rhesis_pipeline.storage.locks import EXPIRE_LOCK_KEY
+from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 * Done and rejected queue rows older than the retention. dramatiq-pg deletes them only
   on a random 1-in-100,000 idle tick of a consumer, so ``dramatiq.queue`` grew without
   bound on a busy system.
-* Expired rate-limit keys (barriers, limiters) of :mod:`rhesis_pipeline.rate_limits`.
+* Expired rate-limit keys (barriers, limiters) of :mod:`rhesis_pipeline.worker.rate_limits`.
 * Rows of workers stopped or silent for longer than the worker retention (and holding no
   claim: those are the rescuer's first).
 * With a run retention (``RHESIS_RUN_RETENTION_HOURS``; default: runs are kept), runs
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from ..locks import RETENTION_LOCK_KEY
-from ..queries import Q
-from .service import run_batches
+from rhesis_pipeline.maintenance.service import run_batches
+from rhesis_pipeline.storage.locks import RETENTION_LOCK_KEY
+from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Rescue: returns the messages of dead workers to their queue, by liveness, not by age.
 
 A consumed message is *orphaned* when the worker that claimed it is dead (see
-:mod:`rhesis_pipeline.registry` and ``find_orphans`` in sql/queries.sql): it stopped, its
+:mod:`rhesis_pipeline.worker.registry` and ``find_orphans`` in sql/queries.sql): it stopped, its
 heartbeat is older than the timeout, or its liveness lock is gone and its heartbeat is
 older than the lock grace (``lock_grace_s``: a worker whose connection dropped has that
 long to reconnect and take its lock again). A long test on a live worker is never
@@ -16,7 +16,7 @@ woken by NOTIFY. A run member is judged by whether its worker died while *runnin
 * started, and running for longer than its time limit plus ``member_grace_s``: not run
   again but stored as ``error`` (timed out);
 * started on the *fast path* (its test preloaded with its claim; its start mark and its
-  outcome written in batches by the outcome writer, see :mod:`rhesis_pipeline.tasks`): it
+  outcome written in batches by the outcome writer, see :mod:`rhesis_pipeline.worker.tasks`): it
   may have finished with its outcome still unwritten, so nobody is charged: it runs again,
   no attempt counted, marked ``rhesis_unstarted`` (the mark is also set on every member
   returned uncounted, and stays), which sends it down the *careful path* next: start
@@ -50,11 +50,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .. import db, messages
-from ..locks import RESCUE_LOCK_KEY, WORKER_LOCK_CLASS
-from ..outcomes import Outcome, write_batch
-from ..queries import Q
-from .service import run_batches
+from rhesis_pipeline.maintenance.service import run_batches
+from rhesis_pipeline.runs import messages
+from rhesis_pipeline.runs.outcomes import Outcome, write_batch
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.locks import RESCUE_LOCK_KEY, WORKER_LOCK_CLASS
+from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 

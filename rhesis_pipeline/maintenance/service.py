@@ -11,7 +11,7 @@ need, written once:
 * :class:`ServiceThread` — runs a service's ``run_once()`` every ``interval_s`` (jittered
   by ±``jitter``) in a daemon thread of its own, so a slow round of one service never
   delays another (or a heartbeat). A round that fails because the database cannot be
-  reached is an :class:`~rhesis_pipeline.outage.Outage`: one log line when the database
+  reached is an :class:`~rhesis_pipeline.storage.outage.Outage`: one log line when the database
   goes, one when it is back, a bounded backoff in between.
 """
 
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import db
-from ..outage import Outage
-from ..queries import Q
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.outage import Outage
+from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .. import db
-from ..locks import SWEEP_LOCK_KEY
-from ..queries import Q
-from .expire import ExpireConfig, ExpireOverdueRuns
-from .purge import Retention, RetentionConfig
-from .rescue import RescueConfig, Rescuer
+from rhesis_pipeline.maintenance.expire import ExpireConfig, ExpireOverdueRuns
+from rhesis_pipeline.maintenance.purge import Retention, RetentionConfig
+from rhesis_pipeline.maintenance.rescue import RescueConfig, Rescuer
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.locks import SWEEP_LOCK_KEY
+from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 

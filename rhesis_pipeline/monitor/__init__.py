@@ -18,17 +18,23 @@ policy of ``fix``), :mod:`.clean`, :mod:`.inspect`, :mod:`.workers`, :mod:`.queu
 
 from __future__ import annotations
 
-from .clean import CleanResult, clean_queues
-from .common import InvalidRunId
-from .diagnosis import Finding, diagnose
-from .fix import FixPlan, FixReport, apply_fix, plan_fix, recommendations_after
-from .health import HealthReport, check_health
-from .inspect import RunInspection, inspect_run
-from .queues import QueueStats, queue_stats
-from .revoke import RevokeOutcome, revoke_runs, revoke_stuck_runs
-from .status import Status, status
-from .stuck import ActiveRun, find_stuck_runs, unfinished_runs
-from .workers import WorkerInfo, WorkerListing, list_workers
+from rhesis_pipeline.monitor.clean import CleanResult, clean_queues
+from rhesis_pipeline.monitor.common import InvalidRunId
+from rhesis_pipeline.monitor.diagnosis import Finding, diagnose
+from rhesis_pipeline.monitor.fix import (
+    FixPlan,
+    FixReport,
+    apply_fix,
+    plan_fix,
+    recommendations_after,
+)
+from rhesis_pipeline.monitor.health import HealthReport, check_health
+from rhesis_pipeline.monitor.inspect import RunInspection, inspect_run
+from rhesis_pipeline.monitor.queues import QueueStats, queue_stats
+from rhesis_pipeline.monitor.revoke import RevokeOutcome, revoke_runs, revoke_stuck_runs
+from rhesis_pipeline.monitor.status import Status, status
+from rhesis_pipeline.monitor.stuck import ActiveRun, find_stuck_runs, unfinished_runs
+from rhesis_pipeline.monitor.workers import WorkerInfo, WorkerListing, list_workers
 
 __all__ = [
     "ActiveRun",

@@ -19,10 +19,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import db
-from ..queries import Q
-from .common import CALLBACK_ACTOR, MEMBER_ACTOR, is_uuid
-from .revoke import REVOKED, revoke_in
+from rhesis_pipeline.monitor.common import CALLBACK_ACTOR, MEMBER_ACTOR, is_uuid
+from rhesis_pipeline.monitor.revoke import REVOKED, revoke_in
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ..run_ids import InvalidRunId
+from rhesis_pipeline.runs.ids import InvalidRunId
 
 #: Actor names of a run's members and of its completion callback (rhesis_pipeline.actors).
 MEMBER_ACTOR = "execute_single_test"
@@ -27,7 +27,7 @@ def seconds(value: Any) -> float | None:
 def parse_run_ids(values: Iterable[str]) -> list[str]:
     """Normalise whole run ids (UUIDs), keeping order and dropping repeats; raises
     InvalidRunId naming the first malformed one. (Prefixes, as the command-line tools and
-    the dashboard take them, are resolved first by :mod:`rhesis_pipeline.run_ids`.)"""
+    the dashboard take them, are resolved first by :mod:`rhesis_pipeline.runs.ids`.)"""
     out: list[str] = []
     for value in values:
         try:

@@ -30,11 +30,11 @@ from typing import Any
 
 from dramatiq.common import q_name
 
-from ..report import format_seconds
-from .endpoints import EndpointStats
-from .queues import QueueStats
-from .stuck import RunListing
-from .workers import WorkerListing
+from rhesis_pipeline.monitor.endpoints import EndpointStats
+from rhesis_pipeline.monitor.queues import QueueStats
+from rhesis_pipeline.monitor.stuck import RunListing
+from rhesis_pipeline.monitor.workers import WorkerListing
+from rhesis_pipeline.runs.report import format_seconds
 
 PROBLEM = "problem"
 WARNING = "warning"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import db
-from ..queries import Q
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.queries import Q
 
 
 @dataclass

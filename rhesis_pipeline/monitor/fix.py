@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..run_record import Run
-from .diagnosis import PROBLEM, WARNING, Finding, plural
-from .revoke import RevokeOutcome, revoke_runs
-from .status import Status, status
-from .stuck import find_stuck_runs
+from rhesis_pipeline.monitor.diagnosis import PROBLEM, WARNING, Finding, plural
+from rhesis_pipeline.monitor.revoke import RevokeOutcome, revoke_runs
+from rhesis_pipeline.monitor.status import Status, status
+from rhesis_pipeline.monitor.stuck import find_stuck_runs
+from rhesis_pipeline.runs.record import Run
 
 #: Most stuck runs a recommendation names by id.
 NAMED_RUNS = 10

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import migrate
-from ..errors import ConfigurationError, RhesisError
-from .common import iso
-from .diagnosis import PROBLEM, Finding, FindingsView
-from .status import status
+from rhesis_pipeline.errors import ConfigurationError, RhesisError
+from rhesis_pipeline.monitor.common import iso
+from rhesis_pipeline.monitor.diagnosis import PROBLEM, Finding, FindingsView
+from rhesis_pipeline.monitor.status import status
+from rhesis_pipeline.storage import migrate
 
 
 @dataclass

@@ -16,8 +16,8 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .health import HealthReport, check_health
-from .prometheus import exposition
+from rhesis_pipeline.monitor.health import HealthReport, check_health
+from rhesis_pipeline.monitor.prometheus import exposition
 
 logger = logging.getLogger(__name__)
 

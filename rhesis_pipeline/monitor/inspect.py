@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import runs, states, tenancy
-from ..queries import Q
-from .common import iso, parse_run_ids, seconds
+from rhesis_pipeline.monitor.common import iso, parse_run_ids, seconds
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs import states
+from rhesis_pipeline.storage import tenancy
+from rhesis_pipeline.storage.queries import Q
 
 
 @dataclass

@@ -23,9 +23,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .. import histograms, tenancy
-from ..queries import Q
-from .status import RUN_STATUSES, take_snapshot
+from rhesis_pipeline.monitor.status import RUN_STATUSES, take_snapshot
+from rhesis_pipeline.runs import histograms
+from rhesis_pipeline.storage import tenancy
+from rhesis_pipeline.storage.queries import Q
 
 #: Terminal statuses of a test, as the counters label them.
 TEST_STATUSES = ("passed", "failed", "error", "lost", "cancelled")

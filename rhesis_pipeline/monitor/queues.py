@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import tenancy
-from ..queries import Q
-from .workers import WorkerListing
+from rhesis_pipeline.monitor.workers import WorkerListing
+from rhesis_pipeline.storage import tenancy
+from rhesis_pipeline.storage.queries import Q
 
 STATES = ("queued", "consumed", "rejected", "done")
 

@@ -9,7 +9,7 @@ Revoking an unfinished run is **one transaction** per run, holding the run's row
    between retries) are deleted; a message a worker is claiming at that moment is left
    to it, and its member is skipped;
 3. every unfinished test is stored as ``cancelled`` through the normal outcome path
-   (:func:`rhesis_pipeline.outcomes.write_batch`): counted once, so the last one enqueues
+   (:func:`rhesis_pipeline.runs.outcomes.write_batch`): counted once, so the last one enqueues
    the run's ``collect_results`` callback exactly once, and the callback sets CANCELLED
    and calls the run-finished hooks, as for any run.
 
@@ -28,11 +28,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .. import messages, tenancy
-from ..messages import REVOKED_CHANNEL
-from ..queries import Q
-from .common import parse_run_ids
-from .stuck import find_stuck_runs
+from rhesis_pipeline.monitor.common import parse_run_ids
+from rhesis_pipeline.monitor.stuck import find_stuck_runs
+from rhesis_pipeline.runs import messages
+from rhesis_pipeline.runs.messages import REVOKED_CHANNEL
+from rhesis_pipeline.storage import tenancy
+from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class RevokeOutcome:
 def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON) -> RevokeOutcome:
     """Revoke run *run_id* inside the caller's transaction on *conn* (see the module's
     docstring); with *dry_run*, only report what would be done."""
-    from ..outcomes import Outcome, write_batch
+    from rhesis_pipeline.runs.outcomes import Outcome, write_batch
 
     run = conn.execute(
         Q["get_run"] if dry_run else Q["lock_run_for_revoke"], {"run_id": run_id}

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import db, tenancy
-from ..messages import MEMBER
-from ..queries import Q
-from .common import iso
-from .diagnosis import Finding, FindingsView, Snapshot, diagnose
-from .endpoints import endpoint_stats
-from .queues import QueueStats, queue_stats
-from .stuck import unfinished_runs
-from .workers import list_workers
+from rhesis_pipeline.monitor.common import iso
+from rhesis_pipeline.monitor.diagnosis import Finding, FindingsView, Snapshot, diagnose
+from rhesis_pipeline.monitor.endpoints import endpoint_stats
+from rhesis_pipeline.monitor.queues import QueueStats, queue_stats
+from rhesis_pipeline.monitor.stuck import unfinished_runs
+from rhesis_pipeline.monitor.workers import list_workers
+from rhesis_pipeline.runs.messages import MEMBER
+from rhesis_pipeline.storage import db, tenancy
+from rhesis_pipeline.storage.queries import Q
 
 #: Most organizations listed by status (the busiest).
 TENANTS_SHOWN = 50

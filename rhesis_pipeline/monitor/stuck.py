@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .. import tenancy
-from ..queries import Q
-from ..run_record import MONITOR_FIELDS, Run
-from .common import seconds
+from rhesis_pipeline.monitor.common import seconds
+from rhesis_pipeline.runs.record import MONITOR_FIELDS, Run
+from rhesis_pipeline.storage import tenancy
+from rhesis_pipeline.storage.queries import Q
 
 #: Most runs one listing returns (counts are exact regardless).
 DEFAULT_LIMIT = 1000
@@ -25,7 +25,7 @@ def hours_to_seconds(hours: float) -> float:
     return hours * 3600.0
 
 
-#: The monitor's earlier name of :class:`~rhesis_pipeline.run_record.Run`: the readers
+#: The monitor's earlier name of :class:`~rhesis_pipeline.runs.record.Run`: the readers
 #: below fill its age_s, in_status_s, idle_s and stuck, and ``as_dict()`` gives the
 #: README's "run" object (MONITOR_FIELDS).
 ActiveRun = Run

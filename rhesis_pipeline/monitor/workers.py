@@ -1,6 +1,6 @@
 """Workers as the operator sees them: alive or dead, their queues, what each holds.
 
-"Alive" is the rescuer's definition (:mod:`rhesis_pipeline.registry`): not stopped,
+"Alive" is the rescuer's definition (:mod:`rhesis_pipeline.worker.registry`): not stopped,
 heartbeat within ``RHESIS_HEARTBEAT_TIMEOUT_S``, and still holding its liveness lock.
 What a worker "runs" is the messages it has claimed (``rhesis.claims``): the member
 executing now plus any it has prefetched.
@@ -14,10 +14,11 @@ from typing import Any
 
 from dramatiq.common import q_name
 
-from .. import db, states
-from ..locks import WORKER_LOCK_CLASS
-from ..queries import Q
-from .common import iso, seconds
+from rhesis_pipeline.monitor.common import iso, seconds
+from rhesis_pipeline.runs import states
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.locks import WORKER_LOCK_CLASS
+from rhesis_pipeline.storage.queries import Q
 
 
 @dataclass
@@ -65,7 +66,7 @@ class WorkerInfo:
 
     @property
     def state(self) -> str:
-        """live, reconnecting, stopped or dead (:mod:`rhesis_pipeline.states`)."""
+        """live, reconnecting, stopped or dead (:mod:`rhesis_pipeline.runs.states`)."""
         return states.worker_state(
             alive=self.alive, lock_held=self.lock_held, stopped_at=self.stopped_at
         )

@@ -12,8 +12,8 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy import text
 
 import rhesis_pipeline.actors  # noqa: F401  (installs the broker)
-from rhesis_pipeline import db
-from rhesis_pipeline.runs import on_run_finished
+from rhesis_pipeline.runs.api import on_run_finished
+from rhesis_pipeline.storage import db
 
 logger = logging.getLogger("tests.support.actors")
 

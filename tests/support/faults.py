@@ -10,7 +10,7 @@
 OwnedServer uses the Postgres 16 binaries bundled in the ``pgserver`` wheel, so it needs
 no system Postgres. Postgres refuses to run as root: as root, initdb and pg_ctl run as the
 system user ``pgserver`` (created with ``useradd`` if missing), exactly as pgserver itself
-does (see rhesis_pipeline/embedded.py), and the data directory belongs to that user.
+does (see rhesis_pipeline/storage/embedded.py), and the data directory belongs to that user.
 The server listens on TCP 127.0.0.1 only (no Unix socket, so no socket-directory
 permissions to arrange) on a port chosen once, kept across restarts.
 """

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from rhesis_pipeline import db, runs
 from rhesis_pipeline.errors import DatabaseUnavailable
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.storage import db
 
 from .waiting import wait_until
 

@@ -7,8 +7,8 @@ import time
 
 from sqlalchemy import text
 
-from rhesis_pipeline import db
-from rhesis_pipeline.tenant import current_tenant
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.tenant_context import current_tenant
 
 
 def noop(test):

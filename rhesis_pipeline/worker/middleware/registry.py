@@ -1,0 +1,56 @@
+"""Registers the worker process before its consumers start, and runs its maintenance.
+
+``before_worker_boot``: the process's :class:`~rhesis_pipeline.worker.registry.Registration`
+(row, liveness lock, heartbeat thread), then two maintenance services, each in a thread
+of its own so that neither can delay the heartbeat:
+
+* the rescuer (:mod:`rhesis_pipeline.maintenance.rescue`), every heartbeat interval, so a
+  dead worker's messages are back in their queue within seconds, not at the next sweep;
+* revocation checks (:func:`rhesis_pipeline.worker.cancellation.interrupt_revoked`), every
+  heartbeat interval: members of a revoked run executing here are interrupted.
+
+``after_worker_shutdown``: stops them and deregisters.
+"""
+
+from __future__ import annotations
+
+from dramatiq import Middleware
+from dramatiq.common import q_name
+
+from rhesis_pipeline.maintenance.rescue import Rescuer
+from rhesis_pipeline.maintenance.service import ServiceThread
+from rhesis_pipeline.storage import db
+from rhesis_pipeline.worker import cancellation
+from rhesis_pipeline.worker.registry import Registration
+
+
+class WorkerRegistry(Middleware):
+    def __init__(self) -> None:
+        self.registration: Registration | None = None
+        self.services: list[ServiceThread] = []
+
+    def before_worker_boot(self, broker, worker):
+        declared = {q_name(q) for q in broker.get_declared_queues()}
+        queues = (
+            sorted(set(worker.consumer_whitelist) & declared)
+            if worker.consumer_whitelist
+            else sorted(declared)
+        )
+        self.registration = Registration(queues)
+        self.registration.start()
+        interval = db.settings().heartbeat_interval_s
+        rescuer = Rescuer.from_settings()
+        self.services = [
+            ServiceThread("rescuer", rescuer.run_once, interval_s=interval).start(),
+            ServiceThread(
+                "revocation-checks", cancellation.interrupt_revoked, interval_s=interval
+            ).start(),
+        ]
+
+    def after_worker_shutdown(self, broker, worker):
+        for service in self.services:
+            service.stop()
+        self.services = []
+        if self.registration is not None:
+            self.registration.stop()
+            self.registration = None

@@ -1,0 +1,194 @@
+"""What the pipeline's actors do: the bodies of ``execute_single_test``,
+``collect_results`` and ``sweep``.
+
+They are declared as dramatiq actors by the worker entry point
+(:mod:`rhesis_pipeline.actors`) from the specs in :mod:`rhesis_pipeline.runs.messages`; this
+module does not know about the broker, so anything may import it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import partial
+
+from dramatiq.middleware import CurrentMessage
+
+from rhesis_pipeline.execution import executors, metrics
+from rhesis_pipeline.identity import worker_id
+from rhesis_pipeline.maintenance.sweeper import Sweeper
+from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.messages import MEMBER
+from rhesis_pipeline.worker import cancellation, inflight
+from rhesis_pipeline.worker.consumer import (
+    ACKED_IN_TRANSACTION,
+    CLAIM_TOKEN,
+    PRELOADED,
+    SETTLED_BY_WRITER,
+    settle,
+)
+
+logger = logging.getLogger(__name__)
+
+
+#: One careful-path member at a time per process. A careful member is a suspect: it was
+#: running (or claimed) in a process that died. Run alone, a death while it runs is its
+#: own, and it alone is charged (the fast-path members running beside it are returned
+#: uncounted); run side by side, the death of one would charge every careful neighbour.
+_SUSPECTS = threading.Lock()
+
+
+def execute_single_test(run_id: str, test_id: str) -> None:
+    """Run one test of a run, evaluate its metrics, store its outcome (passed or failed).
+
+    An exception fails the attempt; dramatiq retries it with backoff and, after the last
+    attempt, MemberOutcomes stores ``error``. A PermanentExecutionError (an HTTP 4xx, a
+    target this worker cannot import) is not retried. A redelivered member whose outcome
+    is already stored does nothing. A member of a revoked run is stored as ``cancelled``
+    without executing; one executing when its run is revoked is interrupted
+    (:mod:`rhesis_pipeline.worker.cancellation`).
+    """
+    message = CurrentMessage.get_current_message()
+    assert message is not None, "CurrentMessage middleware is missing"
+    token = getattr(message, CLAIM_TOKEN, None)
+    preload = getattr(message, PRELOADED, None)
+    # The fast path: the test came with its claim (consumer.PRELOADED); its start is
+    # marked, and its outcome stored, by the outcome writer without this thread waiting.
+    # Else the careful path: both written before going on (see messages.UNSTARTED), and
+    # one such member at a time in this process (_SUSPECTS).
+    if preload is not None and token is not None:
+        _run_member(message, run_id, test_id, fast=True)
+        return
+    with _SUSPECTS:
+        _run_member(message, run_id, test_id, fast=False)
+
+
+def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
+    started = time.monotonic()
+    me = worker_id()
+    attempts = message.options.get("retries", 0) + 1
+    token = getattr(message, CLAIM_TOKEN, None)
+    claim = (message.message_id, token)
+    preload = getattr(message, PRELOADED, None)
+    if preload is not None and token is not None:
+        start = runs.start_preloaded(preload, (message.message_id, token))
+    else:
+        start = runs.start_member(run_id, test_id, claim)
+    if start is None:
+        logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
+        return
+
+    def hand_over(status: str, **fields) -> None:
+        """Hand the outcome to the outcome writer without waiting: its transaction
+        deletes the message (its ack), then settle() lets it go."""
+        setattr(message, SETTLED_BY_WRITER, True)
+        runs.submit_outcome(
+            run_id,
+            test_id,
+            status=status,
+            worker=me,
+            ack=(message.message_id, message.queue_name),
+            claim=(message.message_id, str(token)),
+            on_settled=partial(settle, message.queue_name, message.message_id),
+            **fields,
+        )
+
+    def store(status: str, **fields) -> None:
+        if fast:  # free the thread: the outcome writer commits it with its next batch
+            hand_over(status, **fields)
+            return
+        recorded = runs.record_outcome(
+            run_id,
+            test_id,
+            status=status,
+            worker=me,
+            ack=(message.message_id, message.queue_name),
+            claim=claim,
+            **fields,
+        )
+        if recorded.acked:
+            setattr(message, ACKED_IN_TRANSACTION, True)
+
+    if start.cancel_requested or (fast and cancellation.was_revoked(run_id)):
+        store("cancelled", error="run cancelled")
+        return
+    limit_ms = message.options.get("time_limit") or MEMBER.options["time_limit"]
+    # I/O-bound: the event loop runs it (attempts, time limit, endpoint limits) and hands
+    # its outcome over; this thread is free at once (see rhesis_pipeline.worker.inflight). An
+    # HTTP test cannot kill its worker, so it goes there from the careful path too (its
+    # start is already marked); an async python target on the careful path runs here.
+    on_loop = token is not None and (fast or start.executor.get("type") == "http")
+    if on_loop and executors.runs_async(start.executor) and inflight.enabled():
+        setattr(message, SETTLED_BY_WRITER, True)
+        inflight.runner().submit(
+            inflight.Job(
+                run_id=run_id,
+                test_id=test_id,
+                executor=start.executor,
+                test=start.test,
+                attempts_before=attempts - 1,
+                max_retries=message.options.get("max_retries", MEMBER.options["max_retries"]),
+                time_limit_s=limit_ms / 1000,
+                min_backoff_ms=message.options.get("min_backoff", 1_000),
+                max_backoff_ms=message.options.get("max_backoff", 60_000),
+                store=hand_over,
+                started_at=start.started_at,
+                defer=partial(_defer, message, str(token)),
+                deferrals=int(message.options.get("rhesis_deferrals", 0)),
+            )
+        )
+        return
+    deadline = started + limit_ms / 1000
+    try:
+        with cancellation.executing(run_id):
+            execution = executors.execute(start.executor, start.test, deadline=deadline)
+    except executors.RetryableExecutionError as exc:
+        # Expected (connection, 5xx, 429, a target that raised): one line, no traceback;
+        # dramatiq retries it and MemberOutcomes stores the error when the attempts are
+        # used up.
+        where = getattr(exc, "where", None)
+        logger.warning(
+            "test %s of run %s: attempt %d failed: %s%s",
+            test_id,
+            run_id,
+            attempts,
+            exc,
+            f" (raised at {where})" if where else "",
+        )
+        if isinstance(exc, executors.TargetRaised):
+            logger.debug("the target's traceback", exc_info=exc.__cause__)
+        raise
+    except cancellation.RunCancelled:
+        # The run was revoked while this member executed: its test is already stored as
+        # cancelled (so this outcome is refused); what matters is the ack.
+        logger.warning("test %s of run %s interrupted: the run was revoked", test_id, run_id)
+        store("cancelled", error="run revoked while this test was executing")
+        return
+    status, fields = metrics.outcome(start.test, execution)
+    store(status, attempts=attempts, started_at=start.started_at, **fields)
+
+
+def _defer(message, token: str, delay_s: float) -> bool:
+    """Give a member handed to the event loop back to its queue for *delay_s* seconds,
+    uncounted, while it is still claimed under *token*; the consumer no longer holds it."""
+    deferred = runs.defer_member(message.message_id, token, delay_s)
+    if deferred:
+        settle(message.queue_name, message.message_id, True)
+    return deferred
+
+
+def collect_results(run_id: str) -> None:
+    """Finish a run: aggregate its results, set its status, call run-finished hooks.
+
+    Harmless if delivered twice: a run already final is left as it is.
+    """
+    summary = runs.finish_run(run_id)
+    if summary is not None:
+        runs.run_hooks(summary)
+
+
+def sweep() -> None:
+    """Rescue dead workers' messages, expire overdue runs, apply retention (one sweep at
+    a time; a second one started meanwhile does nothing)."""
+    Sweeper.from_settings().run_once()
