@@ -53,7 +53,7 @@ from datetime import datetime, timedelta, timezone
 from rhesis_pipeline.maintenance.service import run_batches
 from rhesis_pipeline.runs import messages
 from rhesis_pipeline.runs.outcomes import Outcome, write_batch
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 from rhesis_pipeline.storage.locks import RESCUE_LOCK_KEY, WORKER_LOCK_CLASS
 from rhesis_pipeline.storage.queries import Q
 
@@ -98,7 +98,7 @@ class RescueConfig:
 
     @classmethod
     def from_settings(cls) -> RescueConfig:
-        s = db.settings()
+        s = engine.settings()
         return cls(
             heartbeat_timeout_s=s.heartbeat_timeout_s,
             lock_grace_s=s.lock_grace_s,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, driver_errors
 from rhesis_pipeline.storage.outage import Outage
 from rhesis_pipeline.storage.queries import Q
 
@@ -121,7 +121,7 @@ class ServiceThread:
             try:
                 self.run_once()
             except Exception as exc:
-                if db.is_connection_error(exc):
+                if driver_errors.is_connection_error(exc):
                     delay = self._outage.failed(exc)
                     continue
                 logger.exception("%s: a round failed; trying again next round", self.name)

@@ -23,7 +23,7 @@ from typing import Any
 from rhesis_pipeline.maintenance.expire import ExpireConfig, ExpireOverdueRuns
 from rhesis_pipeline.maintenance.purge import Retention, RetentionConfig
 from rhesis_pipeline.maintenance.rescue import RescueConfig, Rescuer
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 from rhesis_pipeline.storage.locks import SWEEP_LOCK_KEY
 from rhesis_pipeline.storage.queries import Q
 
@@ -63,7 +63,7 @@ class Sweeper:
 
     @classmethod
     def from_settings(cls, clock: Callable[[], datetime] = utcnow) -> Sweeper:
-        s = db.settings()
+        s = engine.settings()
         return cls(
             clock=clock,
             rescue=RescueConfig.from_settings(),

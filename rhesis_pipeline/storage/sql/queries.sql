@@ -377,7 +377,7 @@ SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM forgotten),
        (SELECT count(*) FROM woken);
 
 -- name: hot_path_settings
--- Planner settings of the hot path's prepared statements (rhesis_pipeline.storage.db
+-- Planner settings of the hot path's prepared statements (rhesis_pipeline.storage.statements
 -- .execute_prepared), sent with each EXECUTE and local to its transaction: one generic
 -- plan, made with sequential scans, bitmap scans and sorts off so that it walks an index
 -- at any table size; JIT off because a disabled node type adds 1e10 to a plan's cost,
@@ -398,7 +398,7 @@ EXECUTE {name} ({args});
 COPY {table} ({columns}) FROM STDIN;
 
 -- name: listen
--- Subscribe this session to NOTIFY channel {channel} (an identifier, quoted by db.listen).
+-- Subscribe this session to NOTIFY channel {channel} (an identifier, quoted by statements.listen).
 LISTEN {channel};
 
 -- name: reject_poison_messages
