@@ -16,7 +16,7 @@ else catches :class:`~rhesis_pipeline.errors.DatabaseUnavailable` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rhesis_pipeline.errors import DatabaseUnavailable, PermissionDenied
@@ -33,6 +33,13 @@ def _first_line(exc: BaseException, default: str) -> str:
     return detail[0] if detail else default
 
 
+def _database_unavailable(message: str) -> DatabaseUnavailable:
+    """``DatabaseUnavailable(message)``. Its ``__init__`` is dramatiq's ConnectionError's,
+    which has no annotations; called through this typed signature, strict mypy accepts it."""
+    make: Callable[[str], DatabaseUnavailable] = DatabaseUnavailable
+    return make(message)
+
+
 def unavailable(exc: BaseException) -> DatabaseUnavailable:
     """A DatabaseUnavailable for driver error *exc*, naming the database and the fix."""
     first = _first_line(exc, type(exc).__name__)
@@ -40,7 +47,7 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable:
         where = redact_url(engine.database_url())
     except Exception:
         where = "the database"
-    return DatabaseUnavailable(
+    return _database_unavailable(
         f"cannot use database {where}: {first}. "
         "Check DATABASE_URL and that the server is running and accepts connections"
     )
@@ -77,7 +84,7 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except sa_exc.TimeoutError as exc:
-        raise DatabaseUnavailable(
+        raise _database_unavailable(
             f"no free database connection after {engine.settings().db_pool_timeout:g}s: "
             f"the pool of {engine.pool_size()} is exhausted; raise RHESIS_DB_POOL_SIZE"
         ) from exc

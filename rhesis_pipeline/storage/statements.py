@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 Params = dict[str, Any]
 #: One step of a batch: (query name, its parameters).
 Step = tuple[str, Params]
+#: What a runner returns: a list of :class:`Row`. Typed ``list[Any]`` so that a caller may
+#: hold the rows as tuples (``list[tuple[Any, ...]]``) or read them by name.
+Rows = list[Any]
 
 
 class Row(tuple[Any, ...]):
@@ -77,7 +80,7 @@ def _row_type(fields: tuple[str, ...]) -> type[Row]:
     return type("Row", (Row,), attributes)
 
 
-def _fetch(cur: Any) -> list[Row]:
+def _fetch(cur: Any) -> Rows:
     """The rows of psycopg2 cursor *cur*'s last statement as Rows ([] if it has none)."""
     if cur.description is None:
         return []
@@ -140,9 +143,7 @@ def _pg_array(values: list[Any] | tuple[Any, ...]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def execute_prepared(
-    conn: Connection | PoolProxiedConnection, name: str, params: Params
-) -> list[Row]:
+def execute_prepared(conn: Connection | PoolProxiedConnection, name: str, params: Params) -> Rows:
     """Run named query *name* as a prepared statement on *conn*: a SQLAlchemy Connection
     (inside its transaction) or a pooled connection. What the session prepared is
     remembered in the pooled connection's ``info``."""
@@ -154,7 +155,7 @@ def execute_prepared(
     )
 
 
-def execute_prepared_raw(dbapi: Any, done: set[str], name: str, params: Params) -> list[Row]:
+def execute_prepared_raw(dbapi: Any, done: set[str], name: str, params: Params) -> Rows:
     """execute_prepared on psycopg2 connection *dbapi*; *done* remembers which statements
     this session prepared (the caller keeps it as long as the connection)."""
     prepare, execute = _prepared(name)
@@ -167,7 +168,7 @@ def execute_prepared_raw(dbapi: Any, done: set[str], name: str, params: Params) 
         return _fetch(cur)
 
 
-def execute_prepared_batch_raw(dbapi: Any, done: set[str], steps: list[Step]) -> list[Row]:
+def execute_prepared_batch_raw(dbapi: Any, done: set[str], steps: list[Step]) -> Rows:
     """run_prepared_batch on psycopg2 connection *dbapi*, which must be in autocommit
     mode; *done* remembers what it prepared. Returns the rows of the last step."""
     with dbapi.cursor() as cur:
@@ -201,14 +202,14 @@ def _autocommit_connection() -> Iterator[PoolProxiedConnection]:
         fairy.close()
 
 
-def run_prepared(name: str, params: Params) -> list[Row]:
+def run_prepared(name: str, params: Params) -> Rows:
     """Run named query *name* alone, in autocommit mode: one round trip, its own
     transaction. For reads, claims and acks on the hot path."""
     with _autocommit_connection() as fairy:
         return execute_prepared(fairy, name, params)
 
 
-def run_prepared_batch(steps: list[Step]) -> list[Row]:
+def run_prepared_batch(steps: list[Step]) -> Rows:
     """Run named queries *steps* (name, params) as prepared statements in **one round
     trip and one transaction**; returns the rows of the last one.
 

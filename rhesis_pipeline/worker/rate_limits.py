@@ -15,7 +15,7 @@ operation is one transaction that first takes a transaction-level advisory lock 
 key it touches (in sorted order, so two operations never deadlock). ``wait`` blocks on
 LISTEN; an event stays visible until its key expires, so a waiter that starts listening
 after ``wait_notify`` still sees it. Expired keys are deleted by the periodic retention
-job (:mod:`rhesis_pipeline.maintenance.purge`).
+job (:mod:`rhesis_pipeline.maintenance.retention`).
 
 Note the limits of what it fixes: dramatiq's GroupCallbacks counts *successes* only; a
 member that fails for good leaves such a barrier unfired. rhesis-pipeline's own test runs
