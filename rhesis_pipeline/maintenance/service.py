@@ -1,9 +1,9 @@
 """The skeleton every maintenance service shares.
 
 A maintenance service (rescue, expiry, retention, and the sweep that runs them all) is a
-:class:`Service`: one per module, named after its class, with a validated config, an
-injectable ``clock``, and a ``run_once()`` that a test can call. This module gives them
-what they all need, written once:
+:class:`Service`, one per module, with a validated config, an injectable ``clock``, and a
+``run_once()`` that a test can call. This module gives them what they all need, written
+once:
 
 * :func:`run_batches` — the work in ``LIMIT`` batches, one transaction each, each under
   the service's transaction-level advisory lock (one runner at a time per database; a
