@@ -403,7 +403,7 @@ def fresh_database():
     from sqlalchemy.engine import make_url
 
     from rhesis_pipeline.settings import Settings
-    from rhesis_pipeline.storage import db, migrate
+    from rhesis_pipeline.storage import engine, migrate
 
     admin, where = server_url()
     name = f"rhesis_bench_{uuid.uuid4().hex[:8]}"
@@ -411,12 +411,12 @@ def fresh_database():
     conn.autocommit = True
     conn.cursor().execute(f'CREATE DATABASE "{name}"')
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    db.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
+    engine.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
     try:
         migrate.upgrade()
         yield url, where
     finally:
-        db.dispose()
+        engine.dispose()
         conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
 

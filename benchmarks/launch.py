@@ -27,12 +27,12 @@ def launch(n: int, *, as_tenant: bool) -> float:
     from sqlalchemy.orm import Session
 
     from rhesis_pipeline.runs import api as runs
-    from rhesis_pipeline.storage import db, tenancy
+    from rhesis_pipeline.storage import engine, tenancy
 
     tests = [{"id": i, "prompt": f"question {i}"} for i in range(n)]
     started = time.perf_counter()
     if as_tenant:
-        with Session(db.engine()) as session, session.begin():
+        with Session(engine.get()) as session, session.begin():
             tenancy.enter(session, "org-bench", "u-bench")
             runs.launch_test_run(
                 tests, executor="benchmarks.targets:noop", organization_id="org-bench",

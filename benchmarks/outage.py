@@ -38,12 +38,12 @@ PROCESSES, THREADS = 2, 4
 def _all_live(expected: int) -> bool:
     from rhesis_pipeline.errors import DatabaseUnavailable
     from rhesis_pipeline.monitor import list_workers
-    from rhesis_pipeline.storage import db
+    from rhesis_pipeline.storage import engine
 
     try:
         running = [w for w in list_workers().workers if w.stopped_at is None]
     except DatabaseUnavailable:
-        db.dispose()
+        engine.dispose()
         return False
     return len(running) == expected and all(w.alive and w.lock_held for w in running)
 
@@ -60,12 +60,12 @@ def _wait(check, timeout: float, what: str) -> float:
 def _progress(run_id: str):
     from rhesis_pipeline.errors import DatabaseUnavailable
     from rhesis_pipeline.runs import api as runs
-    from rhesis_pipeline.storage import db
+    from rhesis_pipeline.storage import engine
 
     try:
         return runs.get_progress(run_id)
     except DatabaseUnavailable:
-        db.dispose()
+        engine.dispose()
         return None
 
 
@@ -73,7 +73,7 @@ def trial(url: str, tests: int, fault) -> tuple[float, int]:
     """Run *tests* tests, apply *fault* (returns when the database answers again) at a
     third of the run; returns (seconds until all workers live, tests executed twice)."""
     from rhesis_pipeline.runs import api as runs
-    from rhesis_pipeline.storage import db
+    from rhesis_pipeline.storage import engine
 
     log = Path(tempfile.mkdtemp(prefix="rhesis-outage-")) / "executions.log"
     os.environ["BENCH_EXEC_LOG"] = str(log)
@@ -86,7 +86,7 @@ def trial(url: str, tests: int, fault) -> tuple[float, int]:
         )
         _wait(lambda: (p := _progress(run_id)) and p.done >= tests // 3, 120, "progress")
         fault()
-        db.dispose()
+        engine.dispose()
         live_after = _wait(lambda: _all_live(PROCESSES), 120, "workers live again")
         _wait(lambda: (p := _progress(run_id)) and p.finished, 300, "run finished")
         run = runs.get_run(run_id)
@@ -127,14 +127,14 @@ def main() -> int:
         )
 
     from rhesis_pipeline.settings import Settings
-    from rhesis_pipeline.storage import db, migrate
+    from rhesis_pipeline.storage import engine, migrate
 
     with OwnedServer() as server:
         server.start()
         url = server.create_database(f"rhesis_outage_{uuid.uuid4().hex[:8]}")
-        db.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
+        engine.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
         migrate.upgrade()
-        db.dispose()
+        engine.dispose()
 
         def restart() -> None:
             server.stop()

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from rhesis_pipeline.errors import InvalidSubmission
 from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.storage import db, tenancy
+from rhesis_pipeline.storage import engine, tenancy
 
 app = FastAPI(title="rhesis-pipeline web backend example")
 
@@ -54,7 +54,7 @@ def caller(
 
 def tenant_session(who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
     """The request's database transaction, acting as the caller's organization."""
-    with Session(db.engine()) as session, session.begin():
+    with Session(engine.get()) as session, session.begin():
         tenancy.enter(session, who.organization_id, who.user_id)
         yield session
 

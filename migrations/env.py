@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from rhesis_pipeline.storage.db import SCHEMA, VERSION_TABLE
+from rhesis_pipeline.storage.migrate import SCHEMA, VERSION_TABLE
 
 #: Key of the advisory lock held while migrating (arbitrary, fixed, project-specific).
 MIGRATION_LOCK_KEY = 0x52485349_0001  # "RHSI" + 1

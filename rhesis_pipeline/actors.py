@@ -26,18 +26,18 @@ from periodiq import cron
 from rhesis_pipeline import logs
 from rhesis_pipeline.execution import executors
 from rhesis_pipeline.runs.messages import CALLBACK, MEMBER, SWEEP, ActorSpec
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 from rhesis_pipeline.worker import tasks
 from rhesis_pipeline.worker.broker import build_broker
 
 broker = build_broker()
 dramatiq.set_broker(broker)
 
-if db.settings().log_format == "json":
+if engine.settings().log_format == "json":
     # The scheduler (periodiq) has set up its logging before importing this module and
     # never boots a worker process: its lines become JSON here. (Worker processes are
     # configured again at boot, by LogContext.)
-    logs.configure_worker_logging(db.settings().log_level, "json")
+    logs.configure_worker_logging(engine.settings().log_level, "json")
 
 
 def _declare(fn, spec: ActorSpec, **extra) -> dramatiq.Actor:
@@ -50,4 +50,4 @@ execute_single_test = _declare(
     tasks.execute_single_test, MEMBER, throws=(executors.PermanentExecutionError,)
 )
 collect_results = _declare(tasks.collect_results, CALLBACK)
-sweep = _declare(tasks.sweep, SWEEP, periodic=cron(db.settings().sweep_cron))
+sweep = _declare(tasks.sweep, SWEEP, periodic=cron(engine.settings().sweep_cron))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from rhesis_pipeline.storage import db, migrate
+from rhesis_pipeline.storage import engine, migrate
 
 
 def bundled_suite() -> Path:
@@ -81,7 +81,7 @@ def run_demo(*, suite_path: str | None = None, processes: int = 2, threads: int 
     before, after = migrate.upgrade()
     click.echo(f"1. database migrated ({before or 'empty'} -> {after})", err=True)
     suite = load_suite(suite_path or bundled_suite())
-    workers = Workers(processes=processes, threads=threads, database_url=db.database_url())
+    workers = Workers(processes=processes, threads=threads, database_url=engine.database_url())
     try:
         with ChatTarget() as target:
             click.echo(f"2. chat endpoint at {target.url}", err=True)

@@ -25,7 +25,7 @@ import pytest
 from psycopg2 import sql
 
 from rhesis_pipeline.settings import Settings, libpq_url, normalise_database_url
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 
 from .support.workers import WorkerPool
 
@@ -123,15 +123,15 @@ def template_db(pg_server: Server):
         migrate.upgrade()
         with db.begin() as conn:
             conn.exec_driver_sql(TEST_TABLES)
-        db.dispose()
+        engine.dispose()
         yield name
     finally:
-        db.dispose()
+        engine.dispose()
         pg_server.drop(name)
 
 
 def _use(url: str) -> None:
-    db.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
+    engine.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def database_url(pg_server: Server, template_db: str):
     try:
         yield url
     finally:
-        db.dispose()
+        engine.dispose()
         pg_server.drop(name)
 
 
@@ -156,7 +156,7 @@ def empty_database_url(pg_server: Server):
     try:
         yield url
     finally:
-        db.dispose()
+        engine.dispose()
         pg_server.drop(name)
 
 
@@ -202,7 +202,7 @@ def owned_database_url(owned_server):
             conn.exec_driver_sql(TEST_TABLES)
         yield url
     finally:
-        db.dispose()
+        engine.dispose()
 
 
 @pytest.fixture

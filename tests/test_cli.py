@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from rhesis_pipeline.cli import monitor, pipeline
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 
 from .support import cli
 from .support.waiting import wait_until
@@ -70,11 +70,11 @@ def test_migrate_in_process_with_clirunner(empty_database_url, monkeypatch):
 
 def test_bad_setting_is_a_usage_error(monkeypatch):
     monkeypatch.setenv("RHESIS_WORKER_THREADS", "lots")
-    db.reset()
+    engine.reset()
     try:
         result = CliRunner().invoke(pipeline.main, ["check"])
     finally:
-        db.reset()
+        engine.reset()
     assert result.exit_code == 2
     assert "RHESIS_WORKER_THREADS='lots' is not a whole number" in result.output
 

@@ -17,7 +17,7 @@ from rhesis_pipeline.monitor import list_workers
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.settings import Settings
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 from rhesis_pipeline.worker.registry import Registration
 
 from .support import actors
@@ -36,7 +36,7 @@ FAST_HEARTBEAT = {"RHESIS_HEARTBEAT_INTERVAL_S": "0.5", "RHESIS_HEARTBEAT_TIMEOU
 
 
 def _use_fast_heartbeat(database_url: str) -> None:
-    db.configure(
+    engine.configure(
         settings_=Settings.from_env({"DATABASE_URL": database_url, **FAST_HEARTBEAT}),
         url=database_url,
     )
@@ -124,7 +124,7 @@ def test_a_delayed_message_held_through_a_lost_connection_runs_once(database_url
     )
     # When: every connection is ended.
     assert cut_connections(database_url) >= 1
-    db.dispose()  # this test's own pooled connections were cut too
+    engine.dispose()  # this test's own pooled connections were cut too
     # Then: the message is not stuck as 'consumed' by a live worker: it runs, once.
     wait_until(
         lambda: scalar("SELECT count(*) FROM public.test_records WHERE key = 'delayed'") == 1,
@@ -249,7 +249,7 @@ def test_a_rate_limit_waiter_whose_connection_is_cut_still_wakes(database_url):
 
     # When: its connection is ended; it listens again on a new one.
     assert cut_connections(database_url) >= 1
-    db.dispose()
+    engine.dispose()
     wait_until(lambda: _listening_sessions() == 1, timeout=10, what="the waiter listening again")
 
     # Then: the event published afterwards wakes it (no error, well before its timeout).

@@ -28,7 +28,7 @@ import pytest
 
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.api import launch_test_run
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 
 from .support import cli
 from .support.faults import cut_connections
@@ -131,7 +131,7 @@ def test_connections_cut_three_times_in_12_seconds(database_url, workers, tmp_pa
     for at in sorted(rng.uniform(0, 12) for _ in range(3)):
         wait_until(lambda at=at: time.monotonic() >= start + at, timeout=20, what="cut time")
         ended.append(cut_connections(database_url))
-        db.dispose()  # this test's own pooled connections were cut too
+        engine.dispose()  # this test's own pooled connections were cut too
     assert all(n >= 1 for n in ended), ended
 
     # Then: exact outcomes, one callback per run, few re-executions; healthy again.

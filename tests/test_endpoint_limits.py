@@ -17,7 +17,7 @@ from rhesis_pipeline.execution.executors import (
     retry_after_s,
     validate_executor,
 )
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import statements
 from rhesis_pipeline.worker.endpoint_limits import EndpointLimit, limit_for, origin
 
 URL = "http://127.0.0.1:9/v1/chat"
@@ -96,7 +96,7 @@ def exchange(worker: str, key: str = "k", **asked) -> dict:
         "pause_s": [asked.get("pause_s", 0.0)],
         "lease_timeout_s": asked.get("lease_timeout_s", 30.0),
     }
-    ((_key, granted, held, paused_for_s, current, others),) = db.run_prepared(
+    ((_key, granted, held, paused_for_s, current, others),) = statements.run_prepared(
         "endpoint_exchange", params
     )
     return {"granted": granted, "held": held, "paused": paused_for_s, "limit": current,

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.api import InvalidSubmission, launch_test_run
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 
 from .support.runs import hook_calls, results_by_id, scalar, wait_finished
 from .support.waiting import wait_until
@@ -197,7 +197,7 @@ def test_2000_tests_on_two_processes_count_exactly_and_call_back_once(workers):
 @pytest.mark.slow
 def test_launch_inside_a_session_that_rolls_back_leaves_nothing_and_runs_nothing(workers):
     workers.start(processes=1, threads=2)
-    with Session(db.engine()) as session:
+    with Session(engine.get()) as session:
         run_id = launch_test_run(
             make_tests(3), executor="tests.support.targets:echo", session=session
         )
@@ -209,7 +209,7 @@ def test_launch_inside_a_session_that_rolls_back_leaves_nothing_and_runs_nothing
     assert scalar("SELECT count(*) FROM dramatiq.queue") == 0
 
     # A committed one runs: proof the workers were there to run the rolled-back one.
-    with Session(db.engine()) as session:
+    with Session(engine.get()) as session:
         committed = launch_test_run(
             make_tests(3), executor="tests.support.targets:echo", session=session
         )

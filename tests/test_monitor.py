@@ -32,7 +32,7 @@ from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.runs.record import Run
 from rhesis_pipeline.runs.report import format_seconds
 from rhesis_pipeline.settings import libpq_url
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 
 from .support.runs import scalar
 from .support.waiting import wait_until
@@ -201,7 +201,7 @@ def test_the_snapshot_reads_autovacuum_from_the_server_both_ways(owned_server, o
         finally:
             conn.close()
         # A reload reaches new sessions at once; dispose of the pooled ones.
-        db.dispose()
+        engine.dispose()
 
     for value, expected in (("off", False), ("on", True), ("off", False)):
         set_autovacuum(value)

@@ -15,7 +15,7 @@ from benchmarks.endpoint import SlowEndpoint
 from rhesis_pipeline.monitor.prometheus import exposition
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.api import launch_test_run
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 
 from .support import cli
 from .support.faults import cut_connections
@@ -62,7 +62,9 @@ def test_hundreds_in_flight_per_process_and_the_cap_holds_across_processes(worke
         assert 200 <= peak <= 300, peak
     assert {r["attempts"] for r in results_by_id(run_id).values()} == {1}
     # What was learned is visible: status --json and /metrics name the key and its cap.
-    shown = cli.run("rhesis-monitor", "status", "--json", env={"DATABASE_URL": db.database_url()})
+    shown = cli.run(
+        "rhesis-monitor", "status", "--json", env={"DATABASE_URL": engine.database_url()}
+    )
     (endpoint,) = json.loads(shown.stdout)["endpoints"]
     assert endpoint["key"] == ep.url.rsplit("/v1/", 1)[0]
     assert (endpoint["max_concurrency"], endpoint["declared"]) == (300, True)
@@ -266,7 +268,7 @@ def test_connections_cut_with_hundreds_in_flight_lose_nothing(workers, database_
         for _ in range(3):
             answered = ep.stats()["answered_200"]
             assert cut_connections(database_url) >= 1
-            db.dispose()  # this test's own pooled connections were cut too
+            engine.dispose()  # this test's own pooled connections were cut too
             wait_until(
                 lambda answered=answered: ep.stats()["answered_200"] >= answered + 200,
                 timeout=60,

@@ -3,6 +3,7 @@
 * Every SQL statement of the package lives in ``sql/queries.sql`` (named), behind the one
   database boundary; migrations are the only other place with SQL.
 * Every named query is used (no dead SQL left behind by a refactoring).
+* Every query sits under a section of ``sql/queries.sql`` and says what it does.
 
 * Nothing in the package imports the worker entry point, ``rhesis_pipeline.actors``.
 
@@ -16,6 +17,7 @@ import ast
 import re
 from pathlib import Path
 
+from rhesis_pipeline.storage import queries
 from rhesis_pipeline.storage.queries import Q
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rhesis_pipeline"
@@ -90,6 +92,61 @@ def test_every_named_query_is_used():
     source = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
     unused = [name for name in Q if f'"{name}"' not in source]
     assert unused == []
+
+
+def outline(source: str) -> list[tuple[str | None, str, str | None]]:
+    """(section, query name, description line) of every query of a queries file, in order:
+    the section is the last ``-- ===== Title =====`` above the query (None before the
+    first), the description the comment line right after its name line (None if the next
+    line is not a comment or is empty)."""
+    found: list[tuple[str | None, str, str | None]] = []
+    section = None
+    lines = source.splitlines()
+    for i, line in enumerate(lines):
+        if header := queries.SECTION_LINE.match(line):
+            section = header.group(1)
+        elif name := queries.NAME_LINE.match(line):
+            after = lines[i + 1] if i + 1 < len(lines) else ""
+            described = after.startswith("-- ") and len(after) > len("-- ")
+            found.append((section, name.group(1), after[3:] if described else None))
+    return found
+
+
+def test_every_query_sits_under_a_section_and_says_what_it_does():
+    entries = outline(queries.source())
+    assert [name for _, name, _ in entries] == list(Q)
+    assert [name for section, name, _ in entries if section is None] == []
+    assert [name for _, name, description in entries if description is None] == []
+    sections = [section for section, _, _ in entries]
+    # One block per section: a section does not start again further down.
+    assert sorted(set(sections), key=sections.index) == [
+        s for i, s in enumerate(sections) if i == 0 or sections[i - 1] != s
+    ]
+
+
+def test_the_outline_finds_queries_outside_sections_and_without_descriptions():
+    source = """-- header
+-- name: stray
+SELECT 1;
+-- ===== Claims =====
+-- What claims do.
+-- name: described
+-- Claims one message.
+SELECT 2;
+-- name: bare
+SELECT 3;
+"""
+    assert outline(source) == [
+        (None, "stray", None),
+        ("Claims", "described", "Claims one message."),
+        ("Claims", "bare", None),
+    ]
+    # Section headers and descriptions are comments: the SQL is what it was.
+    assert queries.parse(source) == {
+        "stray": "SELECT 1",
+        "described": "SELECT 2",
+        "bare": "SELECT 3",
+    }
 
 
 def test_nothing_in_the_package_imports_the_worker_entry_point():

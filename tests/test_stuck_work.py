@@ -12,10 +12,11 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from rhesis_pipeline.cli import monitor
-from rhesis_pipeline.maintenance.sweeper import SWEEP_LOCK_KEY, Sweeper
+from rhesis_pipeline.maintenance.sweeper import Sweeper
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.locks import SWEEP_LOCK_KEY
 
 from .support import cli
 from .support.runs import fake_claim, fake_worker, hook_calls, scalar, wait_finished

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from rhesis_pipeline.runs.api import InvalidSubmission, launch_test_run
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 
 from .support.runs import scalar, wait_finished
 
@@ -89,7 +89,7 @@ def test_a_bad_test_late_in_a_generator_stores_nothing(database_url):
 
 def test_bad_input_in_a_callers_session_rolls_back_only_the_launch(database_url):
     # Given: a caller's session that wrote a row of its own.
-    with Session(db.engine()) as session:
+    with Session(engine.get()) as session:
         session.execute(text("INSERT INTO public.test_records (key, pid) VALUES ('mine', 1)"))
         # When: a launch in that session fails on its 3rd test.
         with pytest.raises(InvalidSubmission, match=r"tests\[2\]\.id is missing"):

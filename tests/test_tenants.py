@@ -29,7 +29,7 @@ from rhesis_pipeline.monitor import inspect_run, revoke_runs
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.outcomes import Outcome, write_batch
 from rhesis_pipeline.settings import Settings, libpq_url
-from rhesis_pipeline.storage import db, migrate, tenancy
+from rhesis_pipeline.storage import db, engine, migrate, tenancy
 
 from .support import cli
 from .support.runs import fake_claim, fake_worker, scalar, wait_finished
@@ -53,7 +53,7 @@ PERMISSION_DENIED = (
 
 
 def _use(url: str) -> None:
-    db.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
+    engine.configure(settings_=Settings.from_env({"DATABASE_URL": url}), url=url)
 
 
 @contextmanager
@@ -569,7 +569,7 @@ def test_the_tables_owner_sees_everything_and_may_act_as_a_tenant(pg_server, dat
             )  # INSERT
         assert len(runs.get_results(b2, organization_id=B)) == 1
         migrate.downgrade("0004")  # never fails because of the other databases
-        db.dispose()
+        engine.dispose()
     finally:
         _use(database_url)
         with conn.cursor() as cur:

@@ -10,7 +10,7 @@ import dramatiq
 import pytest
 from sqlalchemy import text
 
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 
 from .support import actors
 from .support.waiting import wait_until
@@ -219,7 +219,7 @@ def test_a_gracefully_stopping_worker_stores_the_outcomes_it_has_not_written_yet
         return exec_log.read_text().split() if exec_log.exists() else []
 
     wait_until(lambda: len(executions()) >= 20, what="20 executions")
-    locker = db.engine().connect()
+    locker = engine.get().connect()
     try:
         with locker.begin():
             locker.execute(

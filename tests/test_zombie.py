@@ -11,7 +11,7 @@ import pytest
 from rhesis_pipeline.monitor import list_workers
 from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.settings import Settings
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 
 from .support.faults import frozen
 from .support.runs import results_by_id, wait_finished
@@ -32,7 +32,7 @@ def _claims_of(pids: set[int]) -> int:
 @pytest.mark.slow
 def test_a_frozen_worker_is_rescued_and_its_late_results_refused(database_url, workers, tmp_path):
     # The monitor's view in this process uses the workers' heartbeat settings.
-    db.configure(
+    engine.configure(
         settings_=Settings.from_env({"DATABASE_URL": database_url, **ENV}), url=database_url
     )
     log = tmp_path / "executions.log"

@@ -7,7 +7,7 @@ import sys
 import click
 
 from rhesis_pipeline.errors import RhesisError
-from rhesis_pipeline.storage import db, migrate
+from rhesis_pipeline.storage import engine, migrate
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -60,9 +60,9 @@ def org_option(action: str = "Read"):
 def use_database(*, migrated: bool = True) -> None:
     """Resolve the database, say on stderr which one is used, and (by default) check that
     it is reachable and migrated. Raises RhesisError subclasses with one-line messages."""
-    db.settings()  # validate settings before anything else
+    engine.settings()  # validate settings before anything else
     ctx = click.get_current_context(silent=True)
     program = ctx.find_root().info_name if ctx and ctx.find_root().info_name else None
-    db.announce_database(sys.stderr, program or "rhesis-pipeline")
+    engine.announce_database(sys.stderr, program or "rhesis-pipeline")
     if migrated:
         migrate.check_migrated()

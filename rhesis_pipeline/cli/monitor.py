@@ -22,7 +22,7 @@ from rhesis_pipeline.errors import RhesisError
 from rhesis_pipeline.logs import configure_logging
 from rhesis_pipeline.monitor.diagnosis import PROBLEM, plural
 from rhesis_pipeline.runs.report import format_duration, format_seconds, table
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -57,7 +57,7 @@ def main() -> None:
 
     Reads DATABASE_URL (default: the embedded database) and RHESIS_* settings.
     """
-    configure_logging(db.settings().log_level, db.settings().log_format)
+    configure_logging(engine.settings().log_level, engine.settings().log_format)
 
 
 def _emit_json(data: Any) -> None:
@@ -744,7 +744,7 @@ def health(max_hours: float, as_json: bool) -> None:
     """
     from rhesis_pipeline.monitor import check_health
 
-    db.settings()
+    engine.settings()
     report = check_health(max_hours=max_hours)
     if as_json:
         _emit_json(report.as_dict())
@@ -784,7 +784,7 @@ def serve_health(port: int, host: str, max_hours: float) -> None:
 
     from rhesis_pipeline.monitor.http import HealthServer
 
-    db.settings()
+    engine.settings()
     try:
         server = HealthServer(host, port, max_hours=max_hours)
     except OSError as exc:

@@ -8,7 +8,7 @@ from rhesis_pipeline import __version__
 from rhesis_pipeline.cli.common import EXIT_CODES_HELP, RhesisGroup, org_option, use_database
 from rhesis_pipeline.cli.params import TEXT, TIMEOUT_SECONDS, count
 from rhesis_pipeline.logs import configure_logging
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 from rhesis_pipeline.storage import migrate as migrations
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     The database is DATABASE_URL, or an embedded Postgres in RHESIS_DATA_DIR when it is
     unset. Every command says on stderr which one it uses.
     """
-    configure_logging(db.settings().log_level, db.settings().log_format)
+    configure_logging(engine.settings().log_level, engine.settings().log_format)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -87,7 +87,7 @@ def worker(ctx: click.Context) -> None:
     are passed to dramatiq. bin/worker runs this.
     """
     use_database(migrated=True)
-    s = db.settings()
+    s = engine.settings()
     argv = [
         "rhesis_pipeline.actors",
         "--processes",

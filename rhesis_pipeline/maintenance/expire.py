@@ -12,18 +12,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from rhesis_pipeline.maintenance.service import run_batches
+from rhesis_pipeline.maintenance.service import Service, run_batches, utcnow
 from rhesis_pipeline.runs.outcomes import Outcome, write_batch
 from rhesis_pipeline.storage.locks import EXPIRE_LOCK_KEY
 from rhesis_pipeline.storage.queries import Q
 
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection
+
 logger = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,18 @@ class ExpireConfig:
 
 @dataclass
 class ExpireResult:
+    """What one :meth:`ExpireOverdueRuns.run_once` did: runs touched, tests stored as
+    ``lost`` (counted, not stored, in a dry run), and how long it took in seconds."""
+
     runs: int = 0
     lost: int = 0
     duration_s: float = 0.0
 
 
 @dataclass
-class ExpireOverdueRuns:
+class ExpireOverdueRuns(Service):
+    """Stores the unfinished tests of runs older than ``config.max_age`` as ``lost``."""
+
     config: ExpireConfig = field(default_factory=ExpireConfig)
     clock: Callable[[], datetime] = utcnow
 
@@ -62,7 +69,7 @@ class ExpireOverdueRuns:
         runs_seen: set[str] = set()
         hours = self.config.max_age.total_seconds() / 3600
 
-        def expire_batch(conn) -> int:
+        def expire_batch(conn: Connection) -> int:
             rows = conn.execute(
                 Q["overdue_tests"], {"cutoff": cutoff, "batch": self.config.batch_size}
             ).all()

@@ -48,23 +48,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from rhesis_pipeline.maintenance.service import run_batches
+from rhesis_pipeline.maintenance.service import Service, run_batches, utcnow
 from rhesis_pipeline.runs import messages
 from rhesis_pipeline.runs.outcomes import Outcome, write_batch
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 from rhesis_pipeline.storage.locks import RESCUE_LOCK_KEY, WORKER_LOCK_CLASS
 from rhesis_pipeline.storage.queries import Q
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Row
+
 logger = logging.getLogger(__name__)
-
-#: Kept for callers of earlier releases: the rescuer's advisory lock.
-LOCK_KEY = RESCUE_LOCK_KEY
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,7 @@ class RescueConfig:
 
     @classmethod
     def from_settings(cls) -> RescueConfig:
-        s = db.settings()
+        s = engine.settings()
         return cls(
             heartbeat_timeout_s=s.heartbeat_timeout_s,
             lock_grace_s=s.lock_grace_s,
@@ -108,6 +105,10 @@ class RescueConfig:
 
 @dataclass
 class RescueResult:
+    """What one :meth:`Rescuer.run_once` did: messages back in their queue, members ended
+    as timed out or as crashed (stored as ``error``), batches, whether another rescuer
+    held the lock (nothing done), and how long it took in seconds."""
+
     requeued: int = 0
     timed_out: int = 0
     crashed: int = 0  # members whose workers died running them max_retries + 1 times
@@ -117,7 +118,9 @@ class RescueResult:
 
 
 @dataclass
-class Rescuer:
+class Rescuer(Service):
+    """Returns the messages of dead workers to their queue (see the module docstring)."""
+
     config: RescueConfig = field(default_factory=RescueConfig)
     clock: Callable[[], datetime] = utcnow
 
@@ -130,7 +133,7 @@ class Rescuer:
         result = RescueResult()
         now = self.clock()
 
-        def rescue_batch(conn) -> int:
+        def rescue_batch(conn: Connection) -> int:
             rows = conn.execute(
                 Q["find_orphans"],
                 {
@@ -192,7 +195,7 @@ class Rescuer:
             )
         return result
 
-    def _verdict(self, row, now: datetime) -> Outcome | bool:
+    def _verdict(self, row: Row[Any], now: datetime) -> Outcome | bool:
         """What becomes of an orphan: an Outcome (not run again: stored as that), True
         (run again, the lost attempt counted) or False (run again as it was)."""
         options = row.options or {}

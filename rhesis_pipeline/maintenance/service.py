@@ -1,8 +1,9 @@
 """The skeleton every maintenance service shares.
 
-A maintenance service (rescue, expiry, retention, revocation checks) is an object with a
-``run_once()`` that a test can call. This module gives them the two things they all
-need, written once:
+A maintenance service (rescue, expiry, retention, and the sweep that runs them all) is a
+:class:`Service`, one per module, with a validated config, an injectable ``clock``, and a
+``run_once()`` that a test can call. This module gives them what they all need, written
+once:
 
 * :func:`run_batches` — the work in ``LIMIT`` batches, one transaction each, each under
   the service's transaction-level advisory lock (one runner at a time per database; a
@@ -17,19 +18,43 @@ need, written once:
 
 from __future__ import annotations
 
+import abc
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, driver_errors
 from rhesis_pipeline.storage.outage import Outage
 from rhesis_pipeline.storage.queries import Q
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
 logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC: the default ``clock`` of every service."""
+    return datetime.now(timezone.utc)
+
+
+class Service(abc.ABC):
+    """A maintenance service: :meth:`run_once` does one round of its work and returns
+    what it did (a result dataclass with counts and ``duration_s``, in seconds).
+
+    Subclasses are dataclasses whose fields are a config (validated when built) and a
+    ``clock`` (``() -> aware datetime``, :func:`utcnow` by default) that tests replace
+    to move time without waiting.
+    """
+
+    @abc.abstractmethod
+    def run_once(self, *, dry_run: bool = False) -> object:
+        """One round. With *dry_run*, count what would change and change nothing."""
 
 
 @dataclass
@@ -42,7 +67,7 @@ class BatchRun:
 
 
 def run_batches(
-    work: Callable[[Any], int],
+    work: Callable[[Connection], int],
     *,
     lock_key: int,
     batch_size: int,
@@ -121,7 +146,7 @@ class ServiceThread:
             try:
                 self.run_once()
             except Exception as exc:
-                if db.is_connection_error(exc):
+                if driver_errors.is_connection_error(exc):
                     delay = self._outage.failed(exc)
                     continue
                 logger.exception("%s: a round failed; trying again next round", self.name)

@@ -17,27 +17,24 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from rhesis_pipeline.maintenance.expire import ExpireConfig, ExpireOverdueRuns
-from rhesis_pipeline.maintenance.purge import Retention, RetentionConfig
 from rhesis_pipeline.maintenance.rescue import RescueConfig, Rescuer
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.maintenance.retention import Retention, RetentionConfig
+from rhesis_pipeline.maintenance.service import Service, utcnow
+from rhesis_pipeline.storage import db, engine
 from rhesis_pipeline.storage.locks import SWEEP_LOCK_KEY
 from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SWEEP_LOCK_KEY", "SweepResult", "Sweeper"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 @dataclass
 class SweepResult:
+    """What one sweep did, summed over its steps (``duration_s`` in seconds)."""
+
     ran: bool = True  # False: another sweep held the lock
     dry_run: bool = False
     rescued: int = 0
@@ -55,7 +52,9 @@ class SweepResult:
 
 
 @dataclass
-class Sweeper:
+class Sweeper(Service):
+    """Runs every maintenance service once, under the sweep's session lock."""
+
     clock: Callable[[], datetime] = utcnow
     rescue: RescueConfig = field(default_factory=RescueConfig)
     expire: ExpireConfig = field(default_factory=ExpireConfig)
@@ -63,7 +62,7 @@ class Sweeper:
 
     @classmethod
     def from_settings(cls, clock: Callable[[], datetime] = utcnow) -> Sweeper:
-        s = db.settings()
+        s = engine.settings()
         return cls(
             clock=clock,
             rescue=RescueConfig.from_settings(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 from rhesis_pipeline.storage.queries import Q
 
 
@@ -53,7 +53,7 @@ def endpoint_stats() -> list[EndpointStats]:
     with db.connect() as conn:
         rows = conn.execute(
             Q["endpoint_limits_status"],
-            {"lease_timeout_s": db.settings().heartbeat_timeout_s},
+            {"lease_timeout_s": engine.settings().heartbeat_timeout_s},
         ).all()
     return [
         EndpointStats(

@@ -13,7 +13,7 @@ from rhesis_pipeline.monitor.queues import QueueStats, queue_stats
 from rhesis_pipeline.monitor.stuck import unfinished_runs
 from rhesis_pipeline.monitor.workers import list_workers
 from rhesis_pipeline.runs.messages import MEMBER
-from rhesis_pipeline.storage import db, tenancy
+from rhesis_pipeline.storage import engine, tenancy
 from rhesis_pipeline.storage.queries import Q
 
 #: Most organizations listed by status (the busiest).
@@ -105,7 +105,7 @@ def take_snapshot(
             max_hours=max_hours, limit=active_limit, organization_id=organization_id
         ),
         max_hours=max_hours,
-        heartbeat_timeout_s=db.settings().heartbeat_timeout_s,
+        heartbeat_timeout_s=engine.settings().heartbeat_timeout_s,
         runs_by_status=by_status,
         stalled_callbacks=stalled,
         tenants=tenants,

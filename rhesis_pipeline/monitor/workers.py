@@ -16,7 +16,7 @@ from dramatiq.common import q_name
 
 from rhesis_pipeline.monitor.common import iso, seconds
 from rhesis_pipeline.runs import states
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 from rhesis_pipeline.storage.locks import WORKER_LOCK_CLASS
 from rhesis_pipeline.storage.queries import Q
 
@@ -145,7 +145,7 @@ def _claim(row) -> Claim:
 def list_workers(*, limit: int = 500, claims_limit: int = 10_000) -> WorkerListing:
     """Registered workers (newest first, at most *limit*; dead ones are kept for
     ``RHESIS_WORKER_RETENTION_HOURS``), each with the messages it holds."""
-    settings = db.settings()
+    settings = engine.settings()
     with db.connect() as conn:
         rows = conn.execute(
             Q["list_workers"],

@@ -40,7 +40,7 @@ from rhesis_pipeline.runs import histograms, messages
 from rhesis_pipeline.runs.messages import callback_message_id
 from rhesis_pipeline.runs.outcomes import Outcome, Recorded, Start, writer
 from rhesis_pipeline.runs.record import FINAL_STATUSES, SUMMARY_FIELDS, Run
-from rhesis_pipeline.storage import db, tenancy
+from rhesis_pipeline.storage import bulk, db, driver_errors, engine, statements, tenancy
 from rhesis_pipeline.storage.queries import Q
 from rhesis_pipeline.storage.tenant_context import current_tenant
 
@@ -226,7 +226,7 @@ def launch_test_run(
         )
         checked = _checked_tests(tests)
         if not context["row_security"]:
-            total = db.copy_rows(
+            total = bulk.copy_rows(
                 conn,
                 "rhesis.test_results",
                 ("run_id", "test_id", "position", "test"),
@@ -260,7 +260,7 @@ def launch_test_run(
             # A Session's connection() is a method; a Connection's .connection, its DBAPI one.
             is_session = callable(getattr(session, "connection", None))
             conn = session.connection() if is_session else session
-            with db.translate_errors(), conn.begin_nested():
+            with driver_errors.translate_errors(), conn.begin_nested():
                 write(conn)
     except PermissionDenied as exc:
         refusal = _refused(org, context)
@@ -324,7 +324,7 @@ def start_member(
     """
     started_at = datetime.now(timezone.utc)
     message_id, token = claim if claim else (None, None)
-    rows = db.run_prepared(
+    rows = statements.run_prepared(
         "load_member",
         {"run_id": run_id, "test_id": test_id, "message_id": message_id, "token": token},
     )
@@ -384,7 +384,7 @@ def defer_member(message_id: str, token: str, delay_s: float) -> bool:
     """Give claimed member *message_id* back to its queue, uncounted, not to be claimed for
     *delay_s* seconds, if it is still claimed under *token* (``defer_member`` in
     queries.sql). True if it went back."""
-    rows = db.run_prepared(
+    rows = statements.run_prepared(
         "defer_member", {"message_id": message_id, "token": token, "delay_s": delay_s}
     )
     return bool(rows and rows[0][0])
@@ -587,7 +587,7 @@ def on_run_finished(hook: RunHook) -> RunHook:
 
 def _configured_hooks() -> list[RunHook]:
     hooks = list(_hooks)
-    for target in db.settings().run_hooks:
+    for target in engine.settings().run_hooks:
         module_name, _, attr = target.partition(":")
         hook = getattr(importlib.import_module(module_name), attr)
         if hook not in hooks:

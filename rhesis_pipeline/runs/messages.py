@@ -20,7 +20,7 @@ from dramatiq import Message
 
 from rhesis_pipeline.errors import MessageTooLarge
 from rhesis_pipeline.runs import queues
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 from rhesis_pipeline.storage.queries import Q
 
 
@@ -108,7 +108,7 @@ def encode(message: Message) -> str:
     """*message* as the JSON text stored in ``dramatiq.queue``; refuses one larger than
     ``RHESIS_MAX_MESSAGE_BYTES`` with an error naming the actor and the fix."""
     encoded = message.encode()
-    limit = db.settings().max_message_bytes
+    limit = engine.settings().max_message_bytes
     if len(encoded) > limit:
         raise MessageTooLarge(
             f"message for actor {message.actor_name!r} is {len(encoded)} bytes encoded, "

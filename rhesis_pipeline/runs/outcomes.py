@@ -32,7 +32,7 @@ from typing import Any
 
 from rhesis_pipeline.execution import storable
 from rhesis_pipeline.runs import messages
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import driver_errors, statements
 from rhesis_pipeline.storage.outage import Outage
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class OutcomeWriter:
             try:
                 results = write_batch([o for o, _ in batch], starts=starts)
             except Exception as exc:
-                if db.is_connection_error(exc):
+                if driver_errors.is_connection_error(exc):
                     # Keep the batch; try again when the database answers.
                     time.sleep(self._outage.failed(exc))
                     continue
@@ -218,7 +218,7 @@ class OutcomeWriter:
         try:
             write_batch([], starts=starts)
         except Exception as exc:
-            if db.is_connection_error(exc):
+            if driver_errors.is_connection_error(exc):
                 return False
             logger.warning("%d start marks not written: %s", len(starts), exc)
         return True
@@ -230,7 +230,7 @@ class OutcomeWriter:
         try:
             (result,) = write_batch([outcome])
         except Exception as exc:
-            if db.is_connection_error(exc):
+            if driver_errors.is_connection_error(exc):
                 return False
             reason = storable.text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             refused = replace(
@@ -243,7 +243,7 @@ class OutcomeWriter:
             try:
                 (result,) = write_batch([refused])
             except Exception as again:
-                if db.is_connection_error(again):
+                if driver_errors.is_connection_error(again):
                     return False
                 future.set_exception(again)
                 return True
@@ -269,7 +269,7 @@ def write_batch(
     start_step = [_mark_started(starts)] if starts else []
     if not outcomes:
         if starts:
-            db.run_prepared_batch(start_step)
+            statements.run_prepared_batch(start_step)
         return []
     outcomes = [storable.make_storable(o) for o in outcomes]
     run_ids = sorted({o.run_id for o in outcomes})
@@ -299,13 +299,13 @@ def write_batch(
         "cb_messages": [c[3] for c in callbacks],
     }
     if conn is None:
-        # One round trip, one transaction (see db.run_prepared_batch).
-        rows = db.run_prepared_batch(
+        # One round trip, one transaction (see statements.run_prepared_batch).
+        rows = statements.run_prepared_batch(
             [*start_step, ("lock_runs", {"run_ids": run_ids}), ("record_outcomes", params)]
         )
     else:
-        db.execute_prepared(conn, "lock_runs", {"run_ids": run_ids})
-        rows = db.execute_prepared(conn, "record_outcomes", params)
+        statements.execute_prepared(conn, "lock_runs", {"run_ids": run_ids})
+        rows = statements.execute_prepared(conn, "record_outcomes", params)
     results: list[Recorded] = []
     seen: set[tuple[str, str]] = set()
     fired: set[str] = set()

@@ -1,11 +1,6 @@
-"""The one boundary to Postgres: connections, transactions, named SQL, schema.
+"""Storage: everything that talks to Postgres, and the only layer that knows the driver.
 
-Everything that talks to the database goes through here: the engine and its transactions
-(:mod:`.db`), every SQL statement by name (:mod:`.queries`, loaded from
-``sql/queries.sql``), the schema's migrations (:mod:`.migrate`), the embedded server a
-machine without Postgres falls back to (:mod:`.embedded`), acting as a tenant under
-row-level security (:mod:`.tenancy`) and the tenant context that selects it
-(:mod:`.tenant_context`), advisory-lock keys (:mod:`.locks`), and how a loop lives
-through a lost connection (:mod:`.outage`). Nothing outside this package imports the
-database driver.
+Start with :mod:`~rhesis_pipeline.storage.db` (transactions) and ``sql/queries.sql`` (every
+statement, named, in sections that follow a test's life); :mod:`~rhesis_pipeline.storage.db`'s
+docstring lists the other modules and their one job each.
 """

@@ -19,32 +19,39 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rhesis_pipeline.errors import EmbeddedServerError
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
 
 logger = logging.getLogger(__name__)
 
 #: Name of the application database created inside the embedded server.
 DATABASE_NAME = "rhesis"
 
-_servers: dict[Path, object] = {}
+#: The servers this process holds, by data directory.
+_servers: dict[Path, PostgresServer] = {}
 
 
 def pgdata_dir(data_dir: Path) -> Path:
+    """The embedded server's data directory inside *data_dir* (``RHESIS_DATA_DIR``)."""
     return Path(data_dir).expanduser().resolve() / "pgdata"
 
 
-def _get_server(pgdata: Path):  # -> pgserver.PostgresServer
+def _get_server(pgdata: Path) -> PostgresServer:
+    """The server of *pgdata*, started (or joined, if another process runs it) on first use."""
     if pgdata in _servers:
         return _servers[pgdata]
     try:
         with warnings.catch_warnings():
             # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI).
             warnings.simplefilter("ignore")
-            import pgserver
+            from pgserver.postgres_server import get_server
 
             pgdata.parent.mkdir(parents=True, exist_ok=True)
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:  # pgserver raises bare CalledProcessError/AssertionError
         log = pgdata / "log"
         hint = f"; see {log}" if log.exists() else ""
@@ -65,7 +72,7 @@ def release() -> None:
     while _servers:
         _pgdata, server = _servers.popitem()
         try:
-            server._cleanup()  # type: ignore[attr-defined]
+            server._cleanup()
         except Exception:
             logger.warning("could not release the embedded server", exc_info=True)
 

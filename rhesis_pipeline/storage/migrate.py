@@ -10,23 +10,33 @@ from __future__ import annotations
 import io
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from rhesis_pipeline.errors import NotMigrated
 from rhesis_pipeline.settings import redact_url
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
+from rhesis_pipeline.storage.driver_errors import translate_errors
 from rhesis_pipeline.storage.queries import Q
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
     from sqlalchemy.engine import Connection
+
+#: Schema of the pipeline's own tables and of its Alembic version table.
+SCHEMA = "rhesis"
+#: Alembic's version table, kept in our schema so it never collides with the host
+#: application's own ``public.alembic_version``.
+VERSION_TABLE = "alembic_version"
 
 
 def script_location() -> str:
+    """The folder of the migration scripts (the installed ``rhesis_pipeline.migrations``)."""
     return str(resources.files("rhesis_pipeline.migrations"))
 
 
-def alembic_config(*, stdout=None) -> Config:
+def alembic_config(*, stdout: TextIO | None = None) -> Config:
+    """Alembic's configuration, in code (no ``alembic.ini``); output to *stdout* if given."""
     from alembic.config import Config
 
     cfg = Config(stdout=stdout) if stdout is not None else Config()
@@ -35,19 +45,21 @@ def alembic_config(*, stdout=None) -> Config:
 
 
 @lru_cache(maxsize=1)
-def _script():
+def _script() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config())
 
 
 def head_revision() -> str:
-    head = _script().get_current_head()
+    """The newest revision of this version's migration scripts."""
+    head: str | None = _script().get_current_head()
     assert head is not None, "no migration scripts found"
     return head
 
 
 def known_revisions() -> set[str]:
+    """Every revision of this version's migration scripts."""
     return {s.revision for s in _script().walk_revisions()}
 
 
@@ -55,7 +67,7 @@ def upgrade(target: str = "head") -> tuple[str | None, str]:
     """Upgrade the configured database to *target*; returns (revision before, after)."""
     from alembic import command
 
-    with db.translate_errors(), db.engine().connect() as conn:
+    with translate_errors(), engine.get().connect() as conn:
         before = current_revision(conn)
         conn.rollback()
         cfg = alembic_config()
@@ -70,7 +82,7 @@ def downgrade(target: str) -> None:
     """Downgrade the configured database to *target* (``base`` removes everything)."""
     from alembic import command
 
-    with db.translate_errors(), db.engine().connect() as conn:
+    with translate_errors(), engine.get().connect() as conn:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, target)
@@ -99,7 +111,7 @@ def check_migrated() -> None:
     with db.connect() as conn:
         current = current_revision(conn)
     head = head_revision()
-    where = redact_url(db.database_url())
+    where = redact_url(engine.database_url())
     if current is None:
         raise NotMigrated(
             f"database {where} is not migrated: run `rhesis-pipeline migrate` "

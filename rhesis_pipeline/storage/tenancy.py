@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from rhesis_pipeline.errors import InvalidSubmission, PermissionDenied
 from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.driver_errors import translate_errors
 from rhesis_pipeline.storage.queries import Q
 
 if TYPE_CHECKING:
@@ -57,14 +58,14 @@ def enter(conn: Any, organization_id: str, user_id: str | None = None) -> None:
     """
     org = _organization(organization_id)
     try:
-        with db.translate_errors():
+        with translate_errors():
             conn.execute(Q["become_tenant"])
     except PermissionDenied as exc:
         raise PermissionDenied(
             f"this database user may not act as {TENANT_ROLE}: grant it the role "
             f"(GRANT {TENANT_ROLE} TO <user>; migrate grants it to the role that runs it)"
         ) from exc
-    with db.translate_errors():
+    with translate_errors():
         conn.execute(Q["set_tenant"], {"organization_id": org, "user_id": user_id or ""})
 
 

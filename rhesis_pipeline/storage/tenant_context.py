@@ -60,9 +60,9 @@ def tenant_context(organization_id: str | None, user_id: str | None = None) -> I
         _current.reset(token)
 
 
-def _set(tenant: Tenant | None) -> contextvars.Token:
+def _set(tenant: Tenant | None) -> contextvars.Token[Tenant | None]:
     return _current.set(tenant)
 
 
-def _reset(token: contextvars.Token) -> None:
+def _reset(token: contextvars.Token[Tenant | None]) -> None:
     _current.reset(token)

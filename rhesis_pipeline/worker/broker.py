@@ -2,7 +2,7 @@
 
 This module is the only place that knows the order of the middleware
 (:func:`middleware_list`). Building the broker does not connect: the pool behind it
-(:class:`rhesis_pipeline.storage.db.BrokerPool`) connects on first use.
+(:class:`rhesis_pipeline.storage.broker_pool.BrokerPool`) connects on first use.
 
 Fixes over dramatiq-pg 0.12
 ---------------------------
@@ -47,7 +47,7 @@ from tenacity import (
 
 from rhesis_pipeline.errors import DatabaseUnavailable
 from rhesis_pipeline.runs import messages
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import broker_pool, db, engine
 from rhesis_pipeline.storage.outage import Outage
 from rhesis_pipeline.storage.queries import Q
 from rhesis_pipeline.worker.consumer import RhesisConsumer
@@ -122,7 +122,7 @@ class RhesisBroker(PostgresBroker):
 
     def __init__(self, *, middleware: list[dramatiq.Middleware] | None = None) -> None:
         super().__init__(
-            pool=db.BROKER_POOL,
+            pool=broker_pool.BROKER_POOL,
             results=False,
             middleware=middleware_list() if middleware is None else middleware,
         )
@@ -205,8 +205,8 @@ class RhesisBroker(PostgresBroker):
     def close(self) -> None:
         """Close the pool and release the embedded server (a worker process's last act)."""
         super().close()
-        db.dispose()
-        db.release_embedded()
+        engine.dispose()
+        engine.release_embedded()
 
 
 def build_broker() -> RhesisBroker:

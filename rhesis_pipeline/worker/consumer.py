@@ -28,8 +28,8 @@ How this one works
   run on it as prepared single-statement transactions (one round trip each), planned
   so that a claim walks its queue's claim index (``queue_claim``, or for members the
   per-organization one) and stops after ``limit`` rows (see
-  :func:`rhesis_pipeline.storage.db.execute_prepared`); with stale statistics the planner had
-  chosen to sort every queued row on each claim (quadratic in the backlog).
+  :func:`rhesis_pipeline.storage.statements.execute_prepared`); with stale statistics the
+  planner had chosen to sort every queued row on each claim (quadratic in the backlog).
 
 A claimed message stays ``consumed`` if its worker dies; returning such messages to the
 queue is the rescuer's job (it decides by the worker's liveness, not by age).
@@ -77,7 +77,7 @@ from dramatiq.common import current_millis
 from dramatiq.message import Message
 
 from rhesis_pipeline.runs.messages import MEMBER, REVOKED_CHANNEL, UNSTARTED, channel
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import broker_pool, driver_errors, engine, statements
 from rhesis_pipeline.storage.locks import CLAIM_LOCK_CLASS
 from rhesis_pipeline.storage.outage import Outage
 from rhesis_pipeline.worker import cancellation, inflight, registry
@@ -189,7 +189,7 @@ class RhesisConsumer(Consumer):
         #: message id -> what load_claimed returned for it (handed out with the message).
         self._preloaded: dict[str, tuple] = {}
         self._held = held(queue_name)
-        settings = db.settings()
+        settings = engine.settings()
         #: Per-organization cap on claimed members (RHESIS_TENANT_MAX_RUNNING; None: none).
         self._cap = settings.tenant_max_running or None
         #: Members are claimed round-robin by organization (RHESIS_FAIR_CLAIMS; a cap
@@ -222,7 +222,7 @@ class RhesisConsumer(Consumer):
             self._wait()
             return None
         except Exception as exc:
-            if not db.is_connection_error(exc):
+            if not driver_errors.is_connection_error(exc):
                 raise
             # Handled here, not raised: dramatiq would drop its delay queue, log a critical
             # line and restart the consumer every 3 s for as long as the outage lasts.
@@ -278,7 +278,7 @@ class RhesisConsumer(Consumer):
                 {"ids": ids, "queue_name": self.queue_name, "channel": channel(self.queue_name)},
             )
         except Exception as exc:
-            if not db.is_connection_error(exc):
+            if not driver_errors.is_connection_error(exc):
                 raise
             # Held by nobody now: released by the next connection of this queue's consumer,
             # or by the rescuer once this worker is gone.
@@ -382,7 +382,7 @@ class RhesisConsumer(Consumer):
         if not with_tests:
             return self._execute(*claim)
         conn = self._ensure_listening()
-        return db.execute_prepared_batch_raw(
+        return statements.execute_prepared_batch_raw(
             conn, self._prepared, [claim, self._load_claimed(worker_id)]
         )
 
@@ -407,15 +407,17 @@ class RhesisConsumer(Consumer):
             conn = self._ensure_listening()
             conn.autocommit = False
             try:
-                db.execute_prepared_raw(
+                statements.execute_prepared_raw(
                     conn,
                     self._prepared,
                     "claim_lock",
                     {"lock_class": CLAIM_LOCK_CLASS, "queue_name": self.queue_name},
                 )
-                rows = db.execute_prepared_raw(conn, self._prepared, "claim_fair_messages", params)
+                rows = statements.execute_prepared_raw(
+                    conn, self._prepared, "claim_fair_messages", params
+                )
                 if with_tests:
-                    rows = db.execute_prepared_raw(
+                    rows = statements.execute_prepared_raw(
                         conn, self._prepared, *self._load_claimed(worker_id)
                     )
                 conn.commit()
@@ -592,20 +594,20 @@ class RhesisConsumer(Consumer):
 
     def _execute(self, name: str, params: dict) -> list[tuple]:
         conn = self._ensure_listening()
-        return db.execute_prepared_raw(conn, self._prepared, name, params)
+        return statements.execute_prepared_raw(conn, self._prepared, name, params)
 
     def _ensure_listening(self):
         if self._listen_conn is not None and not self._listen_conn.closed:
             return self._listen_conn
-        conn = db.BROKER_POOL.getconn()
+        conn = broker_pool.BROKER_POOL.getconn()
         self._prepared = set()
         try:
             conn.autocommit = True
-            db.listen(conn, channel(self.queue_name))
+            statements.listen(conn, channel(self.queue_name))
             if self._is_member_queue:
-                db.listen(conn, REVOKED_CHANNEL)
+                statements.listen(conn, REVOKED_CHANNEL)
         except Exception:
-            db.BROKER_POOL.putconn(conn, close=True)
+            broker_pool.BROKER_POOL.putconn(conn, close=True)
             raise
         self._listen_conn = conn
         self._claim_now = True  # anything enqueued before LISTEN is claimed now
@@ -617,7 +619,7 @@ class RhesisConsumer(Consumer):
         if self._listen_conn is not None:
             conn, self._listen_conn = self._listen_conn, None
             try:
-                db.BROKER_POOL.putconn(conn, close=conn.closed)
+                broker_pool.BROKER_POOL.putconn(conn, close=conn.closed)
             except Exception:
                 logger.debug("closing listen connection failed", exc_info=True)
 

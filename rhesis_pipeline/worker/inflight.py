@@ -348,15 +348,15 @@ def runner() -> InFlight:
     with _runner_lock:
         if _runner is None:
             from rhesis_pipeline.identity import worker_id
-            from rhesis_pipeline.storage import db
+            from rhesis_pipeline.storage import engine, statements
 
-            settings = db.settings()
+            settings = engine.settings()
 
             def budget(full: Callable[[], bool]) -> Budget:
                 return Budget(
                     full=full,
                     worker=worker_id(),
-                    exchange=lambda params: db.run_prepared("endpoint_exchange", params),
+                    exchange=lambda params: statements.run_prepared("endpoint_exchange", params),
                     lease_timeout_s=settings.heartbeat_timeout_s,
                 )
 
@@ -376,9 +376,9 @@ def current() -> InFlight | None:
 
 def enabled() -> bool:
     """Whether I/O-bound members go to the event loop (RHESIS_INFLIGHT_PER_PROCESS > 0)."""
-    from rhesis_pipeline.storage import db
+    from rhesis_pipeline.storage import engine
 
-    return db.settings().inflight_per_process > 0
+    return engine.settings().inflight_per_process > 0
 
 
 def _reset_after_fork() -> None:

@@ -15,7 +15,7 @@ operation is one transaction that first takes a transaction-level advisory lock 
 key it touches (in sorted order, so two operations never deadlock). ``wait`` blocks on
 LISTEN; an event stays visible until its key expires, so a waiter that starts listening
 after ``wait_notify`` still sees it. Expired keys are deleted by the periodic retention
-job (:mod:`rhesis_pipeline.maintenance.purge`).
+job (:mod:`rhesis_pipeline.maintenance.retention`).
 
 Note the limits of what it fixes: dramatiq's GroupCallbacks counts *successes* only; a
 member that fails for good leaves such a barrier unfired. rhesis-pipeline's own test runs
@@ -32,7 +32,7 @@ from datetime import timedelta
 
 from dramatiq.rate_limits import RateLimiterBackend
 
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import broker_pool, db, driver_errors, statements
 from rhesis_pipeline.storage.outage import Outage
 from rhesis_pipeline.storage.queries import Q
 
@@ -103,18 +103,18 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
             try:
                 return self._wait_once(key, deadline)
             except Exception as exc:
-                if not db.is_connection_error(exc):
+                if not driver_errors.is_connection_error(exc):
                     raise
                 pause = outage.failed(exc)
                 if deadline is not None and time.monotonic() + pause >= deadline:
-                    raise db.as_unavailable(exc) from exc
+                    raise driver_errors.as_unavailable(exc) from exc
                 time.sleep(pause)
 
     def _wait_once(self, key: str, deadline: float | None) -> bool:
-        conn = db.BROKER_POOL.getconn()
+        conn = broker_pool.BROKER_POOL.getconn()
         try:
             conn.autocommit = True
-            db.listen(conn, _channel(key))
+            statements.listen(conn, _channel(key))
             # Listening now: an event published from here on wakes us; one published
             # before is still in the table.
             with db.connect() as check:
@@ -131,7 +131,7 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
         finally:
-            db.BROKER_POOL.putconn(conn, close=conn.closed)
+            broker_pool.BROKER_POOL.putconn(conn, close=conn.closed)
 
     def wait_notify(self, key: str, ttl: int) -> None:
         with db.begin() as conn:

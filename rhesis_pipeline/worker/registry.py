@@ -35,7 +35,7 @@ import uuid
 from typing import Any
 
 from rhesis_pipeline.errors import DatabaseUnavailable
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import broker_pool, driver_errors, engine, queries
 from rhesis_pipeline.storage.locks import WORKER_LOCK_CLASS
 from rhesis_pipeline.storage.outage import Outage
 
@@ -69,7 +69,7 @@ class Registration:
 
     @staticmethod
     def _interval() -> float:
-        return db.settings().heartbeat_interval_s
+        return engine.settings().heartbeat_interval_s
 
     def start(self) -> None:
         """Register, take the lock, start heartbeating. Raises DatabaseUnavailable if
@@ -109,30 +109,30 @@ class Registration:
                 self._connect()
             with self._conn.cursor() as cur:
                 if self.lock_id is None:
-                    cur.execute(db.pyformat("register_worker"), self._row())
+                    cur.execute(queries.pyformat("register_worker"), self._row())
                     self.lock_id = cur.fetchone()[0]
                 if not self.lock_held:
                     self._take_lock(cur)
-                cur.execute(db.pyformat("heartbeat"), {"id": self.worker_id})
+                cur.execute(queries.pyformat("heartbeat"), {"id": self.worker_id})
                 if cur.fetchone() is None:
                     # Our row was deleted (retention, or by hand): register again.
                     logger.warning(
                         "worker %s was not registered; registering again", self.worker_id
                     )
-                    cur.execute(db.pyformat("register_worker"), self._row())
+                    cur.execute(queries.pyformat("register_worker"), self._row())
                     self.lock_id = cur.fetchone()[0]
                     self.lock_held = False
                     self._take_lock(cur)
             self.beats += 1
         except Exception as exc:
-            if db.is_connection_error(exc):
+            if driver_errors.is_connection_error(exc):
                 self._drop_connection()
-                raise db.as_unavailable(exc) from exc
+                raise driver_errors.as_unavailable(exc) from exc
             raise
 
     def _take_lock(self, cur) -> None:
         cur.execute(
-            db.pyformat("try_worker_lock"),
+            queries.pyformat("try_worker_lock"),
             {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},
         )
         self.lock_held = bool(cur.fetchone()[0])
@@ -152,7 +152,7 @@ class Registration:
         }
 
     def _connect(self) -> None:
-        conn = db.BROKER_POOL.getconn()
+        conn = broker_pool.BROKER_POOL.getconn()
         conn.autocommit = True
         self._conn = conn
         self.lock_held = False
@@ -162,7 +162,7 @@ class Registration:
         self.lock_held = False
         if conn is not None:
             try:
-                db.BROKER_POOL.putconn(conn, close=True)
+                broker_pool.BROKER_POOL.putconn(conn, close=True)
             except Exception:
                 logger.debug("closing the heartbeat connection failed", exc_info=True)
 
@@ -179,16 +179,16 @@ class Registration:
                     if self._conn is None or self._conn.closed:
                         self._connect()
                     with self._conn.cursor() as cur:
-                        cur.execute(db.pyformat("deregister_worker"), {"id": self.worker_id})
+                        cur.execute(queries.pyformat("deregister_worker"), {"id": self.worker_id})
                         cur.execute(
-                            db.pyformat("release_worker_lock"),
+                            queries.pyformat("release_worker_lock"),
                             {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},
                         )
                     logger.info("deregistered worker %s", self.worker_id)
                     break
                 except Exception as exc:
                     self._drop_connection()
-                    if attempt == 2 or not db.is_connection_error(exc):
+                    if attempt == 2 or not driver_errors.is_connection_error(exc):
                         logger.warning(
                             "could not deregister worker %s (%s): it counts as dead once its "
                             "lock grace has passed",

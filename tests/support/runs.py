@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from rhesis_pipeline.errors import DatabaseUnavailable
 from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 
 from .waiting import wait_until
 
@@ -41,7 +41,7 @@ def survive_cuts(check):
     try:
         return check()
     except DatabaseUnavailable:
-        db.dispose()
+        engine.dispose()
         return None
 
 

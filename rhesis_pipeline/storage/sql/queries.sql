@@ -1,6 +1,127 @@
--- Runtime SQL of rhesis-pipeline. Each section starts with `-- name: NAME` and a line
--- saying what it does; rhesis_pipeline/storage/queries.py loads them into a dict once.
--- Parameters use SQLAlchemy's :name style.
+-- Runtime SQL of rhesis-pipeline, loaded once into a dict by
+-- rhesis_pipeline/storage/queries.py. Sections (`-- ===== Title =====` and a line on
+-- what they hold) follow a test's life: submission, claim, execution, outcome and
+-- completion, then the workers, maintenance and what operators read. Each query starts
+-- with `-- name: NAME` and a line saying what it does; parameters use SQLAlchemy's
+-- :name style ({name}: an identifier or fragment composed in by the caller).
+
+
+-- ===== Schema and server =====
+-- The database and its schema version (the embedded server's first start, migrate, the
+-- workers' schema check).
+
+-- name: database_exists
+-- Whether database :name exists on the server (the embedded server's first start).
+SELECT 1 FROM pg_database WHERE datname = :name;
+
+-- name: create_database
+-- Create database {name} (an identifier, quoted by the caller).
+CREATE DATABASE {name};
+
+-- name: schema_version_table_exists
+-- Whether the pipeline's Alembic version table exists (false: never migrated).
+SELECT to_regclass('rhesis.alembic_version') IS NOT NULL;
+
+-- name: schema_version
+-- The Alembic revision the database is at.
+SELECT version_num FROM rhesis.alembic_version;
+
+
+-- ===== Sessions and statements =====
+-- What rhesis_pipeline.storage runs around the other queries: the tenant of a
+-- transaction, prepared statements, COPY, LISTEN, synchronous commit.
+
+-- name: set_tenant
+-- Expose the tenant to SQL for this transaction; read it with current_setting(…, true).
+-- As rhesis_tenant (become_tenant), it decides which rows row-level security shows.
+SELECT set_config('app.current_organization', :organization_id, true),
+       set_config('app.current_user', :user_id, true);
+
+-- name: become_tenant
+-- Act as rhesis_tenant until the end of this transaction: row-level security applies,
+-- keyed on app.current_organization (set_tenant).
+SET LOCAL ROLE rhesis_tenant;
+
+-- name: hot_path_settings
+-- Planner settings of the hot path's prepared statements (rhesis_pipeline.storage.statements
+-- .execute_prepared), sent with each EXECUTE and local to its transaction: one generic
+-- plan, made with sequential scans, bitmap scans and sorts off so that it walks an index
+-- at any table size; JIT off because a disabled node type adds 1e10 to a plan's cost,
+-- far above jit_above_cost (every execution paid ~1 s of JIT compilation).
+SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off;
+
+-- name: prepare_statement
+-- Prepare {statement} (a named query, parameters numbered) as {name} for this session.
+PREPARE {name} AS {statement};
+
+-- name: execute_statement
+-- Run prepared statement {name} with {args} (placeholders).
+EXECUTE {name} ({args});
+
+-- name: copy_rows
+-- Bulk-load {columns} of {table} from the client (tab-separated text).
+COPY {table} ({columns}) FROM STDIN;
+
+-- name: listen
+-- Subscribe this session to NOTIFY channel {channel} (an identifier, quoted by
+-- statements.listen).
+LISTEN {channel};
+
+-- name: commit_synchronously
+-- Undo the hot path's asynchronous commit for the rest of this transaction.
+SELECT set_config('synchronous_commit', 'on', true);
+
+
+-- ===== Submission =====
+-- A run, its results and its member messages, stored and enqueued in one transaction
+-- (rhesis_pipeline.runs.api.launch_test_run); any message's enqueue.
+
+-- name: launch_context
+-- Whether row-level security applies to this session on the tables a launch writes (a
+-- session acting as rhesis_tenant: COPY FROM is then refused, the launch INSERTs
+-- instead), and the organization the session acts for (NULL: unset or empty).
+SELECT row_security_active('rhesis.test_runs') OR row_security_active('rhesis.test_results')
+           OR row_security_active('dramatiq.queue') AS row_security,
+       NULLIF(current_setting('app.current_organization', true), '') AS organization_id;
+
+-- name: insert_run
+-- Create a run in status QUEUED.
+INSERT INTO rhesis.test_runs (id, organization_id, user_id, name, executor, options, total)
+VALUES (:id, :organization_id, :user_id, :name, CAST(:executor AS jsonb),
+        CAST(:options AS jsonb), :total);
+
+-- name: insert_results
+-- Create result rows (status queued) of run :run_id, one per element of :test_ids, at
+-- positions :first, :first + 1, … in that order: a launch under row-level security (no
+-- COPY), in chunks. Message ids come from the column's default.
+INSERT INTO rhesis.test_results (run_id, test_id, position, test)
+SELECT CAST(:run_id AS uuid), t.test_id, :first + CAST(t.ord AS integer) - 1,
+       CAST(t.test AS jsonb)
+FROM unnest(CAST(:test_ids AS text[]), CAST(:tests AS text[]))
+    WITH ORDINALITY AS t(test_id, test, ord);
+
+-- name: set_run_total
+-- A run's number of tests, once a launch has read them all (inserted with 1 before).
+UPDATE rhesis.test_runs SET total = :total WHERE id = :run_id;
+
+-- name: enqueue_run_members
+-- Store the member messages of run :run_id as queued: one execute_single_test message per
+-- result row, built here from the row (its message id, the run and test ids) and
+-- :options, so a launch sends each test once (its result row) and nothing per message.
+-- The same JSON that dramatiq's Message.encode writes. Woken by notify_queue.
+INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
+SELECT :queue_name, r.message_id, CAST('queued' AS dramatiq.state),
+       jsonb_build_object(
+           'queue_name', CAST(:queue_name AS text),
+           'actor_name', CAST(:actor_name AS text),
+           'args', jsonb_build_array(CAST(r.run_id AS text), r.test_id),
+           'kwargs', CAST('{}' AS jsonb),
+           'options', CAST(:options AS jsonb),
+           'message_id', CAST(r.message_id AS text),
+           'message_timestamp', CAST(:timestamp_ms AS bigint))
+FROM rhesis.test_results r
+WHERE r.run_id = CAST(:run_id AS uuid);
 
 -- name: enqueue
 -- Upsert one message as queued and wake its queue's consumers. Like dramatiq-pg, the
@@ -22,133 +143,40 @@ SELECT pg_notify(
     END)
 FROM enqueued;
 
--- name: database_exists
--- Whether database :name exists on the server (the embedded server's first start).
-SELECT 1 FROM pg_database WHERE datname = :name;
-
--- name: create_database
--- Create database {name} (an identifier, quoted by the caller).
-CREATE DATABASE {name};
-
--- name: schema_version_table_exists
--- Whether the pipeline's Alembic version table exists (false: never migrated).
-SELECT to_regclass('rhesis.alembic_version') IS NOT NULL;
-
--- name: schema_version
--- The Alembic revision the database is at.
-SELECT version_num FROM rhesis.alembic_version;
-
--- name: try_maintenance_lock
--- Take the advisory lock of one maintenance job for this transaction; false if held.
-SELECT pg_try_advisory_xact_lock(:key);
-
--- name: purge_finished_messages
--- Delete up to :batch done or rejected queue rows last changed before :cutoff; returns
--- how many. mtime holds UTC wall-clock time (dramatiq-pg's default), hence the AT TIME ZONE.
-WITH doomed AS (
-    SELECT message_id
-    FROM dramatiq.queue
-    WHERE "state" IN ('done', 'rejected')
-      AND mtime < (CAST(:cutoff AS timestamptz) AT TIME ZONE 'UTC')
-    -- No ORDER BY: any old row will do, and with 1,000,000 finished rows sorting them
-    -- to pick a batch of 1,000 took 99 ms; without it 0.2 ms (EXPLAIN ANALYZE).
-    LIMIT :batch
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM dramatiq.queue q
-USING doomed
-WHERE q.message_id = doomed.message_id;
-
--- name: purge_retired_results
--- Delete up to :batch result rows of runs finished before :cutoff (run retention);
--- returns how many. The runs themselves go once their results are gone.
-WITH doomed AS (
-    SELECT r.run_id, r.test_id
-    FROM rhesis.test_runs u
-    JOIN rhesis.test_results r ON r.run_id = u.id
-    WHERE u.finished_at < CAST(:cutoff AS timestamptz)
-    LIMIT :batch
-    FOR UPDATE OF r SKIP LOCKED
-)
-DELETE FROM rhesis.test_results r
-USING doomed
-WHERE r.run_id = doomed.run_id AND r.test_id = doomed.test_id;
-
--- name: purge_retired_runs
--- Delete up to :batch runs finished before :cutoff whose results are all deleted (run
--- retention), adding their tests and runs by status to rhesis.metric_totals first, so
--- that the Prometheus counters never go down; returns how many (rowcount).
-WITH doomed AS (
-    SELECT u.id, u.status, u.passed, u.failed, u.errored, u.lost, u.cancelled
-    FROM rhesis.test_runs u
-    WHERE u.finished_at < CAST(:cutoff AS timestamptz)
-      AND NOT EXISTS (SELECT 1 FROM rhesis.test_results r WHERE r.run_id = u.id)
-    LIMIT :batch
-    FOR UPDATE SKIP LOCKED
-), totals AS (
-    INSERT INTO rhesis.metric_totals (metric, labels, value)
-    SELECT t.metric, t.labels, sum(t.n)
-    FROM doomed d
-    CROSS JOIN LATERAL (VALUES ('deleted_tests', 'passed', d.passed),
-                               ('deleted_tests', 'failed', d.failed),
-                               ('deleted_tests', 'error', d.errored),
-                               ('deleted_tests', 'lost', d.lost),
-                               ('deleted_tests', 'cancelled', d.cancelled),
-                               ('deleted_runs', d.status, 1)) AS t(metric, labels, n)
-    GROUP BY t.metric, t.labels
-    ON CONFLICT (metric, labels) DO UPDATE SET value = rhesis.metric_totals.value + EXCLUDED.value
-)
-DELETE FROM rhesis.test_runs u
-USING doomed
-WHERE u.id = doomed.id;
-
--- name: observe_finished_run
--- Add a finished run's test durations and its callback latency to the histograms kept in
--- rhesis.metric_totals (labels: the bucket's upper bound in seconds; _count and _sum with
--- empty labels): cumulative bucket counts, as Prometheus histograms are.
-WITH durations AS (
-    SELECT duration_ms / 1000.0 AS s
-    FROM rhesis.test_results
-    WHERE run_id = :run_id AND duration_ms IS NOT NULL
-), observed AS (
-    SELECT 'test_duration_seconds_bucket' AS metric, CAST(b.le AS text) AS labels,
-           (SELECT count(*) FROM durations d WHERE d.s <= b.le) AS n
-    FROM unnest(CAST(:duration_buckets AS double precision[])) AS b(le)
-    UNION ALL
-    SELECT 'test_duration_seconds_count', '', (SELECT count(*) FROM durations)
-    UNION ALL
-    SELECT 'test_duration_seconds_sum', '', (SELECT COALESCE(sum(s), 0) FROM durations)
-    UNION ALL
-    SELECT 'callback_latency_seconds_bucket', CAST(b.le AS text),
-           CASE WHEN :latency_s <= b.le THEN 1 ELSE 0 END
-    FROM unnest(CAST(:latency_buckets AS double precision[])) AS b(le)
-    WHERE CAST(:latency_s AS double precision) IS NOT NULL
-    UNION ALL
-    SELECT 'callback_latency_seconds_count', '', 1
-    WHERE CAST(:latency_s AS double precision) IS NOT NULL
-    UNION ALL
-    SELECT 'callback_latency_seconds_sum', '', CAST(:latency_s AS double precision)
-    WHERE CAST(:latency_s AS double precision) IS NOT NULL
-)
-INSERT INTO rhesis.metric_totals (metric, labels, value)
-SELECT metric, labels, n FROM observed
-ON CONFLICT (metric, labels) DO UPDATE SET value = rhesis.metric_totals.value + EXCLUDED.value;
-
--- name: metric_totals
--- Every running total kept for the Prometheus counters and histograms.
-SELECT metric, labels, value FROM rhesis.metric_totals;
-
--- name: tests_finished_by_status
--- Tests with a terminal outcome, by status, over the runs still stored (visible ones, for
--- a tenant); what retention deleted is in metric_totals (deleted_tests).
-SELECT COALESCE(sum(passed), 0) AS passed, COALESCE(sum(failed), 0) AS failed,
-       COALESCE(sum(errored), 0) AS error, COALESCE(sum(lost), 0) AS lost,
-       COALESCE(sum(cancelled), 0) AS cancelled
-FROM rhesis.test_runs;
-
 -- name: notify_queue
 -- Wake the consumers of one queue (sent once per batch, delivered at commit).
 SELECT pg_notify(:channel, :payload);
+
+-- name: run_tenant
+-- The tenant (organization and user) of one run.
+SELECT organization_id, user_id FROM rhesis.test_runs WHERE id = :run_id;
+
+
+-- ===== Re-runs =====
+-- A new run of a finished run's tests (rhesis_pipeline.runs.rerun).
+
+-- name: rerun_source
+-- What a re-run of run :run_id needs: its executor, options, tenant and name.
+SELECT id, name, executor, options, organization_id, user_id
+FROM rhesis.test_runs
+WHERE id = :run_id;
+
+-- name: rerun_tests
+-- The stored definitions of run :run_id's tests to run again, in suite order: those
+-- with one of :statuses.
+SELECT test
+FROM rhesis.test_results
+WHERE run_id = :run_id AND status = ANY(:statuses)
+ORDER BY position;
+
+-- name: mark_rerun
+-- Record that run :run_id re-runs run :rerun_of.
+UPDATE rhesis.test_runs SET rerun_of = :rerun_of WHERE id = :run_id;
+
+
+-- ===== Claims =====
+-- A consumer takes messages of its queue, each under a claim token
+-- (rhesis_pipeline.worker.consumer).
 
 -- name: claim_messages
 -- Claim up to :limit queued messages of :queue_name, skipping rows another consumer is
@@ -286,208 +314,6 @@ LEFT JOIN recorded r ON r.message_id = c.message_id;
 -- the claim that follows, in a new snapshot, sees every claim committed before it.
 SELECT pg_advisory_xact_lock(CAST(:lock_class AS integer), hashtext(:queue_name));
 
--- name: ack_messages
--- Mark claimed messages of :queue_name done, and forget their claims. Left alone: a
--- message moved to another queue since (a retry, a delay), and one whose claim token is
--- not :tokens' (it was rescued and claimed again: this ack comes from a superseded
--- holder). An ack lost in a crash means a redelivery, which rhesis actors ignore: commit
--- async.
-WITH input AS (
-    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS u(message_id, token)
-), acked AS (
-    UPDATE dramatiq.queue q
-    SET "state" = 'done', mtime = (now() AT TIME ZONE 'UTC')
-    FROM input i
-    WHERE q.message_id = i.message_id
-      AND q.queue_name = :queue_name
-      AND q."state" = 'consumed'
-      AND (i.token IS NULL OR EXISTS (SELECT 1 FROM rhesis.claims c
-                                      WHERE c.message_id = i.message_id AND c.token = i.token))
-    RETURNING q.message_id
-), forgotten AS (
-    DELETE FROM rhesis.claims c USING acked a WHERE c.message_id = a.message_id RETURNING 1
-)
-SELECT (SELECT count(*) FROM acked), (SELECT count(*) FROM forgotten),
-       set_config('synchronous_commit', 'off', true);
-
--- name: nack_messages
--- Mark claimed messages of :queue_name rejected, storing the message as it failed (its
--- options carry the traceback), and forget their claims; fenced like ack_messages.
-WITH input AS (
-    SELECT *
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:messages AS text[]))
-        AS u(message_id, token, message)
-), rejected AS (
-    UPDATE dramatiq.queue q
-    SET "state" = 'rejected', mtime = (now() AT TIME ZONE 'UTC'),
-        message = CAST(i.message AS jsonb)
-    FROM input i
-    WHERE q.message_id = i.message_id
-      AND q.queue_name = :queue_name
-      AND q."state" = 'consumed'
-      AND (i.token IS NULL OR EXISTS (SELECT 1 FROM rhesis.claims c
-                                      WHERE c.message_id = i.message_id AND c.token = i.token))
-    RETURNING q.message_id
-), forgotten AS (
-    DELETE FROM rhesis.claims c USING rejected r WHERE c.message_id = r.message_id RETURNING 1
-)
-SELECT (SELECT count(*) FROM rejected), (SELECT count(*) FROM forgotten);
-
--- name: requeue_messages
--- Return claimed, unprocessed messages to their queue (worker shutdown) and wake consumers.
-WITH requeued AS (
-    UPDATE dramatiq.queue
-    SET "state" = 'queued', mtime = (now() AT TIME ZONE 'UTC')
-    WHERE message_id = ANY(CAST(:ids AS uuid[]))
-      AND queue_name = :queue_name
-      AND "state" = 'consumed'
-    RETURNING message_id
-), forgotten AS (
-    DELETE FROM rhesis.claims c USING requeued r WHERE c.message_id = r.message_id RETURNING 1
-)
-SELECT pg_notify(:channel, 'requeued'), (SELECT count(*) FROM forgotten)
-WHERE EXISTS (SELECT 1 FROM requeued);
-
--- name: release_unheld_claims
--- Return to :queue_name the messages worker :worker_id claimed there but no longer holds
--- in memory (any not in :held: dropped with a lost connection, or released after a
--- database failure), at their original place and without counting an attempt; forget
--- their claims and wake the queue. Returns how many went back.
-WITH released AS (
-    UPDATE dramatiq.queue q
-    SET "state" = 'queued',
-        mtime = COALESCE(
-            to_timestamp(CAST(q.message->>'message_timestamp' AS bigint) / 1000.0)
-                AT TIME ZONE 'UTC',
-            now() AT TIME ZONE 'UTC')
-    FROM rhesis.claims c
-    WHERE c.worker_id = CAST(:worker_id AS uuid)
-      AND c.queue_name = :queue_name
-      AND NOT (c.message_id = ANY(CAST(:held AS uuid[])))
-      AND q.message_id = c.message_id
-      AND q.queue_name = :queue_name
-      AND q."state" = 'consumed'
-    RETURNING q.message_id
-), forgotten AS (
-    DELETE FROM rhesis.claims c USING released r WHERE c.message_id = r.message_id RETURNING 1
-), woken AS (
-    SELECT pg_notify(:channel, 'released') WHERE EXISTS (SELECT 1 FROM released)
-)
-SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM forgotten),
-       (SELECT count(*) FROM woken);
-
--- name: hot_path_settings
--- Planner settings of the hot path's prepared statements (rhesis_pipeline.storage.db
--- .execute_prepared), sent with each EXECUTE and local to its transaction: one generic
--- plan, made with sequential scans, bitmap scans and sorts off so that it walks an index
--- at any table size; JIT off because a disabled node type adds 1e10 to a plan's cost,
--- far above jit_above_cost (every execution paid ~1 s of JIT compilation).
-SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off;
-SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off;
-
--- name: prepare_statement
--- Prepare {statement} (a named query, parameters numbered) as {name} for this session.
-PREPARE {name} AS {statement};
-
--- name: execute_statement
--- Run prepared statement {name} with {args} (placeholders).
-EXECUTE {name} ({args});
-
--- name: copy_rows
--- Bulk-load {columns} of {table} from the client (tab-separated text).
-COPY {table} ({columns}) FROM STDIN;
-
--- name: listen
--- Subscribe this session to NOTIFY channel {channel} (an identifier, quoted by db.listen).
-LISTEN {channel};
-
--- name: reject_poison_messages
--- Reject rows that are not decodable dramatiq messages, keeping the reason in result.
-UPDATE dramatiq.queue q
-SET "state" = 'rejected', mtime = (now() AT TIME ZONE 'UTC'),
-    result = jsonb_build_object('poison', u.reason)
-FROM unnest(CAST(:ids AS uuid[]), CAST(:reasons AS text[])) AS u(message_id, reason)
-WHERE q.message_id = u.message_id;
-
--- name: set_tenant
--- Expose the tenant to SQL for this transaction; read it with current_setting(…, true).
--- As rhesis_tenant (become_tenant), it decides which rows row-level security shows.
-SELECT set_config('app.current_organization', :organization_id, true),
-       set_config('app.current_user', :user_id, true);
-
--- name: insert_run
--- Create a run in status QUEUED.
-INSERT INTO rhesis.test_runs (id, organization_id, user_id, name, executor, options, total)
-VALUES (:id, :organization_id, :user_id, :name, CAST(:executor AS jsonb),
-        CAST(:options AS jsonb), :total);
-
--- name: set_run_total
--- A run's number of tests, once a launch has read them all (inserted with 1 before).
-UPDATE rhesis.test_runs SET total = :total WHERE id = :run_id;
-
--- name: launch_context
--- Whether row-level security applies to this session on the tables a launch writes (a
--- session acting as rhesis_tenant: COPY FROM is then refused, the launch INSERTs
--- instead), and the organization the session acts for (NULL: unset or empty).
-SELECT row_security_active('rhesis.test_runs') OR row_security_active('rhesis.test_results')
-           OR row_security_active('dramatiq.queue') AS row_security,
-       NULLIF(current_setting('app.current_organization', true), '') AS organization_id;
-
--- name: insert_results
--- Create result rows (status queued) of run :run_id, one per element of :test_ids, at
--- positions :first, :first + 1, … in that order: a launch under row-level security (no
--- COPY), in chunks. Message ids come from the column's default.
-INSERT INTO rhesis.test_results (run_id, test_id, position, test)
-SELECT CAST(:run_id AS uuid), t.test_id, :first + CAST(t.ord AS integer) - 1,
-       CAST(t.test AS jsonb)
-FROM unnest(CAST(:test_ids AS text[]), CAST(:tests AS text[]))
-    WITH ORDINALITY AS t(test_id, test, ord);
-
--- name: enqueue_run_members
--- Store the member messages of run :run_id as queued: one execute_single_test message per
--- result row, built here from the row (its message id, the run and test ids) and
--- :options, so a launch sends each test once (its result row) and nothing per message.
--- The same JSON that dramatiq's Message.encode writes. Woken by notify_queue.
-INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
-SELECT :queue_name, r.message_id, CAST('queued' AS dramatiq.state),
-       jsonb_build_object(
-           'queue_name', CAST(:queue_name AS text),
-           'actor_name', CAST(:actor_name AS text),
-           'args', jsonb_build_array(CAST(r.run_id AS text), r.test_id),
-           'kwargs', CAST('{}' AS jsonb),
-           'options', CAST(:options AS jsonb),
-           'message_id', CAST(r.message_id AS text),
-           'message_timestamp', CAST(:timestamp_ms AS bigint))
-FROM rhesis.test_results r
-WHERE r.run_id = CAST(:run_id AS uuid);
-
--- name: become_tenant
--- Act as rhesis_tenant until the end of this transaction: row-level security applies,
--- keyed on app.current_organization (set_tenant).
-SET LOCAL ROLE rhesis_tenant;
-
--- name: run_tenant
--- The tenant (organization and user) of one run.
-SELECT organization_id, user_id FROM rhesis.test_runs WHERE id = :run_id;
-
--- name: load_member
--- What a member needs to execute: its test, its run's executor and state. Marks its claim
--- (:message_id under :token) started, in the same round trip: the rescuer counts a lost
--- attempt only for a member whose worker died while running it. Committed asynchronously:
--- a mark lost in a server crash only means that attempt is not counted.
-WITH started AS (
-    UPDATE rhesis.claims
-    SET started_at = clock_timestamp()
-    WHERE message_id = CAST(:message_id AS uuid) AND token = CAST(:token AS uuid)
-    RETURNING message_id
-)
-SELECT r.status, r.test, u.executor, u.status AS run_status, u.cancel_requested,
-       (SELECT count(*) FROM started) AS marked,
-       set_config('synchronous_commit', 'off', true) AS async_commit
-FROM rhesis.test_results r
-JOIN rhesis.test_runs u ON u.id = r.run_id
-WHERE r.run_id = :run_id AND r.test_id = :test_id;
-
 -- name: load_claimed
 -- The messages this worker (:worker_id) claimed on :queue_name in this transaction (run
 -- right after claim_messages or claim_fair_messages, in the same multi-statement round
@@ -525,6 +351,36 @@ LEFT JOIN rhesis.test_results r ON r.run_id = m.run_id AND r.test_id = m.test_id
 LEFT JOIN rhesis.test_runs u ON u.id = r.run_id
 ORDER BY row_number() OVER (PARTITION BY m.org ORDER BY m.mtime), m.org;
 
+-- name: reject_poison_messages
+-- Reject rows that are not decodable dramatiq messages, keeping the reason in result.
+UPDATE dramatiq.queue q
+SET "state" = 'rejected', mtime = (now() AT TIME ZONE 'UTC'),
+    result = jsonb_build_object('poison', u.reason)
+FROM unnest(CAST(:ids AS uuid[]), CAST(:reasons AS text[])) AS u(message_id, reason)
+WHERE q.message_id = u.message_id;
+
+
+-- ===== Execution =====
+-- A member starts: its test loaded, its claim marked started, revocation checked.
+
+-- name: load_member
+-- What a member needs to execute: its test, its run's executor and state. Marks its claim
+-- (:message_id under :token) started, in the same round trip: the rescuer counts a lost
+-- attempt only for a member whose worker died while running it. Committed asynchronously:
+-- a mark lost in a server crash only means that attempt is not counted.
+WITH started AS (
+    UPDATE rhesis.claims
+    SET started_at = clock_timestamp()
+    WHERE message_id = CAST(:message_id AS uuid) AND token = CAST(:token AS uuid)
+    RETURNING message_id
+)
+SELECT r.status, r.test, u.executor, u.status AS run_status, u.cancel_requested,
+       (SELECT count(*) FROM started) AS marked,
+       set_config('synchronous_commit', 'off', true) AS async_commit
+FROM rhesis.test_results r
+JOIN rhesis.test_runs u ON u.id = r.run_id
+WHERE r.run_id = :run_id AND r.test_id = :test_id;
+
 -- name: mark_started
 -- Mark claims started (members whose test was preloaded with their claim; written in
 -- batches by the outcome writer): the rescuer then counts a lost attempt if the worker
@@ -547,6 +403,19 @@ SELECT (SELECT count(*) FROM marked), set_config('synchronous_commit', 'off', tr
 UPDATE rhesis.test_runs
 SET status = 'IN_PROGRESS', started_at = COALESCE(started_at, now())
 WHERE id = :run_id AND status = 'QUEUED';
+
+-- name: run_cancel_requested
+-- Whether a run was revoked (false for an unknown run).
+SELECT COALESCE((SELECT cancel_requested FROM rhesis.test_runs WHERE id = :run_id), false);
+
+-- name: revoked_among
+-- Which of the run ids :ids were revoked (members still executing them are interrupted).
+SELECT id FROM rhesis.test_runs WHERE id = ANY(CAST(:ids AS uuid[])) AND cancel_requested;
+
+
+-- ===== Outcomes and completion =====
+-- A member's outcome stored and counted once; the last one enqueues the run's callback,
+-- which sets the run's status (rhesis_pipeline.runs.outcomes, rhesis_pipeline.runs.api).
 
 -- name: lock_runs
 -- Lock the rows of the runs a batch of outcomes touches, in id order (no deadlocks
@@ -714,61 +583,159 @@ RETURNING id, name, status, organization_id, user_id, total, done, passed, faile
           CAST(summary->>'duration_s' AS double precision) AS duration_s,
           CAST(summary->>'callback_latency_ms' AS double precision) AS callback_latency_ms;
 
--- name: get_run
--- One run, every column a reader needs (the fields of run_record.Run); its counters are
--- its progress, read without counting result rows.
-SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
-       lost, cancelled, cancel_requested, created_at, started_at, finished_at,
-       last_progress_at, collected_count, summary, rerun_of
-FROM rhesis.test_runs
-WHERE id = :run_id;
+-- name: observe_finished_run
+-- Add a finished run's test durations and its callback latency to the histograms kept in
+-- rhesis.metric_totals (labels: the bucket's upper bound in seconds; _count and _sum with
+-- empty labels): cumulative bucket counts, as Prometheus histograms are.
+WITH durations AS (
+    SELECT duration_ms / 1000.0 AS s
+    FROM rhesis.test_results
+    WHERE run_id = :run_id AND duration_ms IS NOT NULL
+), observed AS (
+    SELECT 'test_duration_seconds_bucket' AS metric, CAST(b.le AS text) AS labels,
+           (SELECT count(*) FROM durations d WHERE d.s <= b.le) AS n
+    FROM unnest(CAST(:duration_buckets AS double precision[])) AS b(le)
+    UNION ALL
+    SELECT 'test_duration_seconds_count', '', (SELECT count(*) FROM durations)
+    UNION ALL
+    SELECT 'test_duration_seconds_sum', '', (SELECT COALESCE(sum(s), 0) FROM durations)
+    UNION ALL
+    SELECT 'callback_latency_seconds_bucket', CAST(b.le AS text),
+           CASE WHEN :latency_s <= b.le THEN 1 ELSE 0 END
+    FROM unnest(CAST(:latency_buckets AS double precision[])) AS b(le)
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+    UNION ALL
+    SELECT 'callback_latency_seconds_count', '', 1
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+    UNION ALL
+    SELECT 'callback_latency_seconds_sum', '', CAST(:latency_s AS double precision)
+    WHERE CAST(:latency_s AS double precision) IS NOT NULL
+)
+INSERT INTO rhesis.metric_totals (metric, labels, value)
+SELECT metric, labels, n FROM observed
+ON CONFLICT (metric, labels) DO UPDATE SET value = rhesis.metric_totals.value + EXCLUDED.value;
 
--- name: run_ids_between
--- Ids of the runs from :low to :high (a run id prefix padded with 0s and with fs), at most
--- :limit: one range scan of the primary key; row-level security hides other tenants'.
-SELECT id FROM rhesis.test_runs
-WHERE id BETWEEN CAST(:low AS uuid) AND CAST(:high AS uuid)
-ORDER BY id
-LIMIT :limit;
 
--- name: rerun_source
--- What a re-run of run :run_id needs: its executor, options, tenant and name.
-SELECT id, name, executor, options, organization_id, user_id
-FROM rhesis.test_runs
-WHERE id = :run_id;
+-- ===== Acks and requeues =====
+-- A consumer settles what it claimed: done, rejected, or back to its queue.
 
--- name: rerun_tests
--- The stored definitions of run :run_id's tests to run again, in suite order: those
--- with one of :statuses.
-SELECT test
-FROM rhesis.test_results
-WHERE run_id = :run_id AND status = ANY(:statuses)
-ORDER BY position;
+-- name: ack_messages
+-- Mark claimed messages of :queue_name done, and forget their claims. Left alone: a
+-- message moved to another queue since (a retry, a delay), and one whose claim token is
+-- not :tokens' (it was rescued and claimed again: this ack comes from a superseded
+-- holder). An ack lost in a crash means a redelivery, which rhesis actors ignore: commit
+-- async.
+WITH input AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS u(message_id, token)
+), acked AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'done', mtime = (now() AT TIME ZONE 'UTC')
+    FROM input i
+    WHERE q.message_id = i.message_id
+      AND q.queue_name = :queue_name
+      AND q."state" = 'consumed'
+      AND (i.token IS NULL OR EXISTS (SELECT 1 FROM rhesis.claims c
+                                      WHERE c.message_id = i.message_id AND c.token = i.token))
+    RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING acked a WHERE c.message_id = a.message_id RETURNING 1
+)
+SELECT (SELECT count(*) FROM acked), (SELECT count(*) FROM forgotten),
+       set_config('synchronous_commit', 'off', true);
 
--- name: mark_rerun
--- Record that run :run_id re-runs run :rerun_of.
-UPDATE rhesis.test_runs SET rerun_of = :rerun_of WHERE id = :run_id;
+-- name: nack_messages
+-- Mark claimed messages of :queue_name rejected, storing the message as it failed (its
+-- options carry the traceback), and forget their claims; fenced like ack_messages.
+WITH input AS (
+    SELECT *
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:messages AS text[]))
+        AS u(message_id, token, message)
+), rejected AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'rejected', mtime = (now() AT TIME ZONE 'UTC'),
+        message = CAST(i.message AS jsonb)
+    FROM input i
+    WHERE q.message_id = i.message_id
+      AND q.queue_name = :queue_name
+      AND q."state" = 'consumed'
+      AND (i.token IS NULL OR EXISTS (SELECT 1 FROM rhesis.claims c
+                                      WHERE c.message_id = i.message_id AND c.token = i.token))
+    RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING rejected r WHERE c.message_id = r.message_id RETURNING 1
+)
+SELECT (SELECT count(*) FROM rejected), (SELECT count(*) FROM forgotten);
 
--- name: get_results
--- The results of one run in suite order.
-SELECT test_id, position, status, output, metrics, error, attempts, duration_ms, worker,
-       started_at, finished_at
-FROM rhesis.test_results
-WHERE run_id = :run_id
-ORDER BY position;
+-- name: requeue_messages
+-- Return claimed, unprocessed messages to their queue (worker shutdown) and wake consumers.
+WITH requeued AS (
+    UPDATE dramatiq.queue
+    SET "state" = 'queued', mtime = (now() AT TIME ZONE 'UTC')
+    WHERE message_id = ANY(CAST(:ids AS uuid[]))
+      AND queue_name = :queue_name
+      AND "state" = 'consumed'
+    RETURNING message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING requeued r WHERE c.message_id = r.message_id RETURNING 1
+)
+SELECT pg_notify(:channel, 'requeued'), (SELECT count(*) FROM forgotten)
+WHERE EXISTS (SELECT 1 FROM requeued);
 
--- name: running_members
--- How many of a run's unfinished members a worker is running now (their message claimed
--- in a member queue; one waiting in a delay queue for its retry's backoff is waiting).
-SELECT count(*)
-FROM rhesis.test_results r
-JOIN dramatiq.queue q ON q.message_id = r.message_id
-WHERE r.run_id = :run_id AND r.status = 'queued'
-  AND q."state" = 'consumed' AND q.queue_name NOT LIKE '%.DQ';
+-- name: release_unheld_claims
+-- Return to :queue_name the messages worker :worker_id claimed there but no longer holds
+-- in memory (any not in :held: dropped with a lost connection, or released after a
+-- database failure), at their original place and without counting an attempt; forget
+-- their claims and wake the queue. Returns how many went back.
+WITH released AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'queued',
+        mtime = COALESCE(
+            to_timestamp(CAST(q.message->>'message_timestamp' AS bigint) / 1000.0)
+                AT TIME ZONE 'UTC',
+            now() AT TIME ZONE 'UTC')
+    FROM rhesis.claims c
+    WHERE c.worker_id = CAST(:worker_id AS uuid)
+      AND c.queue_name = :queue_name
+      AND NOT (c.message_id = ANY(CAST(:held AS uuid[])))
+      AND q.message_id = c.message_id
+      AND q.queue_name = :queue_name
+      AND q."state" = 'consumed'
+    RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING released r WHERE c.message_id = r.message_id RETURNING 1
+), woken AS (
+    SELECT pg_notify(:channel, 'released') WHERE EXISTS (SELECT 1 FROM released)
+)
+SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM forgotten),
+       (SELECT count(*) FROM woken);
 
--- name: run_cancel_requested
--- Whether a run was revoked (false for an unknown run).
-SELECT COALESCE((SELECT cancel_requested FROM rhesis.test_runs WHERE id = :run_id), false);
+-- name: defer_member
+-- Put member :message_id back in its queue, uncounted, if it is still claimed under
+-- :token: its endpoint's budget is taken, and a worker must not hold a test it cannot
+-- start (rhesis_pipeline.worker.inflight). Not claimed again for :delay_s seconds (its mtime is
+-- then; claims take only messages whose mtime has come); its deferrals are counted in
+-- options.rhesis_deferrals (the next delay doubles); its claim is forgotten. Returns 1
+-- if it went back.
+WITH deferred AS (
+    UPDATE dramatiq.queue q
+    SET "state" = 'queued',
+        mtime = (now() AT TIME ZONE 'UTC') + make_interval(secs => :delay_s),
+        message = jsonb_set(q.message, '{options,rhesis_deferrals}',
+                            to_jsonb(COALESCE(CAST(q.message->'options'->>'rhesis_deferrals'
+                                                   AS integer), 0) + 1))
+    FROM rhesis.claims c
+    WHERE q.message_id = CAST(:message_id AS uuid) AND q."state" = 'consumed'
+      AND c.message_id = q.message_id AND c.token = CAST(:token AS uuid)
+    RETURNING q.message_id
+), forgotten AS (
+    DELETE FROM rhesis.claims c USING deferred d WHERE c.message_id = d.message_id RETURNING 1
+)
+SELECT count(*) FROM deferred;
+
+
+-- ===== Rate and endpoint limits =====
+-- Limits shared by every worker on every host: rate-limit keys (dramatiq's rate limiters
+-- and barriers) and the adaptive endpoint limits (rhesis_pipeline.worker).
 
 -- name: rl_lock
 -- Serialise operations on one rate-limit key until the end of the transaction.
@@ -784,25 +751,28 @@ INSERT INTO rhesis.rate_limits (key, value, expires_at)
 VALUES (:key, :value, clock_timestamp() + :ttl)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at;
 
--- name: purge_expired_rate_limits
--- Delete up to :batch rate-limit keys that expired before :cutoff; returns how many.
-WITH doomed AS (
-    SELECT key FROM rhesis.rate_limits
-    WHERE expires_at < :cutoff
-    ORDER BY expires_at
-    LIMIT :batch
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM rhesis.rate_limits r USING doomed WHERE r.key = doomed.key;
+-- name: endpoint_exchange
+-- A worker process's exchange with the endpoint limits it shares with every other worker
+-- (rhesis.endpoint_exchange, migration 0009), per limit key: return :release slots, report
+-- :successes and :throttles (429s, pausing the key for :pause_s seconds), ask for :want
+-- more slots for :waiting tests; get what the key's concurrency, tokens and pause allow.
+-- Also renews this worker's leases (a lease older than :lease_timeout_s does not count).
+SELECT key, granted, held, paused_for_s, current_limit, others_waiting
+FROM rhesis.endpoint_exchange(
+    :worker, CAST(:keys AS text[]), CAST(:max_concurrency AS integer[]),
+    CAST(:declared AS boolean[]), CAST(:rpm AS integer[]), CAST(:want AS integer[]),
+    CAST(:release AS integer[]), CAST(:waiting AS integer[]), CAST(:successes AS integer[]),
+    CAST(:throttles AS integer[]), CAST(:pause_s AS double precision[]),
+    CAST(:lease_timeout_s AS double precision));
 
--- name: recent_runs
--- The newest runs (the columns of get_run).
-SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
-       lost, cancelled, cancel_requested, created_at, started_at, finished_at,
-       last_progress_at, collected_count, summary
-FROM rhesis.test_runs
-ORDER BY created_at DESC
-LIMIT :limit;
+-- name: endpoint_release_worker
+-- A worker process that stops gives back every endpoint slot it holds.
+DELETE FROM rhesis.endpoint_leases WHERE worker_id = :worker;
+
+
+-- ===== Workers =====
+-- Worker processes: registration, heartbeat and liveness lock
+-- (rhesis_pipeline.worker.registry).
 
 -- name: register_worker
 -- Register a worker process; returns its lock id.
@@ -825,6 +795,70 @@ SELECT pg_advisory_unlock(CAST(:lock_class AS integer), CAST(:lock_id AS integer
 -- name: deregister_worker
 -- A worker stopped cleanly.
 UPDATE rhesis.workers SET stopped_at = now(), heartbeat_at = now() WHERE id = CAST(:id AS uuid);
+
+
+-- ===== Reading runs =====
+-- Runs and results as the public API returns them (rhesis_pipeline.runs).
+
+-- name: get_run
+-- One run, every column a reader needs (the fields of run_record.Run); its counters are
+-- its progress, read without counting result rows.
+SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
+       lost, cancelled, cancel_requested, created_at, started_at, finished_at,
+       last_progress_at, collected_count, summary, rerun_of
+FROM rhesis.test_runs
+WHERE id = :run_id;
+
+-- name: get_results
+-- The results of one run in suite order.
+SELECT test_id, position, status, output, metrics, error, attempts, duration_ms, worker,
+       started_at, finished_at
+FROM rhesis.test_results
+WHERE run_id = :run_id
+ORDER BY position;
+
+-- name: recent_runs
+-- The newest runs (the columns of get_run).
+SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
+       lost, cancelled, cancel_requested, created_at, started_at, finished_at,
+       last_progress_at, collected_count, summary
+FROM rhesis.test_runs
+ORDER BY created_at DESC
+LIMIT :limit;
+
+-- name: run_ids_between
+-- Ids of the runs from :low to :high (a run id prefix padded with 0s and with fs), at most
+-- :limit: one range scan of the primary key; row-level security hides other tenants'.
+SELECT id FROM rhesis.test_runs
+WHERE id BETWEEN CAST(:low AS uuid) AND CAST(:high AS uuid)
+ORDER BY id
+LIMIT :limit;
+
+-- name: running_members
+-- How many of a run's unfinished members a worker is running now (their message claimed
+-- in a member queue; one waiting in a delay queue for its retry's backoff is waiting).
+SELECT count(*)
+FROM rhesis.test_results r
+JOIN dramatiq.queue q ON q.message_id = r.message_id
+WHERE r.run_id = :run_id AND r.status = 'queued'
+  AND q."state" = 'consumed' AND q.queue_name NOT LIKE '%.DQ';
+
+
+-- ===== Maintenance =====
+-- Rescue, expiry and retention, in LIMIT batches, one runner at a time under advisory
+-- locks (rhesis_pipeline.maintenance).
+
+-- name: try_maintenance_lock
+-- Take the advisory lock of one maintenance job for this transaction; false if held.
+SELECT pg_try_advisory_xact_lock(:key);
+
+-- name: try_sweep_lock
+-- Take the sweeper's session lock (one sweep at a time); false if another holds it.
+SELECT pg_try_advisory_lock(:key);
+
+-- name: release_sweep_lock
+-- Release the sweeper's session lock.
+SELECT pg_advisory_unlock(:key);
 
 -- name: find_orphans
 -- Consumed messages whose claim belongs to a dead worker, decided by liveness, never by
@@ -928,6 +962,34 @@ WHERE u.status IN ('QUEUED', 'IN_PROGRESS')
 ORDER BY r.run_id, r.position
 LIMIT :batch;
 
+-- name: purge_finished_messages
+-- Delete up to :batch done or rejected queue rows last changed before :cutoff; returns
+-- how many. mtime holds UTC wall-clock time (dramatiq-pg's default), hence the AT TIME ZONE.
+WITH doomed AS (
+    SELECT message_id
+    FROM dramatiq.queue
+    WHERE "state" IN ('done', 'rejected')
+      AND mtime < (CAST(:cutoff AS timestamptz) AT TIME ZONE 'UTC')
+    -- No ORDER BY: any old row will do, and with 1,000,000 finished rows sorting them
+    -- to pick a batch of 1,000 took 99 ms; without it 0.2 ms (EXPLAIN ANALYZE).
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM dramatiq.queue q
+USING doomed
+WHERE q.message_id = doomed.message_id;
+
+-- name: purge_expired_rate_limits
+-- Delete up to :batch rate-limit keys that expired before :cutoff; returns how many.
+WITH doomed AS (
+    SELECT key FROM rhesis.rate_limits
+    WHERE expires_at < :cutoff
+    ORDER BY expires_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM rhesis.rate_limits r USING doomed WHERE r.key = doomed.key;
+
 -- name: purge_dead_workers
 -- Delete up to :batch worker rows stopped or silent since before :cutoff that hold no
 -- claim; returns how many.
@@ -940,14 +1002,51 @@ WITH doomed AS (
 )
 DELETE FROM rhesis.workers w USING doomed WHERE w.id = doomed.id;
 
--- name: try_sweep_lock
--- Take the sweeper's session lock (one sweep at a time); false if another holds it.
-SELECT pg_try_advisory_lock(:key);
+-- name: purge_retired_results
+-- Delete up to :batch result rows of runs finished before :cutoff (run retention);
+-- returns how many. The runs themselves go once their results are gone.
+WITH doomed AS (
+    SELECT r.run_id, r.test_id
+    FROM rhesis.test_runs u
+    JOIN rhesis.test_results r ON r.run_id = u.id
+    WHERE u.finished_at < CAST(:cutoff AS timestamptz)
+    LIMIT :batch
+    FOR UPDATE OF r SKIP LOCKED
+)
+DELETE FROM rhesis.test_results r
+USING doomed
+WHERE r.run_id = doomed.run_id AND r.test_id = doomed.test_id;
 
--- name: release_sweep_lock
--- Release the sweeper's session lock.
-SELECT pg_advisory_unlock(:key);
+-- name: purge_retired_runs
+-- Delete up to :batch runs finished before :cutoff whose results are all deleted (run
+-- retention), adding their tests and runs by status to rhesis.metric_totals first, so
+-- that the Prometheus counters never go down; returns how many (rowcount).
+WITH doomed AS (
+    SELECT u.id, u.status, u.passed, u.failed, u.errored, u.lost, u.cancelled
+    FROM rhesis.test_runs u
+    WHERE u.finished_at < CAST(:cutoff AS timestamptz)
+      AND NOT EXISTS (SELECT 1 FROM rhesis.test_results r WHERE r.run_id = u.id)
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+), totals AS (
+    INSERT INTO rhesis.metric_totals (metric, labels, value)
+    SELECT t.metric, t.labels, sum(t.n)
+    FROM doomed d
+    CROSS JOIN LATERAL (VALUES ('deleted_tests', 'passed', d.passed),
+                               ('deleted_tests', 'failed', d.failed),
+                               ('deleted_tests', 'error', d.errored),
+                               ('deleted_tests', 'lost', d.lost),
+                               ('deleted_tests', 'cancelled', d.cancelled),
+                               ('deleted_runs', d.status, 1)) AS t(metric, labels, n)
+    GROUP BY t.metric, t.labels
+    ON CONFLICT (metric, labels) DO UPDATE SET value = rhesis.metric_totals.value + EXCLUDED.value
+)
+DELETE FROM rhesis.test_runs u
+USING doomed
+WHERE u.id = doomed.id;
 
+
+-- ===== Monitor =====
 -- Operator queries (rhesis_pipeline.monitor, rhesis-monitor). Ages are computed by the
 -- server (clock_timestamp(), or :now when a test injects it) so that client clocks do not
 -- matter. dramatiq.queue's mtime holds UTC wall-clock time (dramatiq-pg's convention), so
@@ -1096,6 +1195,52 @@ LEFT JOIN rhesis.claims c ON c.message_id = r.message_id
 WHERE r.run_id = :run_id
 ORDER BY r.position;
 
+-- name: endpoint_limits_status
+-- Per limit key: its limits, what is learned (the adaptive limit), the tests in flight
+-- and waiting in live leases, the pause left, 429s in about the last minute (this
+-- minute's plus the previous one's share), and totals since the key was first used.
+SELECT l.key, l.max_concurrency, l.declared, l.requests_per_minute, l.current_limit,
+       COALESCE(sum(e.slots) FILTER (WHERE e.renewed_at > c.live_after), 0) AS in_flight,
+       COALESCE(sum(e.waiting) FILTER (WHERE e.renewed_at > c.live_after), 0) AS waiting,
+       GREATEST(0, EXTRACT(EPOCH FROM COALESCE(l.paused_until, c.now) - c.now)) AS paused_for_s,
+       CASE
+           WHEN l.minute_start > c.now - interval '1 minute'
+               THEN l.minute_throttles + round(l.prev_minute_throttles
+                    * (1 - EXTRACT(EPOCH FROM c.now - l.minute_start) / 60))
+           WHEN l.minute_start > c.now - interval '2 minutes'
+               THEN round(l.minute_throttles
+                    * (2 - EXTRACT(EPOCH FROM c.now - l.minute_start) / 60))
+           ELSE 0
+       END AS throttled_last_minute,
+       l.throttled_total, l.requests_total
+FROM rhesis.endpoint_limits l
+CROSS JOIN (SELECT clock_timestamp() AS now,
+                   clock_timestamp() - make_interval(secs => :lease_timeout_s) AS live_after) c
+LEFT JOIN rhesis.endpoint_leases e ON e.key = l.key
+GROUP BY l.key, c.now
+ORDER BY l.key;
+
+
+-- ===== Metrics =====
+-- Running totals behind the Prometheus counters and histograms
+-- (rhesis_pipeline.monitor.prometheus).
+
+-- name: metric_totals
+-- Every running total kept for the Prometheus counters and histograms.
+SELECT metric, labels, value FROM rhesis.metric_totals;
+
+-- name: tests_finished_by_status
+-- Tests with a terminal outcome, by status, over the runs still stored (visible ones, for
+-- a tenant); what retention deleted is in metric_totals (deleted_tests).
+SELECT COALESCE(sum(passed), 0) AS passed, COALESCE(sum(failed), 0) AS failed,
+       COALESCE(sum(errored), 0) AS error, COALESCE(sum(lost), 0) AS lost,
+       COALESCE(sum(cancelled), 0) AS cancelled
+FROM rhesis.test_runs;
+
+
+-- ===== Revocation and cleaning =====
+-- Operators revoke runs and delete waiting messages (rhesis-monitor revoke, clean).
+
 -- name: lock_run_for_revoke
 -- Lock a run's row for revocation; returns it (nothing for an unknown run).
 SELECT id, name, status, cancel_requested FROM rhesis.test_runs WHERE id = :run_id FOR UPDATE;
@@ -1141,10 +1286,6 @@ WHERE message_id = ANY(ARRAY(SELECT r.message_id FROM rhesis.test_results r
 SELECT test_id FROM rhesis.test_results WHERE run_id = :run_id AND status = 'queued'
 ORDER BY position;
 
--- name: commit_synchronously
--- Undo the hot path's asynchronous commit for the rest of this transaction.
-SELECT set_config('synchronous_commit', 'on', true);
-
 -- name: queued_messages_by_actor
 -- Waiting messages per queue and actor; :queue NULL means every queue, else the queue
 -- and its delay queue.
@@ -1179,9 +1320,9 @@ WHERE "state" = 'queued'
   AND (CAST(:queue AS text) IS NULL OR queue_name IN (:queue, :queue || '.DQ'))
   AND message->>'actor_name' = :actor;
 
--- name: revoked_among
--- Which of the run ids :ids were revoked (members still executing them are interrupted).
-SELECT id FROM rhesis.test_runs WHERE id = ANY(CAST(:ids AS uuid[])) AND cancel_requested;
+
+-- ===== Dashboard =====
+-- Pages of the web dashboard (rhesis_pipeline.dashboard).
 
 -- name: dashboard_runs
 -- A page of runs for the dashboard, newest first, after the keyset (:before_at,
@@ -1238,69 +1379,3 @@ SELECT LEAST(width_bucket(d.duration_ms, b.lo, b.hi + 1e-9, :buckets), :buckets)
 FROM d CROSS JOIN bounds b
 GROUP BY 1
 ORDER BY 1;
-
--- name: endpoint_exchange
--- A worker process's exchange with the endpoint limits it shares with every other worker
--- (rhesis.endpoint_exchange, migration 0009), per limit key: return :release slots, report
--- :successes and :throttles (429s, pausing the key for :pause_s seconds), ask for :want
--- more slots for :waiting tests; get what the key's concurrency, tokens and pause allow.
--- Also renews this worker's leases (a lease older than :lease_timeout_s does not count).
-SELECT key, granted, held, paused_for_s, current_limit, others_waiting
-FROM rhesis.endpoint_exchange(
-    :worker, CAST(:keys AS text[]), CAST(:max_concurrency AS integer[]),
-    CAST(:declared AS boolean[]), CAST(:rpm AS integer[]), CAST(:want AS integer[]),
-    CAST(:release AS integer[]), CAST(:waiting AS integer[]), CAST(:successes AS integer[]),
-    CAST(:throttles AS integer[]), CAST(:pause_s AS double precision[]),
-    CAST(:lease_timeout_s AS double precision));
-
--- name: endpoint_release_worker
--- A worker process that stops gives back every endpoint slot it holds.
-DELETE FROM rhesis.endpoint_leases WHERE worker_id = :worker;
-
--- name: endpoint_limits_status
--- Per limit key: its limits, what is learned (the adaptive limit), the tests in flight
--- and waiting in live leases, the pause left, 429s in about the last minute (this
--- minute's plus the previous one's share), and totals since the key was first used.
-SELECT l.key, l.max_concurrency, l.declared, l.requests_per_minute, l.current_limit,
-       COALESCE(sum(e.slots) FILTER (WHERE e.renewed_at > c.live_after), 0) AS in_flight,
-       COALESCE(sum(e.waiting) FILTER (WHERE e.renewed_at > c.live_after), 0) AS waiting,
-       GREATEST(0, EXTRACT(EPOCH FROM COALESCE(l.paused_until, c.now) - c.now)) AS paused_for_s,
-       CASE
-           WHEN l.minute_start > c.now - interval '1 minute'
-               THEN l.minute_throttles + round(l.prev_minute_throttles
-                    * (1 - EXTRACT(EPOCH FROM c.now - l.minute_start) / 60))
-           WHEN l.minute_start > c.now - interval '2 minutes'
-               THEN round(l.minute_throttles
-                    * (2 - EXTRACT(EPOCH FROM c.now - l.minute_start) / 60))
-           ELSE 0
-       END AS throttled_last_minute,
-       l.throttled_total, l.requests_total
-FROM rhesis.endpoint_limits l
-CROSS JOIN (SELECT clock_timestamp() AS now,
-                   clock_timestamp() - make_interval(secs => :lease_timeout_s) AS live_after) c
-LEFT JOIN rhesis.endpoint_leases e ON e.key = l.key
-GROUP BY l.key, c.now
-ORDER BY l.key;
-
--- name: defer_member
--- Put member :message_id back in its queue, uncounted, if it is still claimed under
--- :token: its endpoint's budget is taken, and a worker must not hold a test it cannot
--- start (rhesis_pipeline.worker.inflight). Not claimed again for :delay_s seconds (its mtime is
--- then; claims take only messages whose mtime has come); its deferrals are counted in
--- options.rhesis_deferrals (the next delay doubles); its claim is forgotten. Returns 1
--- if it went back.
-WITH deferred AS (
-    UPDATE dramatiq.queue q
-    SET "state" = 'queued',
-        mtime = (now() AT TIME ZONE 'UTC') + make_interval(secs => :delay_s),
-        message = jsonb_set(q.message, '{options,rhesis_deferrals}',
-                            to_jsonb(COALESCE(CAST(q.message->'options'->>'rhesis_deferrals'
-                                                   AS integer), 0) + 1))
-    FROM rhesis.claims c
-    WHERE q.message_id = CAST(:message_id AS uuid) AND q."state" = 'consumed'
-      AND c.message_id = q.message_id AND c.token = CAST(:token AS uuid)
-    RETURNING q.message_id
-), forgotten AS (
-    DELETE FROM rhesis.claims c USING deferred d WHERE c.message_id = d.message_id RETURNING 1
-)
-SELECT count(*) FROM deferred;

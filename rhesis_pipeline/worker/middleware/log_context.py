@@ -8,7 +8,7 @@ from dramatiq import Middleware
 
 from rhesis_pipeline import logs
 from rhesis_pipeline.runs.messages import CALLBACK, MEMBER
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +24,9 @@ class LogContext(Middleware):
     """
 
     def after_process_boot(self, broker):
-        settings = db.settings()
+        settings = engine.settings()
         logs.configure_worker_logging(settings.log_level, settings.log_format)
-        logger.info("worker process booted; database %s", db.describe_database())
+        logger.info("worker process booted; database %s", engine.describe_database())
 
     def before_process_message(self, broker, message):
         args = message.args

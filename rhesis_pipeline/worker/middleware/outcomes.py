@@ -22,7 +22,7 @@ from rhesis_pipeline.execution.executors import ExecutionError
 from rhesis_pipeline.identity import worker_id
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.outcomes import writer
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import statements
 from rhesis_pipeline.worker import inflight
 from rhesis_pipeline.worker.consumer import CLAIM_TOKEN
 
@@ -69,7 +69,7 @@ class MemberOutcomes(Middleware):
             # the rescuer (uncounted); then give back this worker's endpoint slots.
             loop_runner.stop(INFLIGHT_DRAIN_S)
             try:
-                db.run_prepared("endpoint_release_worker", {"worker": worker_id()})
+                statements.run_prepared("endpoint_release_worker", {"worker": worker_id()})
             except Exception as exc:  # its leases expire by themselves
                 logger.warning("could not give back the endpoint slots: %s", exc)
         waiting = writer().unresolved

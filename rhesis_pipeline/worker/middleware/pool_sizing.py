@@ -18,7 +18,7 @@ import logging
 from dramatiq import Middleware
 from dramatiq.common import q_name
 
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,11 @@ class PoolSizing(Middleware):
     def before_worker_boot(self, broker, worker):
         consumers = consumer_count(broker, worker.consumer_whitelist)
         size = worker_pool_size(consumers=consumers, threads=worker.worker_threads)
-        db.set_pool_size(size)
+        engine.set_pool_size(size)
         logger.info(
             "database pool: %d connections (%d consumers, %d threads)%s",
-            db.pool_size(),
+            engine.pool_size(),
             consumers,
             worker.worker_threads,
-            " [RHESIS_DB_POOL_SIZE]" if db.settings().db_pool_size else "",
+            " [RHESIS_DB_POOL_SIZE]" if engine.settings().db_pool_size else "",
         )

@@ -19,7 +19,7 @@ from dramatiq.common import q_name
 
 from rhesis_pipeline.maintenance.rescue import Rescuer
 from rhesis_pipeline.maintenance.service import ServiceThread
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 from rhesis_pipeline.worker import cancellation
 from rhesis_pipeline.worker.registry import Registration
 
@@ -38,7 +38,7 @@ class WorkerRegistry(Middleware):
         )
         self.registration = Registration(queues)
         self.registration.start()
-        interval = db.settings().heartbeat_interval_s
+        interval = engine.settings().heartbeat_interval_s
         rescuer = Rescuer.from_settings()
         self.services = [
             ServiceThread("rescuer", rescuer.run_once, interval_s=interval).start(),

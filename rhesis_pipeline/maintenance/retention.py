@@ -18,20 +18,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from rhesis_pipeline.maintenance.service import run_batches
+from rhesis_pipeline.maintenance.service import Service, run_batches, utcnow
 from rhesis_pipeline.storage.locks import RETENTION_LOCK_KEY
 from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
-
-#: Kept for callers of earlier releases: the retention's advisory lock.
-LOCK_KEY = RETENTION_LOCK_KEY
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -70,6 +63,10 @@ class RetentionConfig:
 
 @dataclass
 class RetentionResult:
+    """What one :meth:`Retention.run_once` deleted (or, in a dry run, would delete), in
+    how many batches, whether another runner held the lock (the rest skipped), and how
+    long it took in seconds."""
+
     messages: int = 0
     rate_limit_keys: int = 0
     workers: int = 0
@@ -81,7 +78,10 @@ class RetentionResult:
 
 
 @dataclass
-class Retention:
+class Retention(Service):
+    """Deletes what is no longer needed (see the module docstring). ``sleep`` is the
+    pause between batches (tests pass a no-op)."""
+
     config: RetentionConfig = field(default_factory=RetentionConfig)
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
