@@ -131,3 +131,35 @@ def test_live_progress_answers_while_another_request_waits_on_the_database(
     assert max(times) < POLL_BUDGET_S, [f"{t * 1000:.0f} ms" for t in times]
     if slow_request == "revoke action":
         assert runs.get_run(run_id).cancel_requested
+
+
+def test_requests_beyond_the_pool_wait_for_a_connection_then_get_a_503(database_url):
+    # One connection (RHESIS_DB_POOL_SIZE=1), so one request in a thread at a time; a
+    # request that finds it busy for RHESIS_DB_POOL_TIMEOUT gets a clear 503 page, while
+    # the static files (no database) are served meanwhile.
+    run_id = launch_test_run([{"id": 1}], executor=EXECUTOR, name="busy")
+    env = {**ENV, "RHESIS_DB_POOL_SIZE": "1", "RHESIS_DB_POOL_TIMEOUT": "0.5"}
+    with (
+        cli.dashboard(database_url, env=env) as (_proc, url),
+        httpx.Client(base_url=url, timeout=30.0) as browser,
+        ThreadPoolExecutor(1) as bg,
+    ):
+        assert browser.get(f"/runs/{run_id}").status_code == 200
+        lock = "LOCK TABLE rhesis.test_results IN ACCESS EXCLUSIVE MODE"
+        with holding(database_url, lock) as waiting:
+            slow = bg.submit(browser.get, f"/runs/{run_id}")
+            wait_until(waiting, timeout=10, what="the run page's query waiting")
+            start = time.perf_counter()
+            static = httpx.get(f"{url}static/live.js", timeout=5.0)
+            static_s = time.perf_counter() - start
+            start = time.perf_counter()
+            refused = httpx.get(f"{url}api/active-runs", timeout=5.0)
+            refused_s = time.perf_counter() - start
+            assert waiting() == 1
+        assert slow.result(timeout=30).status_code == 200
+        assert httpx.get(f"{url}api/active-runs").status_code == 200  # free again
+    assert static.status_code == 200 and static_s < POLL_BUDGET_S, static_s
+    assert refused.status_code == 503, refused.text[-500:]
+    assert "connections are all busy; raise RHESIS_DB_POOL_SIZE" in refused.text
+    assert "Traceback" not in refused.text
+    assert 0.5 <= refused_s < 3.0, refused_s
