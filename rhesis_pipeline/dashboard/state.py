@@ -90,7 +90,7 @@ class Dashboard:
         self.guard = Guard(config.token)
         #: Requests allowed into a thread at once: one per pooled database connection.
         self.slots = db.pool_size()
-        self._slots = anyio.CapacityLimiter(self.slots)
+        self._slots = anyio.Semaphore(self.slots)
 
     # -- the request -----------------------------------------------------------------
 
