@@ -10,11 +10,18 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
+import psycopg2.extensions
+
+if TYPE_CHECKING:
+    from rhesis_pipeline.runs.record import Run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,7 +70,7 @@ CONNECT_PATIENCE_S = 60.0
 ENABLE_CONNECTIONS = "ALTER SYSTEM SET max_connections = 400; -- then restart the server"
 
 
-def connect(url: str):
+def connect(url: str) -> psycopg2.extensions.connection:
     """psycopg2.connect(*url*), waiting up to CONNECT_PATIENCE_S while the server has no
     free connection ("too many clients already")."""
     deadline = time.monotonic() + CONNECT_PATIENCE_S
@@ -76,7 +83,7 @@ def connect(url: str):
             time.sleep(0.5)
 
 
-def _one_line(kind, error, tb) -> None:
+def _one_line(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
     """sys.excepthook of the benchmarks: a database that cannot be reached, or that has no
     free connection, is one line, not a traceback (anything else keeps its traceback)."""
     from rhesis_pipeline.errors import DatabaseUnavailable
@@ -97,7 +104,7 @@ sys.excepthook = _one_line
 
 
 @contextmanager
-def connection(url: str):
+def connection(url: str) -> Iterator[psycopg2.extensions.connection]:
     """A plain autocommit connection to *url*'s database (as the benchmark's own user):
     each statement is one transaction, which is how the benchmarks count their own."""
     conn = connect(url)
@@ -108,7 +115,9 @@ def connection(url: str):
         conn.close()
 
 
-def query(url: str, sql: str, params: tuple | dict | None = None) -> list[tuple]:
+def query(
+    url: str, sql: str, params: tuple[Any, ...] | dict[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
     with connection(url) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall() if cur.description else []
@@ -305,7 +314,7 @@ def submit_noop(n: int, name: str, *, executor: str = "benchmarks.targets:noop")
 
 @dataclass(frozen=True)
 class TimedRun:
-    run: object  # the finished run (rhesis_pipeline.runs.record.Run)
+    run: Run  # the finished run
     started: float  # time.time() when the submission began
     submit_s: float  # the submission's time
     e2e_s: float  # submission start -> the callback's finished_at
@@ -322,7 +331,7 @@ def timed_run(url: str, n: int, *, name: str | None = None, timeout_s: float = 9
     submit_s = time.perf_counter() - t0
     polls = wait_finished(url, run_id, timeout_s=timeout_s)
     run = runs.get_run(run_id)
-    if run.status != "COMPLETED" or run.passed != n:
+    if run.status != "COMPLETED" or run.passed != n or run.finished_at is None:
         raise SystemExit(f"run of {n} no-op tests did not pass: {run}")
     return TimedRun(run, started, submit_s, run.finished_at.timestamp() - started, polls)
 
@@ -343,7 +352,7 @@ def child_pids(pid: int) -> list[int]:
     return sorted(found)
 
 
-def worker_pids(proc: subprocess.Popen, processes: int) -> list[int]:
+def worker_pids(proc: subprocess.Popen[bytes], processes: int) -> list[int]:
     """The *processes* worker processes of a `dramatiq` command started by :func:`workers`
     (its children that run Python; dramatiq also forks none other by default)."""
     pids = [p for p in child_pids(proc.pid) if "dramatiq" in cmdline(p) or "python" in cmdline(p)]
@@ -398,7 +407,7 @@ def table_stats(url: str, tables: tuple[str, ...] = TABLES) -> dict[str, TableSt
 
 
 @contextmanager
-def fresh_database():
+def fresh_database() -> Iterator[tuple[str, str]]:
     """Create, migrate and configure a new database; drop it afterwards. Yields its URL."""
     from sqlalchemy.engine import make_url
 
@@ -430,7 +439,7 @@ def service(
     ready: str | None = None,
     count: int = 1,
     env: dict[str, str] | None = None,
-):
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `python <argv>` (["-m", module, ...] or a script and its arguments) against
     *url*'s database, its output in benchmarks/<log_name>; wait until *ready* appears
     *count* times in it; SIGTERM it (then SIGKILL its process group) afterwards. Yields
@@ -479,7 +488,7 @@ def workers(
     threads: int,
     log_name: str = ".workers.log",
     env: dict[str, str] | None = None,
-):
+) -> Iterator[subprocess.Popen[bytes]]:
     """*processes* dramatiq worker processes of *threads* threads each (the actors and
     benchmarks.targets), started and ready. Yields the Popen of the `dramatiq` command."""
     argv = ["-m", "dramatiq", "rhesis_pipeline.actors", "benchmarks.targets"]
@@ -491,7 +500,9 @@ def workers(
 
 
 @contextmanager
-def scheduler(url: str, *, env: dict[str, str] | None = None, log_name: str = ".scheduler.log"):
+def scheduler(
+    url: str, *, env: dict[str, str] | None = None, log_name: str = ".scheduler.log"
+) -> Iterator[subprocess.Popen[bytes]]:
     """The periodiq scheduler (sends the sweep every RHESIS_SWEEP_CRON, in UTC), started
     and ready. periodiq has no ``__main__``: its console script runs with this interpreter."""
     script = Path(sys.executable).parent / "periodiq"

@@ -60,6 +60,7 @@ def main() -> int:
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert proc.stderr is not None  # stderr=PIPE
         try:
             line = ""
             while "serving dashboard on" not in line:

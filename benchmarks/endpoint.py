@@ -37,7 +37,9 @@ from aiohttp import web
 RETRY_AFTER_FORMS = ("seconds", "ms", "date")
 
 
-def make_app(latency_s: float, rate_per_s: int | None, retry_after_s: float, form: str):
+def make_app(
+    latency_s: float, rate_per_s: int | None, retry_after_s: float, form: str
+) -> web.Application:
     def zero() -> dict[str, Any]:
         return {"requests": 0, "answered_200": 0, "answered_429": 0, "in_flight": 0,
                 "peak_in_flight": 0, "admitted_per_s": [], "since": time.monotonic()}  # fmt: skip
@@ -178,7 +180,8 @@ class SlowEndpoint:
             self.base + path, method=method, data=b"" if method == "POST" else None
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
+            answer: dict[str, Any] = json.load(response)
+            return answer
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")

@@ -63,7 +63,8 @@ def single_tenant(url: str, size: int, fair: bool) -> float:
     os.environ["RHESIS_FAIR_CLAIMS"] = "on" if fair else "off"
     with workers(url, processes=2, threads=12):
         run_once(url, 200)  # warm-up
-        return run_once(url, size)["tests_per_s"]
+        tests_per_s: float = run_once(url, size)["tests_per_s"]
+        return tests_per_s
 
 
 def main() -> int:

@@ -44,6 +44,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -148,7 +149,9 @@ def wal_breakdown(url: str, n: int) -> None:
     )
 
 
-def run_once(url: str, n: int, *, idle_rate: float | None = None, timeout_s: float = 900) -> dict:
+def run_once(
+    url: str, n: int, *, idle_rate: float | None = None, timeout_s: float = 900
+) -> dict[str, Any]:
     """One run of *n* no-op tests. With *idle_rate* (commits/s of the idle workers), also
     its database cost: the counters are read before the submission and once the
     statistics of every backend are published after the callback (STATS_IDLE_SETTLE_S),
@@ -170,6 +173,7 @@ def run_once(url: str, n: int, *, idle_rate: float | None = None, timeout_s: flo
     }
     if before is not None and idle_rate is not None:
         after = database_counters(url, settle_s=STATS_IDLE_SETTLE_S)
+        assert run.finished_at is not None  # timed_run checked it
         idle_s = (timed.started - before.at) + (after.at - run.finished_at.timestamp())
         own = timed.polls + COUNTER_READ_COMMITS + 1  # + get_run's transaction
         commits = after.commits - before.commits - own - idle_rate * idle_s
@@ -253,7 +257,7 @@ def main() -> int:
             f"{'callback ms':>12}"
         )
         print(header)
-        by_size: dict[int, list[dict]] = {}
+        by_size: dict[int, list[dict[str, Any]]] = {}
         for n in args.sizes:
             for trial in range(1, args.trials + 1):
                 r = run_once(url, n, idle_rate=idle_rate)

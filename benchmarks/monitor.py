@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,7 +52,7 @@ FROM generate_series(1, :n) AS g
 """
 
 
-def timed(fn, repeat: int = 1) -> float:
+def timed(fn: Callable[[], object], repeat: int = 1) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -113,11 +114,11 @@ def main() -> None:
             name = "rhesis-monitor " + " ".join(args_)
             took = timed(functools.partial(command, url, *args_), 3)
             print(f"{name:<28} {took * 1000:8.1f} ms (a process, median of 3)")
-        revoked: list = []
+        revoked: list[monitor.RevokeOutcome] = []
         revoke_s = timed(lambda: revoked.extend(monitor.revoke_runs([big])))
         assert revoked[0].cancelled_tests == 10_000, revoked
         print(f"{'revoke_runs(10,000 tests)':<28} {revoke_s * 1000:8.1f} ms")
-        cleaned: list = []
+        cleaned: list[monitor.CleanResult] = []
         clean_s = timed(lambda: cleaned.append(monitor.clean_queues("rhesis-tests")))
         assert cleaned[0].deleted == 20_000 and cleaned[0].cancelled_runs == [other], cleaned
         print(f"{'clean_queues(20,000 msgs)':<28} {clean_s * 1000:8.1f} ms")

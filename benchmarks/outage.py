@@ -26,11 +26,16 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import fresh_database, machine, workers
+
+if TYPE_CHECKING:
+    from rhesis_pipeline.runs.record import Run
 
 PROCESSES, THREADS = 2, 4
 
@@ -48,7 +53,7 @@ def _all_live(expected: int) -> bool:
     return len(running) == expected and all(w.alive and w.lock_held for w in running)
 
 
-def _wait(check, timeout: float, what: str) -> float:
+def _wait(check: Callable[[], object], timeout: float, what: str) -> float:
     start = time.monotonic()
     while not check():
         if time.monotonic() - start > timeout:
@@ -57,7 +62,7 @@ def _wait(check, timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def _progress(run_id: str):
+def _progress(run_id: str) -> Run | None:
     from rhesis_pipeline.errors import DatabaseUnavailable
     from rhesis_pipeline.runs import api as runs
     from rhesis_pipeline.storage import engine
@@ -69,7 +74,7 @@ def _progress(run_id: str):
         return None
 
 
-def trial(url: str, tests: int, fault) -> tuple[float, int]:
+def trial(url: str, tests: int, fault: Callable[[], object]) -> tuple[float, int]:
     """Run *tests* tests, apply *fault* (returns when the database answers again) at a
     third of the run; returns (seconds until all workers live, tests executed twice)."""
     from rhesis_pipeline.runs import api as runs

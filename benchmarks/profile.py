@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -94,7 +95,9 @@ def py_spy_missing(pid: int) -> tuple[str, str] | None:
 
 
 @contextmanager
-def py_spy(pid: int, output: Path, *, fmt: str, rate: int, gil: bool):
+def py_spy(
+    pid: int, output: Path, *, fmt: str, rate: int, gil: bool
+) -> Iterator[subprocess.Popen[bytes]]:
     """`py-spy record` of *pid* into *output* until the block ends (SIGINT: py-spy then
     writes its file)."""
     exe = py_spy_exe()
@@ -138,11 +141,11 @@ def frame_name(frame: str) -> str:
     return f"{m['fn']} ({file})"
 
 
-def aggregate(paths: list[Path]) -> tuple[Counter, Counter, int]:
+def aggregate(paths: list[Path]) -> tuple[Counter[str], Counter[str], int]:
     """(self samples by leaf frame, inclusive samples by frame, total samples) of
     collapsed-stack files."""
-    leaf: Counter = Counter()
-    inclusive: Counter = Counter()
+    leaf: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     total = 0
     for path in paths:
         for line in path.read_text(errors="replace").splitlines():

@@ -40,7 +40,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,7 +55,7 @@ READY = "Worker process is ready for action."
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def retry_after_s(headers) -> float:
+def retry_after_s(headers: Mapping[str, str]) -> float:
     """The wait a 429 asks for: retry-after-ms, else Retry-After in seconds, else 1 s."""
     with contextlib.suppress(KeyError, ValueError):
         return float(headers["retry-after-ms"]) / 1000
@@ -64,11 +66,11 @@ def retry_after_s(headers) -> float:
 
 async def yardstick(
     url: str, n: int, cap: int, max_retries: int, pace_per_s: float | None = None
-) -> collections.Counter:
+) -> collections.Counter[int | str]:
     """N requests from one asyncio process, at most *cap* at once; the final status of each
     (a 429 is retried after its Retry-After, holding its slot, up to *max_retries* times).
     With *pace_per_s*, attempts start at most that often: a client that knows the limit."""
-    outcomes: collections.Counter = collections.Counter()
+    outcomes: collections.Counter[int | str] = collections.Counter()
     semaphore = asyncio.Semaphore(cap)
     next_start = time.monotonic()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -113,7 +115,7 @@ def high_water_mib(pid: int) -> float:
 class RssSampler(threading.Thread):
     """Every 0.5 s, the VmRSS of each child process of the worker commands; the peaks."""
 
-    def __init__(self, commands: list[subprocess.Popen]) -> None:
+    def __init__(self, commands: list[subprocess.Popen[bytes]]) -> None:
         super().__init__(daemon=True)
         self.commands = commands
         self.peaks: dict[int, float] = {}  # pid -> MiB
@@ -131,7 +133,7 @@ class RssSampler(threading.Thread):
                 return
 
 
-def executor_spec(args: argparse.Namespace, url: str) -> tuple[dict, list[str]]:
+def executor_spec(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[str]]:
     spec = {
         "type": "http",
         "url": url,

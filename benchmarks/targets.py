@@ -1,18 +1,22 @@
 """Executor targets for benchmarks."""
 
+from __future__ import annotations
 
-def noop(test):
+from typing import Any
+
+
+def noop(test: dict[str, Any]) -> bool:
     return True
 
 
-def sleep(test):
+def sleep(test: dict[str, Any]) -> bool:
     import time
 
     time.sleep(float(test.get("sleep_s", 1)))
     return True
 
 
-def logged(test):
+def logged(test: dict[str, Any]) -> bool:
     """Appends the test's id to $BENCH_EXEC_LOG (executions counted without the
     database), then sleeps sleep_s (default 0.01)."""
     import os

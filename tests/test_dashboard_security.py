@@ -11,8 +11,9 @@ import re
 import httpx
 import pytest
 
-from rhesis_pipeline.dashboard import app as dashboard_app
-from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
+from rhesis_pipeline.dashboard import data as dashboard_data
+from rhesis_pipeline.dashboard.app import create_app
+from rhesis_pipeline.dashboard.state import DashboardConfig
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.api import launch_test_run
 
@@ -109,7 +110,7 @@ def test_an_unexpected_failure_carries_the_headers_too(a_run, monkeypatch):
     def broken(_organization):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dashboard_app.data, "overview", broken)
+    monkeypatch.setattr(dashboard_data, "overview", broken)
     with asgi_client(create_app(DashboardConfig()), raise_app_exceptions=False) as http:
         failed = http.get("/workers")
     assert failed.status_code == 500 and "the dashboard failed: RuntimeError" in failed.text

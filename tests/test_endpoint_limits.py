@@ -145,7 +145,8 @@ def test_an_undeclared_key_starts_at_8_and_a_declared_rate_is_a_token_bucket(dat
 
 
 def test_what_the_workers_learned_is_shown_by_status_metrics_and_the_dashboard(database_url):
-    from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
+    from rhesis_pipeline.dashboard.app import create_app
+    from rhesis_pipeline.dashboard.state import DashboardConfig
     from rhesis_pipeline.monitor import status
     from rhesis_pipeline.monitor.prometheus import exposition
 

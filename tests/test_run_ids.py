@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from rhesis_pipeline.cli import monitor, pipeline
-from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
+from rhesis_pipeline.dashboard.app import create_app
+from rhesis_pipeline.dashboard.state import DashboardConfig
 from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs import ids as run_ids
 from rhesis_pipeline.runs.api import launch_test_run

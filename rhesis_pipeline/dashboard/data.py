@@ -1,14 +1,21 @@
 """What the dashboard's pages read: named queries and the monitor's own functions, as
-the organization of the request (row-level security) or as the system role."""
+the organization of the request (row-level security) or as the system role.
+
+Every function here blocks on the database: the routes call them from a worker thread
+(:mod:`.state`). Rows are read by column name into the dataclasses below, which say what
+a template may use.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypedDict
 
-from rhesis_pipeline.monitor import inspect_run, status
+from rhesis_pipeline.monitor import RunInspection, Status, inspect_run, status
 from rhesis_pipeline.monitor.status import RUN_STATUSES
 from rhesis_pipeline.runs import ids as run_ids
 from rhesis_pipeline.runs import states
@@ -43,6 +50,9 @@ def resolve_run_id(value: str, organization_id: str | None) -> str:
 
 @dataclass
 class RunFilters:
+    """The runs list's filters (None: any) and where its page starts: before the run
+    created at *before_at* with id *before_id* (None: the newest)."""
+
     status: str | None = None
     organization: str | None = None
     name: str | None = None
@@ -50,7 +60,10 @@ class RunFilters:
     before_id: str | None = None
 
     @classmethod
-    def parse(cls, params: Any) -> RunFilters:
+    def parse(cls, params: Mapping[str, str]) -> RunFilters:
+        """The filters of a query string: ``status`` (a run status, any case), ``org``,
+        ``name`` (the start of the name, any case; 200 characters at most) and
+        ``before`` (a page cursor, ``<created_at>_<run id>``); raises BadRequest."""
         status = (params.get("status") or "").strip().upper() or None
         if status is not None and status not in RUN_STATUSES:
             raise BadRequest(f"status {status!r} is not one of {', '.join(RUN_STATUSES)}")
@@ -78,8 +91,32 @@ def _prefix_pattern(text: str) -> str:
     return escaped + "%"
 
 
-def runs_page(filters: RunFilters, organization_id: str | None) -> tuple[list[Any], str | None]:
-    """A page of runs and the cursor of the next page (None: the last page)."""
+@dataclass
+class RunRow:
+    """A run in the runs list (``dashboard_runs``); durations and ages in seconds."""
+
+    id: str
+    name: str
+    status: str
+    organization_id: str | None
+    total: int
+    done: int
+    passed: int
+    failed: int
+    errored: int
+    lost: int
+    cancelled: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    rerun_of: str | None
+    duration_s: Decimal
+    age_s: Decimal
+
+
+def runs_page(filters: RunFilters, organization_id: str | None) -> tuple[list[RunRow], str | None]:
+    """A page of runs (:data:`RUNS_PAGE` at most) and the cursor of the next page (None:
+    the last page)."""
     with tenancy.connect(organization_id) as conn:
         rows = conn.execute(
             Q["dashboard_runs"],
@@ -92,13 +129,29 @@ def runs_page(filters: RunFilters, organization_id: str | None) -> tuple[list[An
                 "limit": RUNS_PAGE + 1,
             },
         ).all()
+    page = [RunRow(**row._mapping) for row in rows[:RUNS_PAGE]]
     more = len(rows) > RUNS_PAGE
-    rows = list(rows[:RUNS_PAGE])
-    cursor = f"{rows[-1].created_at.isoformat()}_{rows[-1].id}" if more and rows else None
-    return rows, cursor
+    cursor = f"{page[-1].created_at.isoformat()}_{page[-1].id}" if more and page else None
+    return page, cursor
 
 
-def active_runs(organization_id: str | None, limit: int = 20) -> list[dict[str, Any]]:
+class ActiveRun(TypedDict):
+    """A queued or running run as ``/api/active-runs`` sends it (JSON) and the overview
+    shows it: counts of tests; ``errored`` includes the lost ones; ``percent`` done."""
+
+    id: str
+    name: str
+    status: str
+    done: int
+    total: int
+    passed: int
+    failed: int
+    errored: int
+    percent: float
+
+
+def active_runs(organization_id: str | None, limit: int = 20) -> list[ActiveRun]:
+    """The *limit* newest queued or running runs."""
     with tenancy.connect(organization_id) as conn:
         rows = conn.execute(Q["dashboard_active_runs"], {"limit": limit}).all()
     return [
@@ -117,7 +170,7 @@ def active_runs(organization_id: str | None, limit: int = 20) -> list[dict[str, 
     ]
 
 
-def overview(organization_id: str | None):
+def overview(organization_id: str | None) -> Status:
     """The system's status (findings, queues, workers, runs by status)."""
     return status(active_limit=1, organization_id=organization_id)
 
@@ -132,6 +185,7 @@ class TestRow:
     attempts: int
     duration_ms: float | None
     error: str | None
+    #: What the target returned about the test's metrics (verdicts and reasons): JSON.
     metrics: Any
     worker: str | None
     finished_at: datetime | None
@@ -140,10 +194,25 @@ class TestRow:
 
 
 @dataclass
+class HistogramBar:
+    """One bar of a run's duration histogram: *tests* took *from_ms* to *to_ms*;
+    *height* in percent of the tallest bar."""
+
+    from_ms: float
+    to_ms: float
+    tests: int
+    height: float
+
+
+@dataclass
 class RunPage:
-    inspection: Any
+    """The run page: the run (``inspection.run``), its callback message's state, its
+    duration histogram, a page of its tests and where the next page starts (None: the
+    last page)."""
+
+    inspection: RunInspection
     callback_state: str | None
-    histogram: list[dict[str, Any]]
+    histogram: list[HistogramBar]
     tests: list[TestRow]
     next_after: int | None
 
@@ -153,7 +222,7 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
     organization's run)."""
     inspection = inspect_run(run_id, organization_id=organization_id)
     with tenancy.connect(organization_id) as conn:
-        callback_state = conn.execute(Q["run_callback_state"], {"run_id": run_id}).scalar()
+        callback = conn.execute(Q["run_callback_state"], {"run_id": run_id}).one_or_none()
         buckets = conn.execute(
             Q["dashboard_duration_histogram"], {"run_id": run_id, "buckets": HISTOGRAM_BUCKETS}
         ).all()
@@ -161,21 +230,22 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
             Q["dashboard_run_tests"],
             {"run_id": run_id, "after": after, "only_failed": only_failed, "limit": TESTS_PAGE + 1},
         ).all()
-    histogram = []
+    histogram: list[HistogramBar] = []
     if buckets:
-        lo, hi = buckets[0].lo, buckets[0].hi
+        # Every row carries the run's shortest and longest duration.
+        lo, hi = float(buckets[0].lo), float(buckets[0].hi)
         width = (hi - lo) / HISTOGRAM_BUCKETS if hi > lo else 0.0
-        counts = {b.bucket: b.tests for b in buckets}
+        counts: dict[int, int] = {b.bucket: b.tests for b in buckets}
         peak = max(counts.values())
         for i in range(1, HISTOGRAM_BUCKETS + 1):
             n = counts.get(i, 0)
             histogram.append(
-                {
-                    "from_ms": lo + (i - 1) * width,
-                    "to_ms": lo + i * width,
-                    "tests": n,
-                    "height": 100.0 * n / peak if peak else 0.0,
-                }
+                HistogramBar(
+                    from_ms=lo + (i - 1) * width,
+                    to_ms=lo + i * width,
+                    tests=n,
+                    height=100.0 * n / peak if peak else 0.0,
+                )
             )
     more = len(rows) > TESTS_PAGE
     tests = [
@@ -184,7 +254,8 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
     ]
     return RunPage(
         inspection=inspection,
-        callback_state=callback_state,
+        # The run's callback message's state, cast to text (its column keeps the name).
+        callback_state=None if callback is None else callback.state,
         histogram=histogram,
         tests=tests,
         next_after=tests[-1].position if more else None,
@@ -192,10 +263,14 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
 
 
 __all__ = [
+    "ActiveRun",
     "BadRequest",
+    "HistogramBar",
     "RunFilters",
     "RunNotFound",
     "RunPage",
+    "RunRow",
+    "TestRow",
     "active_runs",
     "overview",
     "parse_run_id",

@@ -1,5 +1,6 @@
-// The overview's active runs: progress bars and counts refreshed every second from
-// /api/active-runs, without reloading the page.
+// The overview's active runs: progress bars and counts refreshed from /api/active-runs
+// a second after the previous answer, without reloading the page (one poll at a time:
+// a slow server is not sent a pile of them).
 (function () {
   const table = document.getElementById("active-runs");
   if (!table) return;
@@ -46,7 +47,11 @@
       }
       const empty = body.querySelector("tr.empty");
       if (empty && runs.length) empty.remove();
-    } catch (e) { /* the next refresh tries again */ }
+    } catch (e) {
+      /* the next refresh tries again */
+    } finally {
+      setTimeout(refresh, 1000);
+    }
   }
-  setInterval(refresh, 1000);
+  setTimeout(refresh, 1000);
 })();
