@@ -37,7 +37,7 @@ from starlette.templating import Jinja2Templates
 from rhesis_pipeline.dashboard.security import Guard
 from rhesis_pipeline.errors import RhesisError
 from rhesis_pipeline.runs.durations import format_duration, format_seconds
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import engine
 
 T = TypeVar("T")
 
@@ -89,7 +89,7 @@ class Dashboard:
         self.config = config
         self.guard = Guard(config.token)
         #: Requests allowed into a thread at once: one per pooled database connection.
-        self.slots = db.pool_size()
+        self.slots = engine.pool_size()
         self._slots = anyio.Semaphore(self.slots)
 
     # -- the request -----------------------------------------------------------------
@@ -128,7 +128,7 @@ class Dashboard:
         """``function(*args)`` in a worker thread once one of :attr:`slots` is free
         (the event loop serves other requests meanwhile); raises Busy if
         none is free within ``RHESIS_DB_POOL_TIMEOUT`` seconds."""
-        timeout = db.settings().db_pool_timeout
+        timeout = engine.settings().db_pool_timeout
         with anyio.move_on_after(timeout) as waiting:
             await self._slots.acquire()
         if waiting.cancelled_caught:
