@@ -213,9 +213,16 @@ def test_every_python_example_compiles():
 
 
 def resolves(dotted: str) -> bool:
-    """Whether ``a.b.c`` (or ``a.b:c``) names a module or an attribute of one."""
+    """Whether ``a.b.c`` (or ``a.b:c``) names a module or an attribute of one. A module is
+    found without importing it (``rhesis_pipeline.actors`` would install a broker)."""
+    if ":" not in dotted:
+        try:
+            if importlib.util.find_spec(dotted) is not None:
+                return True
+        except ImportError:  # a parent is not a package: an attribute, looked up below
+            pass
     parts = dotted.replace(":", ".").split(".")
-    for cut in range(len(parts), 0, -1):
+    for cut in range(len(parts) - 1, 0, -1):
         try:
             obj: object = importlib.import_module(".".join(parts[:cut]))
         except ImportError:
