@@ -7,67 +7,12 @@
 which this project does not ship. When it is unset, an embedded Postgres is used
 (see :mod:`rhesis_pipeline.storage.embedded`).
 
-All other settings are ``RHESIS_*`` variables:
-
-=============================  ==========================================================
-``RHESIS_DATA_DIR``            Directory of the embedded server's data. Default: the
-                               per-user data directory (``~/.local/share/rhesis-pipeline``).
-``RHESIS_LOG_LEVEL``           DEBUG, INFO, WARNING or ERROR. Default INFO.
-``RHESIS_LOG_FORMAT``          text (default) or json: one JSON object per line (time,
-                               level, logger, message and, where known, message id,
-                               actor, run id, test id, organization, worker id).
-``RHESIS_WORKER_PROCESSES``    Worker processes started by ``bin/worker``. Default: the
-                               number of CPUs.
-``RHESIS_WORKER_THREADS``      Threads per worker process. Default 8.
-``RHESIS_QUEUES``              Space- or comma-separated queues ``bin/worker`` consumes.
-                               Default: empty, meaning every queue the actors declare.
-``RHESIS_DB_POOL_SIZE``        Database connections per process. Default 0: sized
-                               automatically (workers: from threads and queues; other
-                               processes: 5).
-``RHESIS_DB_POOL_TIMEOUT``     Seconds to wait for a free pooled connection before
-                               failing. Default 30.
-``RHESIS_MAX_MESSAGE_BYTES``   Largest encoded message accepted by ``enqueue``, in bytes.
-                               Default 1048576 (1 MiB). Larger payloads are refused with
-                               an error naming the actor; store big data in a table and
-                               pass its id.
-``RHESIS_QUEUE_RETENTION_HOURS`` Hours that done and rejected queue rows are kept before
-                               the periodic purge deletes them. Default 168 (7 days).
-                               A test's own message never waits for it: it is deleted
-                               with the test's outcome (the result row is its record).
-``RHESIS_RUN_RETENTION_HOURS`` Hours that finished runs (and their results) are kept
-                               before the purge deletes them. Default 0: kept forever.
-``RHESIS_RUN_HOOKS``           Comma-separated ``module:function`` callables called with
-                               the RunSummary when a run finishes. Default: none.
-``RHESIS_SWEEP_CRON``          periodiq cron of the sweeper, in UTC. Default every minute.
-``RHESIS_HEARTBEAT_INTERVAL_S`` Seconds between a worker's heartbeats (and rescues). 5.
-                               A worker whose liveness lock is gone (its process died, or
-                               its connection did) counts as dead once its heartbeat is
-                               three intervals old: time to reconnect after a database
-                               restart or a dropped connection.
-``RHESIS_HEARTBEAT_TIMEOUT_S`` Seconds without a heartbeat after which a worker whose
-                               lock is still held is dead anyway (hung, cut off). 30.
-``RHESIS_MEMBER_GRACE_S``      Seconds past its time limit after which an orphaned test
-                               is an error (timeout) rather than run again. 30.
-``RHESIS_RUN_MAX_AGE_HOURS``   Hours after which a run's unfinished tests are lost. 24.
-``RHESIS_WORKER_RETENTION_HOURS`` Hours dead workers' rows are kept. 24.
-``RHESIS_TENANT_MAX_RUNNING``  Most tests one organization may have claimed (executing, or
-                               held by a worker about to execute them) at once. 0 (the
-                               default): unlimited.
-``RHESIS_FAIR_CLAIMS``         ``on`` (default): members of different organizations are
-                               claimed round-robin by organization; ``off``: oldest first
-                               across all organizations.
-``RHESIS_INFLIGHT_PER_PROCESS`` Most I/O-bound tests (HTTP, ``async def`` targets) one
-                               worker process holds in flight on its event loop, besides
-                               its threads. Default 500; 0 runs them on threads.
-``RHESIS_ENDPOINT_DEFAULT_CONCURRENCY`` Ceiling of tests in flight to an endpoint whose
-                               suite declares no ``max_concurrency``, across all workers
-                               (adaptive: it starts at 8 and grows until 429s). Default 64.
-``RHESIS_RATE_LIMITED_MAX_S``  Seconds a test may spend rate limited (429s) in all before
-                               it ends as ``error`` ("rate limited by … for N s"). 900.
-=============================  ==========================================================
-
-Seconds and hours must be finite numbers of at most 1,000,000 (``nan``, ``inf`` and
-``1e308`` are refused with one line, as every invalid setting is).
+All other settings are ``RHESIS_*`` variables, one per field of :class:`Settings`. Each
+field's docstring gives its variable, the unit of its value and what it does: the
+settings reference of the docs is generated from them, so a new setting is documented
+where it is declared. Seconds and hours must be finite numbers of
+at most 1,000,000 (``nan``, ``inf`` and ``1e308`` are refused with one line, as every
+invalid setting is).
 """
 
 from __future__ import annotations
@@ -205,32 +150,103 @@ def _default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings. Build one with :meth:`from_env`; every field has a default."""
+    """Validated settings. Build one with :meth:`from_env`; every field has a default.
+
+    Each field's docstring starts with the variable that sets it and the unit of its value
+    (``VARIABLE, unit: what it does``) and, when the default depends on the machine, ends
+    with ``Default: …``. The docs' settings reference is generated from them
+    (``docs/hooks/reference.py``) and a test holds every field to that form.
+    """
 
     database_url: str | None = None
+    """DATABASE_URL, URL: the Postgres database of the queue and the pipeline's tables:
+    `postgres://`, `postgresql://` or `postgresql+psycopg2://`, normalised to
+    `postgresql+psycopg2://` (SQLAlchemy 2.1 maps a plain `postgresql://` to psycopg 3,
+    which is not installed). Default: unset, the embedded server."""
     data_dir: Path = field(default_factory=_default_data_dir)
+    """RHESIS_DATA_DIR, directory: where the embedded server keeps its data
+    (`$RHESIS_DATA_DIR/pgdata`). Default: the per-user data directory
+    (`~/.local/share/rhesis-pipeline`)."""
     log_level: str = "INFO"
+    """RHESIS_LOG_LEVEL, level: DEBUG, INFO, WARNING or ERROR."""
     log_format: str = "text"
+    """RHESIS_LOG_FORMAT, format: `text`, or `json`: every log line of the workers, the
+    scheduler and the CLIs is one JSON object (time, level, logger, message and, where
+    known, message id, actor, run id, test id, organization, worker id)."""
     worker_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """RHESIS_WORKER_PROCESSES, processes: worker processes started by `bin/worker`
+    (`rhesis-pipeline worker`); at least 1. Default: the number of CPUs."""
     worker_threads: int = 8
+    """RHESIS_WORKER_THREADS, threads: threads per worker process; at least 1."""
     queues: tuple[str, ...] = ()
+    """RHESIS_QUEUES, queue names: space- or comma-separated queues `bin/worker` consumes.
+    Default: empty, every queue the actors declare."""
     db_pool_size: int = 0
+    """RHESIS_DB_POOL_SIZE, connections: database connections per process. 0: sized
+    automatically (workers: their queues' consumers + threads + 4, each queue and its
+    delay queue having a consumer that holds one connection; other processes: 5)."""
     db_pool_timeout: float = 30.0
+    """RHESIS_DB_POOL_TIMEOUT, seconds: how long to wait for a free pooled connection
+    before failing with a clear error; at least 0.1."""
     max_message_bytes: int = 1024 * 1024
+    """RHESIS_MAX_MESSAGE_BYTES, bytes: the largest encoded message `send()` accepts
+    (1 MiB; at least 1024). A larger one is refused with an error naming the actor: store
+    big data in a table and pass its id."""
     queue_retention_hours: float = 168.0
+    """RHESIS_QUEUE_RETENTION_HOURS, hours: how long done and rejected queue rows
+    (completion callbacks, other actors' messages, rejected members) are kept before the
+    sweep purges them (7 days). A test's own message never waits for it: it is deleted in
+    the transaction that stores the test's outcome (the result row is its record)."""
     run_retention_hours: float = 0.0
+    """RHESIS_RUN_RETENTION_HOURS, hours: how long finished runs (and their results) are
+    kept before the sweep deletes them, results first, in batches; the Prometheus counters
+    keep counting them. 0: kept forever, so `test_runs` and `test_results` grow."""
     run_hooks: tuple[str, ...] = ()
+    """RHESIS_RUN_HOOKS, hooks: comma- or space-separated `module:function` callables called
+    with the finished `Run` when a run finishes, besides those registered with
+    `@on_run_finished`. Default: none."""
     sweep_cron: str = "* * * * *"
+    """RHESIS_SWEEP_CRON, cron (UTC): when the scheduler runs the sweeper (rescue, expiry,
+    retention). Sunday must be written 7: periodiq never fires `0`, `sun` or `@weekly`,
+    so those are refused."""
     heartbeat_interval_s: float = 5.0
+    """RHESIS_HEARTBEAT_INTERVAL_S, seconds: between a worker's heartbeats, rescues and
+    revocation checks; at least 0.1. A worker whose liveness lock is gone (its process
+    died, or its connection did) counts as dead once its heartbeat is three intervals old
+    (the lock grace): its time to reconnect after a database restart."""
     heartbeat_timeout_s: float = 30.0
+    """RHESIS_HEARTBEAT_TIMEOUT_S, seconds: without a heartbeat for this long, a worker
+    whose lock is still held is dead anyway (hung, cut off). Greater than the interval."""
     member_grace_s: float = 30.0
+    """RHESIS_MEMBER_GRACE_S, seconds: past its time limit by this much, an orphaned test
+    is stored as an error (timed out) rather than run again."""
     run_max_age_hours: float = 24.0
+    """RHESIS_RUN_MAX_AGE_HOURS, hours: age after which the sweep stores a run's
+    unfinished tests as `lost` (the run ends PARTIAL or FAILED, with its callback)."""
     worker_retention_hours: float = 24.0
+    """RHESIS_WORKER_RETENTION_HOURS, hours: how long dead workers' rows are kept."""
     tenant_max_running: int = 0
+    """RHESIS_TENANT_MAX_RUNNING, tests: the most tests one organization may have claimed
+    at once (executing, or held by a worker about to execute them), so that a tenant with
+    a slow endpoint cannot take every worker thread. 0: unlimited."""
     fair_claims: bool = True
+    """RHESIS_FAIR_CLAIMS, on/off: `on`, members of different organizations are claimed
+    round-robin by organization; `off`, oldest first across all organizations."""
     inflight_per_process: int = 500
+    """RHESIS_INFLIGHT_PER_PROCESS, tests: the most I/O-bound tests (HTTP, `async def`
+    targets) one worker process holds in flight on its event loop, besides its threads.
+    0: they run on threads."""
     endpoint_default_concurrency: int = 64
+    """RHESIS_ENDPOINT_DEFAULT_CONCURRENCY, tests in flight: the ceiling for an endpoint
+    whose suite declares no `max_concurrency`, across all workers (adaptive: it starts at
+    8 and grows until 429s)."""
     rate_limited_max_s: float = 900.0
+    """RHESIS_RATE_LIMITED_MAX_S, seconds: how long a test may spend rate limited (429s)
+    in all before it ends as `error` ("rate limited by KEY for N s"); at least 1."""
+    dashboard_token: str | None = field(default=None, repr=False)
+    """RHESIS_DASHBOARD_TOKEN, secret: when set, every page of `rhesis-monitor dashboard`
+    needs it: `Authorization: Bearer <token>`, or the login form (whose cookie holds an
+    HMAC of the token, never the token). Default: unset, the dashboard is open."""
 
     @property
     def lock_grace_s(self) -> float:
@@ -317,6 +333,7 @@ class Settings:
                 env, "RHESIS_ENDPOINT_DEFAULT_CONCURRENCY", 64, minimum=1
             ),
             rate_limited_max_s=_float(env, "RHESIS_RATE_LIMITED_MAX_S", 900.0, minimum=1.0),
+            dashboard_token=env.get("RHESIS_DASHBOARD_TOKEN") or None,
         )
 
 

@@ -25,6 +25,8 @@ def test_bin_lint_runs_every_static_check_and_stops_at_the_first_failure():
     assert "set -euo pipefail" in script
     for check in ("ruff check .", "ruff format --check .", "mypy", "lint-imports"):
         assert f"step {check}\n" in script, check
+    # The docs site, last: a broken link or anchor (any warning) fails the build.
+    assert re.search(r"^step mkdocs build --strict .*--site-dir ", script, flags=re.MULTILINE)
 
 
 def test_the_readme_gives_the_fast_command():
