@@ -37,7 +37,7 @@ All other settings are ``RHESIS_*`` variables:
 ``RHESIS_RUN_RETENTION_HOURS`` Hours that finished runs (and their results) are kept
                                before the purge deletes them. Default 0: kept forever.
 ``RHESIS_RUN_HOOKS``           Comma-separated ``module:function`` callables called with
-                               the RunSummary when a run finishes. Default: none.
+                               the finished Run when a run finishes. Default: none.
 ``RHESIS_SWEEP_CRON``          periodiq cron of the sweeper, in UTC. Default every minute.
 ``RHESIS_HEARTBEAT_INTERVAL_S`` Seconds between a worker's heartbeats (and rescues). 5.
                                A worker whose liveness lock is gone (its process died, or

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import text
 
 from rhesis_pipeline.maintenance import Retention, RetentionConfig
-from rhesis_pipeline.maintenance.purge import LOCK_KEY
 from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage.locks import RETENTION_LOCK_KEY
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -61,7 +61,7 @@ def test_second_run_changes_nothing(database_url):
 def test_a_purge_already_running_makes_the_second_one_skip(database_url):
     insert("done", timedelta(days=8), n=2)
     with db.begin() as holder:
-        holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+        holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RETENTION_LOCK_KEY})
         result = purge(message_retention=timedelta(days=7)).run_once()
     assert result.skipped and result.messages == 0
     assert counts() == {"done": 2}
@@ -97,7 +97,7 @@ def test_expired_rate_limit_keys_are_deleted_live_ones_kept(database_url):
 
 
 def test_run_retention_deletes_runs_finished_before_it_with_their_results(database_url):
-    from rhesis_pipeline.runs.api import launch_test_run
+    from rhesis_pipeline.runs.submit import launch_test_run
 
     def finished(hours_ago: float | None, n: int) -> str:
         run_id = launch_test_run(

@@ -13,10 +13,10 @@ from sqlalchemy import text
 
 from rhesis_pipeline.cli import monitor
 from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs import states
-from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.runs.durations import format_duration
+from rhesis_pipeline.runs.members import record_outcome
+from rhesis_pipeline.runs.states import TestStatus
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db
 
 from .support.asgi import asgi_client
@@ -77,7 +77,7 @@ def test_an_executing_test_is_running_and_durations_are_precise(database_url):
     run_id = launch_test_run(
         [{"id": "t0"}, {"id": "t1"}, {"id": "t2"}], executor=EXECUTOR, name="words"
     )
-    runs.record_outcome(run_id, "t1", status="error", error="boom", duration_ms=430.0)
+    record_outcome(run_id, "t1", status="error", error="boom", duration_ms=430.0)
     with db.begin() as conn:
         message_id = conn.execute(
             text("SELECT message_id FROM rhesis.test_results WHERE run_id = :r AND test_id = 't0'"),
@@ -88,9 +88,9 @@ def test_an_executing_test_is_running_and_durations_are_precise(database_url):
 
     verbose = json.loads(invoke("inspect", run_id, "--verbose", "--json").stdout)
     assert {t["test_id"]: t["status"] for t in verbose["tests"]} == {
-        "t0": states.RUNNING,
-        "t1": states.ERROR,
-        "t2": states.QUEUED,
+        "t0": TestStatus.RUNNING,
+        "t1": TestStatus.ERROR,
+        "t2": TestStatus.QUEUED,
     }
     text_out = invoke("inspect", run_id, "--verbose").output
     rows = {line.split()[0]: line.split() for line in text_out.splitlines() if line[:2] == "t0"}

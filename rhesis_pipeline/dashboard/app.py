@@ -36,10 +36,9 @@ from rhesis_pipeline.dashboard.security import (
     Guard,
     SecurityHeaders,
 )
-from rhesis_pipeline.errors import RhesisError
+from rhesis_pipeline.errors import RhesisError, RunNotFound
 from rhesis_pipeline.monitor import InvalidRunId, revoke_runs
 from rhesis_pipeline.monitor.prometheus import exposition
-from rhesis_pipeline.runs.api import RunNotFound
 from rhesis_pipeline.runs.ids import AmbiguousRunId
 from rhesis_pipeline.runs.report import format_duration, format_seconds
 from rhesis_pipeline.runs.rerun import NothingToRerun, rerun

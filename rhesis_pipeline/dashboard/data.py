@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rhesis_pipeline.errors import RunNotFound
 from rhesis_pipeline.monitor import inspect_run, status
 from rhesis_pipeline.monitor.status import RUN_STATUSES
 from rhesis_pipeline.runs import ids as run_ids
 from rhesis_pipeline.runs import states
-from rhesis_pipeline.runs.api import RunNotFound
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
 

@@ -26,9 +26,6 @@ from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 
-#: Kept for callers of earlier releases: the retention's advisory lock.
-LOCK_KEY = RETENTION_LOCK_KEY
-
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

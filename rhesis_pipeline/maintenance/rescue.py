@@ -59,9 +59,6 @@ from rhesis_pipeline.storage.queries import Q
 
 logger = logging.getLogger(__name__)
 
-#: Kept for callers of earlier releases: the rescuer's advisory lock.
-LOCK_KEY = RESCUE_LOCK_KEY
-
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
