@@ -25,7 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rhesis_pipeline.monitor.status import RUN_STATUSES, take_snapshot
 from rhesis_pipeline.runs import histograms
-from rhesis_pipeline.runs.states import TERMINAL_TEST_STATUSES
+from rhesis_pipeline.runs.states import TERMINAL_TEST_STATUSES, WorkerState
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
 
@@ -99,9 +99,9 @@ class DatabaseCollector:
             "Registered worker processes: live, stopped (cleanly) or dead.",
             labels=["state"],
         )
-        workers.add_metric(["live"], len(snapshot.workers.live))
-        workers.add_metric(["stopped"], len(snapshot.workers.stopped))
-        workers.add_metric(["dead"], len(snapshot.workers.dead))
+        workers.add_metric([WorkerState.LIVE.value], len(snapshot.workers.live))
+        workers.add_metric([WorkerState.STOPPED.value], len(snapshot.workers.stopped))
+        workers.add_metric([WorkerState.DEAD.value], len(snapshot.workers.dead))
         yield workers
 
         yield GaugeMetricFamily(
