@@ -305,9 +305,9 @@ def wait_finished(url: str, run_id: str, *, timeout_s: float, every_s: float = 0
 
 def submit_noop(n: int, name: str, *, executor: str = "benchmarks.targets:noop") -> str:
     """Launch a run of *n* tests (streamed), no retries; return its id."""
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.submit import launch_test_run
 
-    return runs.launch_test_run(
+    return launch_test_run(
         ({"id": i} for i in range(n)), executor=executor, name=name, options={"max_retries": 0}
     )
 
@@ -323,14 +323,14 @@ class TimedRun:
 
 def timed_run(url: str, n: int, *, name: str | None = None, timeout_s: float = 900) -> TimedRun:
     """Submit a run of *n* no-op tests and wait for its callback: its timings."""
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.read import get_run
 
     started = time.time()
     t0 = time.perf_counter()
     run_id = submit_noop(n, name or f"bench-{n}")
     submit_s = time.perf_counter() - t0
     polls = wait_finished(url, run_id, timeout_s=timeout_s)
-    run = runs.get_run(run_id)
+    run = get_run(run_id)
     if run.status != "COMPLETED" or run.passed != n or run.finished_at is None:
         raise SystemExit(f"run of {n} no-op tests did not pass: {run}")
     return TimedRun(run, started, submit_s, run.finished_at.timestamp() - started, polls)

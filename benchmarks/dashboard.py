@@ -43,7 +43,7 @@ def main() -> int:
     import httpx
     from sqlalchemy import text
 
-    from rhesis_pipeline.runs.api import launch_test_run
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.storage import db
 
     with fresh_database() as (url, where):

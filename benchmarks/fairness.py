@@ -29,11 +29,12 @@ from benchmarks.fanin import run_once
 
 
 def beside_backlog(url: str, backlog: int, fair: bool) -> tuple[float, int]:
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.read import get_run
+    from rhesis_pipeline.runs.submit import launch_test_run
 
     os.environ["RHESIS_FAIR_CLAIMS"] = "on" if fair else "off"
     with workers(url, processes=2, threads=12):
-        big = runs.launch_test_run(
+        big = launch_test_run(
             [{"id": i} for i in range(backlog)],
             executor="benchmarks.targets:noop",
             organization_id="org-a",
@@ -41,18 +42,18 @@ def beside_backlog(url: str, backlog: int, fair: bool) -> tuple[float, int]:
         )
         time.sleep(2)  # the scenario: B arrives 2 s after A
         launched = time.monotonic()
-        small = runs.launch_test_run(
+        small = launch_test_run(
             [{"id": i} for i in range(20)],
             executor="benchmarks.targets:noop",
             organization_id="org-b",
             options={"max_retries": 0},
         )
-        while not runs.get_progress(small).finished:
+        while not get_run(small).finished:
             if time.monotonic() - launched > 300:
                 raise SystemExit("B's run did not finish within 300 s")
             time.sleep(0.01)
         elapsed = time.monotonic() - launched
-        a_done = runs.get_progress(big).done
+        a_done = get_run(big).done
         from rhesis_pipeline.monitor import revoke_runs
 
         revoke_runs([big])  # stop A: the next trial starts from an empty queue

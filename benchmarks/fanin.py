@@ -108,7 +108,8 @@ def wal_breakdown(url: str, n: int) -> None:
     """One run of *n* tests, then its WAL by record type (pg_walinspect: a superuser, and
     the run's WAL still on the server: wal_keep_size). Without them, one "unavailable:"
     line instead."""
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.read import get_run
+    from rhesis_pipeline.runs.submit import launch_test_run
 
     figure = f"WAL of one run of {n:,} tests by record type (--wal-breakdown, pg_walinspect)"
     try:
@@ -118,10 +119,10 @@ def wal_breakdown(url: str, n: int) -> None:
         unavailable(figure, why, enable or ENABLE_CONTRIB)
         return
     ((start,),) = query(url, "SELECT pg_current_wal_lsn()")
-    run_id = runs.launch_test_run(
+    run_id = launch_test_run(
         ({"id": i} for i in range(n)), executor="benchmarks.targets:noop", name=f"wal-{n}"
     )
-    while not runs.get_progress(run_id).finished:
+    while not get_run(run_id).finished:
         time.sleep(0.01)
     ((end,),) = query(url, "SELECT pg_current_wal_lsn()")
     # Outcomes commit asynchronously: pg_walinspect reads only WAL already flushed.

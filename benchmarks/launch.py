@@ -26,20 +26,20 @@ from benchmarks.common import fresh_database, machine
 def launch(n: int, *, as_tenant: bool) -> float:
     from sqlalchemy.orm import Session
 
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.storage import engine, tenancy
 
     tests = [{"id": i, "prompt": f"question {i}"} for i in range(n)]
     started = time.perf_counter()
     if as_tenant:
         with Session(engine.get()) as session, session.begin():
-            tenancy.enter(session, "org-bench", "u-bench")
-            runs.launch_test_run(
+            tenancy.act_as_tenant(session, "org-bench", "u-bench")
+            launch_test_run(
                 tests, executor="benchmarks.targets:noop", organization_id="org-bench",
                 session=session,
             )  # fmt: skip
     else:
-        runs.launch_test_run(tests, executor="benchmarks.targets:noop", organization_id="org-bench")
+        launch_test_run(tests, executor="benchmarks.targets:noop", organization_id="org-bench")
     return time.perf_counter() - started
 
 

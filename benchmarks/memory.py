@@ -57,7 +57,7 @@ def main() -> int:
     if min(args.sizes) < 1 or args.seconds <= 0:
         parser.error("--sizes and --seconds must be positive")
 
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.read import get_run
 
     with (
         fresh_database() as (url, where),
@@ -76,7 +76,7 @@ def main() -> int:
             submit_s = time.perf_counter() - started
             submitter_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - submitter_before
             samples = sample(pids, args.seconds)
-            progress = runs.get_progress(run_id)
+            progress = get_run(run_id)
             peaks[n] = max(max(v) for v in samples.values())
             print(
                 f"{n:>9,} tests submitted in {submit_s:.1f} s (submitter's peak RSS "

@@ -42,7 +42,7 @@ def main() -> None:
     from sqlalchemy import text
 
     from rhesis_pipeline.monitor.prometheus import exposition
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.storage import db
 
     with fresh_database() as (_url, where):
@@ -51,7 +51,7 @@ def main() -> None:
             conn.execute(text(FILL_MESSAGES), {"n": args.done_messages})
             conn.execute(text(FILL_RUNS), {"n": args.finished_runs})
             conn.exec_driver_sql("ANALYZE")
-        runs.launch_test_run(
+        launch_test_run(
             [{"id": i} for i in range(20_000)], executor="benchmarks.targets:noop", name="waiting"
         )
         print(

@@ -81,7 +81,7 @@ def main() -> None:
     from sqlalchemy import text
 
     from rhesis_pipeline import monitor
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.storage import db
 
     with fresh_database() as (url, where):
@@ -91,10 +91,10 @@ def main() -> None:
             conn.execute(text(FILL_MESSAGES), {"n": args.done_messages})
             conn.execute(text(FILL_RUNS), {"n": args.finished_runs})
             conn.exec_driver_sql("ANALYZE")
-        big = runs.launch_test_run(
+        big = launch_test_run(
             [{"id": i} for i in range(10_000)], executor="benchmarks.targets:noop", name="big"
         )
-        other = runs.launch_test_run(
+        other = launch_test_run(
             [{"id": i} for i in range(20_000)], executor="benchmarks.targets:noop", name="other"
         )
         print(

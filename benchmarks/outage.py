@@ -64,11 +64,11 @@ def _wait(check: Callable[[], object], timeout: float, what: str) -> float:
 
 def _progress(run_id: str) -> Run | None:
     from rhesis_pipeline.errors import DatabaseUnavailable
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.read import get_run
     from rhesis_pipeline.storage import engine
 
     try:
-        return runs.get_progress(run_id)
+        return get_run(run_id)
     except DatabaseUnavailable:
         engine.dispose()
         return None
@@ -77,14 +77,15 @@ def _progress(run_id: str) -> Run | None:
 def trial(url: str, tests: int, fault: Callable[[], object]) -> tuple[float, int]:
     """Run *tests* tests, apply *fault* (returns when the database answers again) at a
     third of the run; returns (seconds until all workers live, tests executed twice)."""
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.read import get_run
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.storage import engine
 
     log = Path(tempfile.mkdtemp(prefix="rhesis-outage-")) / "executions.log"
     os.environ["BENCH_EXEC_LOG"] = str(log)
     with workers(url, processes=PROCESSES, threads=THREADS, log_name=".outage-workers.log"):
         _wait(lambda: _all_live(PROCESSES), 30, "workers live")
-        run_id = runs.launch_test_run(
+        run_id = launch_test_run(
             [{"id": f"t{i}"} for i in range(tests)],
             executor="benchmarks.targets:logged",
             options={"max_retries": 0},
@@ -94,7 +95,7 @@ def trial(url: str, tests: int, fault: Callable[[], object]) -> tuple[float, int
         engine.dispose()
         live_after = _wait(lambda: _all_live(PROCESSES), 120, "workers live again")
         _wait(lambda: (p := _progress(run_id)) and p.finished, 300, "run finished")
-        run = runs.get_run(run_id)
+        run = get_run(run_id)
         if (run.status, run.passed, run.collected_count) != ("COMPLETED", tests, 1):
             raise SystemExit(f"run not exact: {run}")
     executions = Counter(log.read_text().split())

@@ -29,14 +29,15 @@ def trial(url: str) -> tuple[float, int]:
 
     from sqlalchemy import text
 
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.read import get_run
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.storage import db
 
     with (
         workers(url, processes=1, threads=4) as victim,
         workers(url, processes=1, threads=4, log_name=".survivor.log"),
     ):
-        run_id = runs.launch_test_run(
+        run_id = launch_test_run(
             [{"id": i, "sleep_s": 2} for i in range(60)],
             executor="benchmarks.targets:sleep",
             options={"max_retries": 0},
@@ -84,7 +85,7 @@ def trial(url: str) -> tuple[float, int]:
                     raise SystemExit("orphans not consumed again within 120 s")
                 time.sleep(0.05)
         elapsed = time.monotonic() - killed
-        while not runs.get_progress(run_id).finished:
+        while not get_run(run_id).finished:
             time.sleep(0.2)
         return elapsed, len(held)
 

@@ -153,7 +153,8 @@ def executor_spec(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], l
 def rhesis_phase(args: argparse.Namespace, ep: SlowEndpoint, yard_s: float) -> int:
     from rhesis_pipeline.errors import InvalidSubmission
     from rhesis_pipeline.execution.executors import validate_executor
-    from rhesis_pipeline.runs import api as runs
+    from rhesis_pipeline.runs.read import get_run
+    from rhesis_pipeline.runs.submit import launch_test_run
 
     spec, limits = executor_spec(args, ep.url)
     try:
@@ -200,7 +201,7 @@ def rhesis_phase(args: argparse.Namespace, ep: SlowEndpoint, yard_s: float) -> i
         tests = ({"id": i, "prompt": f"test {i}"} for i in range(args.tests))
         started = time.time()
         try:
-            run_id = runs.launch_test_run(
+            run_id = launch_test_run(
                 tests, executor=spec, name="slow-endpoint",
                 options={"max_retries": args.max_retries},
             )  # fmt: skip
@@ -208,7 +209,7 @@ def rhesis_phase(args: argparse.Namespace, ep: SlowEndpoint, yard_s: float) -> i
             print(f"error: the run was refused: {e}")
             return 1
         deadline = time.monotonic() + args.timeout_s
-        while (run := runs.get_run(run_id)).finished_at is None:  # set by the callback
+        while (run := get_run(run_id)).finished_at is None:  # set by the callback
             if time.monotonic() > deadline:
                 print(f"error: run {run_id} not finished after {args.timeout_s:.0f} s: {run}")
                 break

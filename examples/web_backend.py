@@ -14,10 +14,14 @@ your session middleware) must set; never take them from an untrusted client.
 
 * ``POST /runs`` ``{"name", "tests": [...], "executor": ..., "options": {...}}``: launches
   the run inside the request's database transaction, as the caller's organization
-  (``rhesis_pipeline.storage.tenancy.enter`` + ``launch_test_run(session=...)``): the run exists
-  only if the request commits. 201 ``{"run_id"}``.
+  (``tenant_session`` + ``launch_test_run(session=...)``): the run exists only if the
+  request commits. 201 ``{"run_id"}``. (A backend with its own SQLAlchemy session calls
+  ``act_as_tenant(session, organization_id, user_id)`` in it instead.)
 * ``GET /runs/{run_id}``: the run's progress and counts, 404 for another organization's run.
-* ``GET /runs/{run_id}/results``: every test's status, error and duration.
+* ``GET /runs/{run_id}/results``: every test's status, error and duration, 404 for another
+  organization's run.
+
+Everything comes from ``rhesis_pipeline`` itself: its public API is what this needs.
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from rhesis_pipeline.errors import InvalidSubmission
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.storage import engine, tenancy
+from rhesis_pipeline import (
+    InvalidSubmission,
+    RunNotFound,
+    get_results,
+    get_run,
+    launch_test_run,
+    tenant_session,
+)
 
 app = FastAPI(title="rhesis-pipeline web backend example")
 
@@ -52,10 +61,9 @@ def caller(
     return Caller(organization_id=x_organization_id, user_id=x_user_id)
 
 
-def tenant_session(who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
+def request_session(who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
     """The request's database transaction, acting as the caller's organization."""
-    with Session(engine.get()) as session, session.begin():
-        tenancy.enter(session, who.organization_id, who.user_id)
+    with tenant_session(who.organization_id, who.user_id) as session:
         yield session
 
 
@@ -70,10 +78,10 @@ class NewRun(BaseModel):
 def launch(
     body: NewRun,
     who: Annotated[Caller, Depends(caller)],
-    session: Annotated[Session, Depends(tenant_session)],
+    session: Annotated[Session, Depends(request_session)],
 ) -> dict[str, str]:
     try:
-        run_id = runs.launch_test_run(
+        run_id = launch_test_run(
             body.tests,
             executor=body.executor,
             name=body.name,
@@ -97,13 +105,13 @@ def _run_id(run_id: str) -> str:
 @app.get("/runs/{run_id}")
 def progress(run_id: str, who: Annotated[Caller, Depends(caller)]) -> dict[str, Any]:
     try:
-        run = runs.get_run(_run_id(run_id), organization_id=who.organization_id)
-    except runs.RunNotFound:
+        run = get_run(_run_id(run_id), organization_id=who.organization_id)
+    except RunNotFound:
         raise HTTPException(404, f"no test run with id {run_id}") from None
     return {
-        "run_id": run.run_id,
+        "run_id": run.id,
         "name": run.name,
-        "status": run.status,
+        "status": run.status.value,
         "total": run.total,
         "done": run.done,
         "percent": run.percent,
@@ -117,12 +125,10 @@ def progress(run_id: str, who: Annotated[Caller, Depends(caller)]) -> dict[str, 
 
 @app.get("/runs/{run_id}/results")
 def results(run_id: str, who: Annotated[Caller, Depends(caller)]) -> list[dict[str, Any]]:
-    found = _run_id(run_id)
     try:  # another organization's run does not exist for this one (row-level security)
-        runs.get_run(found, organization_id=who.organization_id)
-    except runs.RunNotFound:
+        rows = get_results(_run_id(run_id), organization_id=who.organization_id)
+    except RunNotFound:
         raise HTTPException(404, f"no test run with id {run_id}") from None
-    rows = runs.get_results(found, organization_id=who.organization_id)
     return [
         {
             "test_id": r["test_id"],

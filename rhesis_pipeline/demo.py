@@ -73,8 +73,9 @@ class Workers:
 
 def run_demo(*, suite_path: str | None = None, processes: int = 2, threads: int = 8) -> int:
     from rhesis_pipeline.demo_target import ChatTarget
-    from rhesis_pipeline.runs.api import get_results, launch_test_run, running_members
+    from rhesis_pipeline.runs.read import get_results, running_members
     from rhesis_pipeline.runs.report import ProgressPrinter, summary_text, wait_for
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.suites.load import load_suite
 
     started = time.monotonic()

@@ -60,3 +60,18 @@ class InvalidSubmission(RhesisError, ValueError):
     """A run cannot be submitted as given; the message names the field and the fix."""
 
     exit_code = 2
+
+
+class RunNotFound(RhesisError, LookupError):
+    """No test run has that id — or it belongs to another organization than the one the
+    caller reads as (row-level security: for a tenant, another organization's run does
+    not exist)."""
+
+    exit_code = 1
+
+
+class NothingToRerun(RhesisError):
+    """A re-run was asked of a run none of whose tests qualifies (no failed, errored or
+    lost test, and not every test was asked for)."""
+
+    exit_code = 1

@@ -14,8 +14,8 @@ import pytest
 
 from rhesis_pipeline.errors import DatabaseUnavailable
 from rhesis_pipeline.monitor import list_workers
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.settings import Settings
 from rhesis_pipeline.storage import db, engine
 from rhesis_pipeline.worker.registry import Registration
@@ -225,7 +225,7 @@ def test_outcomes_stored_while_the_database_is_cut_are_kept_and_stored(
     assert (run.status, run.done, run.collected_count) == ("PARTIAL", 22, 1)
     executions = log.read_text().split()
     assert executions.count("cut-and-pass") == 1 and executions.count("cut-and-fail") == 1
-    assert runs.get_progress(run_id).errored == 1
+    assert get_run(run_id).errored == 1
 
 
 def _listening_sessions() -> int:

@@ -8,8 +8,8 @@ import uuid
 
 import httpx
 
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support import cli
 from .support.runs import scalar
@@ -85,17 +85,17 @@ def test_actions_need_the_csrf_token_of_the_session_and_revoke_and_rerun_work(da
         assert_error_page(
             mallory.post(f"/runs/{run_id}/revoke", data={"csrf": token}), 403, "CSRF token"
         )
-        assert runs.get_run(run_id).status == "QUEUED"
+        assert get_run(run_id).status == "QUEUED"
         # The session's own token: revoked.
         done = alice.post(f"/runs/{run_id}/revoke", data={"csrf": token})
         assert done.status_code == 303 and done.headers["location"] == f"/runs/{run_id}"
-        assert runs.get_run(run_id).cancel_requested
+        assert get_run(run_id).cancel_requested
         # Re-run (all tests: none failed) from the confirmation page.
         token = csrf_of(alice.get(f"/runs/{run_id}/rerun").text)
         made = alice.post(f"/runs/{run_id}/rerun", data={"csrf": token, "all": "1"})
         assert made.status_code == 303, made.text[-600:]
         new_id = made.headers["location"].rsplit("/", 1)[1]
-        assert runs.get_run(new_id).rerun_of == run_id and runs.get_run(new_id).total == 3
+        assert get_run(new_id).rerun_of == run_id and get_run(new_id).total == 3
         # Nothing failed: re-running the failed ones is refused with a clear page.
         refused = alice.post(f"/runs/{run_id}/rerun", data={"csrf": token})
         assert_error_page(refused, 409, "no failed or errored tests")
@@ -123,7 +123,7 @@ def test_token_login_and_read_only(database_url):
         page = http.get(f"/runs/{run_id}/revoke").text
         refused = http.post(f"/runs/{run_id}/revoke", data={"csrf": csrf_of(page)})
         assert_error_page(refused, 403, "read-only")
-        assert not runs.get_run(run_id).cancel_requested
+        assert not get_run(run_id).cancel_requested
 
 
 def test_a_tenants_dashboard_shows_only_its_organization(database_url):

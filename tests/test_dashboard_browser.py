@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support import cli
 from .support.runs import results_by_id, wait_finished
@@ -127,7 +127,7 @@ def test_run_page_shows_the_metric_reason_revoke_and_rerun(database_url, workers
         page.wait_for_url(f"{url}runs/*")
         new_id = page.url.rstrip("/").rsplit("/", 1)[1]
         assert new_id != failing
-        assert runs.get_run(new_id).rerun_of == failing
+        assert get_run(new_id).rerun_of == failing
         assert sorted(results_by_id(new_id)) == ["q3", "q6"]
 
         # Revoking a running run from its page ends it CANCELLED.
@@ -137,7 +137,7 @@ def test_run_page_shows_the_metric_reason_revoke_and_rerun(database_url, workers
             name="slow",
             options={"time_limit_ms": 60_000},
         )
-        wait_until(lambda: runs.get_run(slow).status == "IN_PROGRESS", what="slow run started")
+        wait_until(lambda: get_run(slow).status == "IN_PROGRESS", what="slow run started")
         page.goto(f"{url}runs/{slow}")
         page.get_by_role("link", name="Revoke…").click()
         page.locator("#confirm").click()

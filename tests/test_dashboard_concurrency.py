@@ -20,8 +20,8 @@ import httpx
 import psycopg2
 import pytest
 
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.settings import libpq_url
 
 from .support import cli
@@ -130,7 +130,7 @@ def test_live_progress_answers_while_another_request_waits_on_the_database(
         assert answer.status_code in (200, 303), answer.text[-500:]
     assert max(times) < POLL_BUDGET_S, [f"{t * 1000:.0f} ms" for t in times]
     if slow_request == "revoke action":
-        assert runs.get_run(run_id).cancel_requested
+        assert get_run(run_id).cancel_requested
 
 
 def test_requests_beyond_the_pool_wait_for_a_connection_then_get_a_503(database_url):

@@ -14,8 +14,9 @@ import pytest
 from rhesis_pipeline.dashboard import data as dashboard_data
 from rhesis_pipeline.dashboard.app import create_app
 from rhesis_pipeline.dashboard.state import DashboardConfig
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.members import record_outcome
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support import cli
 from .support.asgi import asgi_client
@@ -55,7 +56,7 @@ def set_cookies(response: httpx.Response) -> dict[str, str]:
 @pytest.fixture
 def a_run(database_url):
     run_id = launch_test_run([{"id": "t1"}, {"id": "t2"}], executor=EXECUTOR, name="nightly")
-    runs.record_outcome(run_id, "t1", status="error", error="<script>alert(1)</script>")
+    record_outcome(run_id, "t1", status="error", error="<script>alert(1)</script>")
     return run_id
 
 
@@ -135,7 +136,7 @@ def test_cookies_are_secure_over_https_only(a_run, base_url, secure):
         token = csrf_of(http.get(f"/runs/{a_run}/revoke").text)
         done = http.post(f"/runs/{a_run}/revoke", data={"csrf": token})
         assert done.status_code == 303
-    assert runs.get_run(a_run).cancel_requested
+    assert get_run(a_run).cancel_requested
 
 
 @pytest.mark.slow

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import engine
 
 from .support import cli
@@ -123,7 +123,7 @@ def test_connections_cut_three_times_in_12_seconds(database_url, workers, tmp_pa
     scheduler = workers.start_scheduler(env=env)
     size = 700
     run_ids = launch(3, size, sleep_s=0.02)
-    wait_until(lambda: runs.get_progress(run_ids[0]).done > 50, timeout=60, what="progress")
+    wait_until(lambda: get_run(run_ids[0]).done > 50, timeout=60, what="progress")
 
     # When: every backend of the database is ended three times, at random moments.
     start = time.monotonic()
@@ -154,7 +154,7 @@ def test_the_server_stopped_for_10_seconds_and_started_again(
         pool.start_scheduler(env=env)
         size = 500
         run_ids = launch(2, size, sleep_s=0.02)
-        wait_until(lambda: runs.get_progress(run_ids[0]).done > 50, timeout=60, what="progress")
+        wait_until(lambda: get_run(run_ids[0]).done > 50, timeout=60, what="progress")
 
         # When: the server stops (fast shutdown) for 10 seconds, then starts again.
         owned_server.stop()

@@ -9,8 +9,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db
 
 from .support.runs import results_by_id, wait_finished
@@ -46,7 +46,7 @@ def test_a_small_run_is_not_held_behind_another_organizations_backlog(workers):
         organization_id="org-a",
         name="a-big",
     )
-    wait_until(lambda: runs.get_run(big).done > 500, timeout=60, what="A under way")
+    wait_until(lambda: get_run(big).done > 500, timeout=60, what="A under way")
 
     # When: organization B launches 20 tests.
     small = launch_test_run(

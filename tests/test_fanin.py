@@ -4,8 +4,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import InvalidSubmission, launch_test_run
+from rhesis_pipeline.errors import InvalidSubmission
+from rhesis_pipeline.runs.messages import callback_message_id
+from rhesis_pipeline.runs.read import get_results, get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db, engine
 
 from .support.runs import hook_calls, results_by_id, scalar, wait_finished
@@ -31,7 +33,7 @@ def test_200_passing_tests_complete_and_the_callback_runs_once(workers):
     assert (run.total, run.done, run.passed, run.failed, run.errored) == (200, 200, 200, 0, 0)
     assert run.collected_count == 1
     assert len(hook_calls(run_id)) == 1
-    assert {r["status"] for r in runs.get_results(run_id)} == {"passed"}
+    assert {r["status"] for r in get_results(run_id)} == {"passed"}
     assert run.started_at is not None and run.finished_at >= run.started_at
 
 
@@ -168,7 +170,7 @@ def test_a_member_delivered_again_after_it_finished_changes_nothing(workers):
     )
 
     # Then: nothing changed.
-    after = runs.get_run(run_id)
+    after = get_run(run_id)
     assert (after.status, after.done, after.passed, after.collected_count) == (
         before.status,
         before.done,
@@ -221,14 +223,14 @@ def test_launch_inside_a_session_that_rolls_back_leaves_nothing_and_runs_nothing
 @pytest.mark.slow
 def test_status_is_queued_then_in_progress_when_the_first_member_starts(workers):
     run_id = launch_test_run(make_tests(2, sleep_s=1.5), executor="tests.support.targets:sleep")
-    assert runs.get_progress(run_id).status == "QUEUED"
+    assert get_run(run_id).status == "QUEUED"
     workers.start(processes=1, threads=2)
-    wait_until(lambda: runs.get_progress(run_id).status == "IN_PROGRESS", what="IN_PROGRESS")
-    progress = runs.get_progress(run_id)
+    wait_until(lambda: get_run(run_id).status == "IN_PROGRESS", what="IN_PROGRESS")
+    progress = get_run(run_id)
     assert progress.done == 0 and progress.percent == 0.0
-    assert {r["status"] for r in runs.get_results(run_id)} == {"queued"}  # no outcome yet
+    assert {r["status"] for r in get_results(run_id)} == {"queued"}  # no outcome yet
     assert wait_finished(run_id).status == "COMPLETED"
-    assert runs.get_progress(run_id).percent == 100.0
+    assert get_run(run_id).percent == 100.0
 
 
 @pytest.mark.slow
@@ -272,7 +274,7 @@ def test_tenant_context_of_the_caller_is_used_by_default(database_url):
 
     with tenant_context("org-ctx", "user-ctx"):
         run_id = launch_test_run([{"id": "a"}], executor="tests.support.targets:noop")
-    run = runs.get_run(run_id)
+    run = get_run(run_id)
     assert (run.organization_id, run.user_id) == ("org-ctx", "user-ctx")
     options = scalar("SELECT message->'options'->'tenant' FROM dramatiq.queue")
     assert options == {"organization_id": "org-ctx", "user_id": "user-ctx"}
@@ -288,7 +290,7 @@ def test_a_hook_that_raises_is_logged_and_the_run_stays_finished(workers):
     assert run.status == "COMPLETED"
     # The callback message acked on its own queue: its hooks ran and it has ended (a
     # retry would have moved it to the delay queue and counted the attempt).
-    callback = runs.callback_message_id(run_id)
+    callback = callback_message_id(run_id)
     wait_until(
         lambda: (
             scalar(
@@ -307,7 +309,7 @@ def test_a_hook_that_raises_is_logged_and_the_run_stays_finished(workers):
         m=callback,
     )
     assert retries is None, f"the callback was retried {retries} times"
-    assert runs.get_run(run_id).collected_count == 1 and len(hook_calls(run_id)) == 1
+    assert get_run(run_id).collected_count == 1 and len(hook_calls(run_id)) == 1
 
 
 @pytest.mark.slow
@@ -327,7 +329,7 @@ def test_collect_results_delivered_twice_is_harmless(workers):
         ),
         what="second callback processed",
     )
-    after = runs.get_run(run_id)
+    after = get_run(run_id)
     assert (after.status, after.finished_at, after.collected_count) == (
         first.status,
         first.finished_at,

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support.runs import results_by_id, wait_finished
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support.runs import hook_calls, results_by_id, wait_finished
 from .support.targets import POISON

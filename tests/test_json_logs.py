@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support import cli
 from .support.runs import wait_finished

@@ -27,10 +27,13 @@ from rhesis_pipeline.monitor.diagnosis import ORPHAN_GRACE_S, Snapshot, diagnose
 from rhesis_pipeline.monitor.queues import QueueStats
 from rhesis_pipeline.monitor.stuck import RunListing
 from rhesis_pipeline.monitor.workers import Claim, WorkerInfo, WorkerListing
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.complete import finish_run
+from rhesis_pipeline.runs.members import record_outcome
+from rhesis_pipeline.runs.messages import callback_message_id
+from rhesis_pipeline.runs.read import get_results, get_run
 from rhesis_pipeline.runs.record import Run
 from rhesis_pipeline.runs.report import format_seconds
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.settings import libpq_url
 from rhesis_pipeline.storage import db, engine
 
@@ -297,14 +300,14 @@ def test_revoke_removes_queued_members_cancels_tests_and_enqueues_one_callback(d
     run_id = submit(5)
     other = submit(2, name="untouched")
     # One test already done (stored without its ack: its message still waits).
-    runs.record_outcome(run_id, "t0", status="passed")
+    record_outcome(run_id, "t0", status="passed")
 
     result = invoke("revoke", run_id)
     assert result.exit_code == 0, result.output
     assert f"revoked run {run_id} (nightly): 5 waiting messages removed, 4 tests cancelled" in (
         result.output
     )
-    statuses = {r["test_id"]: r["status"] for r in runs.get_results(run_id)}
+    statuses = {r["test_id"]: r["status"] for r in get_results(run_id)}
     assert statuses == {"t0": "passed", "t1": "cancelled", "t2": "cancelled",
                         "t3": "cancelled", "t4": "cancelled"}  # fmt: skip
     member_rows = scalar(
@@ -314,14 +317,14 @@ def test_revoke_removes_queued_members_cancels_tests_and_enqueues_one_callback(d
     )
     assert member_rows == 0
     assert callbacks_queued(run_id) == 1
-    assert runs.get_progress(run_id).done == 5
+    assert get_run(run_id).done == 5
     assert scalar("SELECT cancel_requested FROM rhesis.test_runs WHERE id = :r", r=run_id)
     # The callback, as a worker runs it: CANCELLED.
-    summary = runs.finish_run(run_id)
+    summary = finish_run(run_id)
     assert summary is not None and summary.status == "CANCELLED"
     assert (summary.passed, summary.cancelled) == (1, 4)
     # The other run is untouched; revoking again changes nothing.
-    assert runs.get_progress(other).done == 0 and callbacks_queued(other) == 0
+    assert get_run(other).done == 0 and callbacks_queued(other) == 0
     again = invoke("revoke", run_id, "--json")
     assert json.loads(again.stdout)["runs"][0]["action"] == "already_final"
     assert callbacks_queued(run_id) == 1
@@ -329,11 +332,11 @@ def test_revoke_removes_queued_members_cancels_tests_and_enqueues_one_callback(d
 
 def test_revoking_a_run_whose_tests_all_have_outcomes_leaves_it_to_its_callback(database_url):
     run_id = submit(1)
-    runs.record_outcome(run_id, "t0", status="passed")
+    record_outcome(run_id, "t0", status="passed")
     (outcome,) = revoke_runs([run_id])
     assert outcome.action == "finishing"
     assert not scalar("SELECT cancel_requested FROM rhesis.test_runs WHERE id = :r", r=run_id)
-    assert runs.finish_run(run_id).status == "COMPLETED"
+    assert finish_run(run_id).status == "COMPLETED"
 
 
 def test_revoke_by_age_asks_and_does_nothing_when_it_cannot_ask(database_url):
@@ -372,7 +375,7 @@ def test_revoke_usage_errors_and_unknown_runs(database_url, args, code, fragment
 
 def test_inspect_shows_counts_timing_and_messages_and_every_test_when_verbose(database_url):
     run_id = submit(3)
-    runs.record_outcome(run_id, "t1", status="failed", worker="h:1", duration_ms=12.5)
+    record_outcome(run_id, "t1", status="failed", worker="h:1", duration_ms=12.5)
     result = invoke("inspect", run_id)
     assert result.exit_code == 0, result.output
     assert f"run {run_id} (nightly): IN_PROGRESS" in result.output
@@ -451,7 +454,7 @@ def test_clean_force_on_one_queue_cancels_the_runs_it_empties_and_keeps_callback
     # and another application's messages in another queue.
     victim = submit(4)
     finishing = submit(1, name="finishing")
-    runs.record_outcome(finishing, "t0", status="passed")
+    record_outcome(finishing, "t0", status="passed")
     with db.begin() as conn:  # its member's message done, as its worker would leave it
         conn.execute(
             text(
@@ -470,8 +473,8 @@ def test_clean_force_on_one_queue_cancels_the_runs_it_empties_and_keeps_callback
         {"queue": "rhesis-tests", "actor": "execute_single_test", "messages": 4}
     ]
     # The victim ends CANCELLED through its callback, never left IN_PROGRESS.
-    assert runs.get_progress(victim).done == 4 and callbacks_queued(victim) == 1
-    assert runs.finish_run(victim).status == "CANCELLED"
+    assert get_run(victim).done == 4 and callbacks_queued(victim) == 1
+    assert finish_run(victim).status == "CANCELLED"
     # Untouched: the other queue, and every callback.
     assert scalar("SELECT count(*) FROM dramatiq.queue WHERE queue_name = 'reports'") == 2
     assert callbacks_queued(finishing) == 1
@@ -603,8 +606,8 @@ def test_fix_asks_about_stuck_runs_and_revokes_old_ones_without_asking(database_
     assert "RECOMMENDATIONS" in result.output
     assert f"rhesis-monitor revoke {offered}" in result.output
     assert "start a worker with -Q rhesis-tests or fix the queue name" in result.output
-    assert runs.get_progress(ancient).cancelled == 3
-    assert runs.get_progress(offered).done == 0 and runs.get_progress(fresh).done == 0
+    assert get_run(ancient).cancelled == 3
+    assert get_run(offered).done == 0 and get_run(fresh).done == 0
 
 
 def test_fix_yes_revokes_every_stuck_run_and_dry_run_changes_nothing(database_url):
@@ -623,7 +626,7 @@ def test_fix_yes_revokes_every_stuck_run_and_dry_run_changes_nothing(database_ur
     assert data["declined"] == []
     assert "stuck_runs" not in [r["code"] for r in data["recommendations"]]
     assert "runs_cancelling" in [r["code"] for r in data["recommendations"]]
-    assert runs.get_progress(offered).cancelled == 3
+    assert get_run(offered).cancelled == 3
 
 
 def test_the_fix_policy_offers_young_stuck_runs_revokes_old_ones_and_recommends(database_url):
@@ -642,16 +645,16 @@ def test_the_fix_policy_offers_young_stuck_runs_revokes_old_ones_and_recommends(
     # When: the plan is made (no CLI), nothing changes; the stuck runs are split by age.
     plan = plan_fix(stuck_minutes=30, auto_revoke_hours=2)
     assert state_of_everything() == before
-    assert [r.run_id for r in plan.stuck] == [ancient, offered]
-    assert [r.run_id for r in plan.offered] == [offered]
-    assert [r.run_id for r in plan.automatic] == [ancient]
+    assert [r.id for r in plan.stuck] == [ancient, offered]
+    assert [r.id for r in plan.offered] == [offered]
+    assert [r.id for r in plan.automatic] == [ancient]
     assert plan.before.snapshot.runs.stuck == 3  # the status still counts the revoked one
 
     # Then: each step revokes one run or leaves it; the report recommends what is left.
     plan.decline(plan.offered[0])
     (outcome,) = [plan.revoke(run) for run in plan.automatic]
     assert (outcome.run_id, outcome.action, outcome.cancelled_tests) == (ancient, "revoked", 3)
-    assert runs.get_progress(ancient).cancelled == 3 and runs.get_progress(offered).done == 0
+    assert get_run(ancient).cancelled == 3 and get_run(offered).done == 0
     report = plan.report()
     assert report.declined == [offered] and [o.run_id for o in report.revoked] == [ancient]
     first = report.recommendations[0]
@@ -686,7 +689,7 @@ def test_apply_fix_decides_without_questions_and_its_dry_run_changes_nothing(dat
     report = apply_fix(plan_fix(30, 2), revoke_offered=lambda run: run.name == "stuck-45m")
     assert [o.run_id for o in report.revoked] == [offered, ancient]  # offered ones first
     assert report.declined == [older]
-    assert runs.get_progress(older).done == 0 and runs.get_progress(offered).cancelled == 3
+    assert get_run(older).done == 0 and get_run(offered).cancelled == 3
 
 
 def _run(n, *, cancel_requested=False):
@@ -712,7 +715,7 @@ def test_recommendations_after_a_fix_name_the_runs_left_and_those_waiting_for_a_
     stuck, waiting = recommendations_after(after, left)
     assert (stuck.code, stuck.severity) == ("stuck_runs", "problem")
     assert stuck.message == "12 stuck runs left as they are"
-    ids = " ".join(r.run_id for r in left[:10])
+    ids = " ".join(r.id for r in left[:10])
     assert stuck.recommendation.startswith(f"revoke them with `rhesis-monitor revoke {ids} ...`")
     assert (waiting.code, waiting.severity) == ("runs_cancelling", "warning")
     assert waiting.message == "1 revoked run wait for their callback"
@@ -735,9 +738,9 @@ def test_a_run_whose_callback_failed_for_good_is_named_and_revoke_enqueues_it_ag
 ):
     # Given: a run with every outcome stored whose callback was rejected after its retries.
     run_id = submit(2)
-    runs.record_outcome(run_id, "t0", status="passed")
-    runs.record_outcome(run_id, "t1", status="failed")
-    callback = runs.callback_message_id(run_id)
+    record_outcome(run_id, "t0", status="passed")
+    record_outcome(run_id, "t1", status="failed")
+    callback = callback_message_id(run_id)
     with db.begin() as conn:
         conn.execute(
             text(
@@ -766,4 +769,4 @@ def test_a_run_whose_callback_failed_for_good_is_named_and_revoke_enqueues_it_ag
     assert row == "queued:0"
     assert "stalled_callbacks" not in [p.code for p in check_health().problems]
     # Not cancelled: every test ran. The callback finishes it as usual.
-    assert runs.finish_run(run_id).status == "COMPLETED"
+    assert finish_run(run_id).status == "COMPLETED"

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db
 
 from .support import cli
@@ -89,7 +89,7 @@ def test_a_run_revoked_while_no_worker_runs_is_cancelled_once_and_none_of_its_te
 def test_revoking_a_running_run_skips_its_remaining_members(database_url, workers):
     workers.start(processes=1, threads=2)
     run_id = submit(40, sleep_s=0.5)
-    wait_until(lambda: runs.get_progress(run_id).done >= 4, what="run under way")
+    wait_until(lambda: get_run(run_id).done >= 4, what="run under way")
 
     revoke = monitor(database_url, "revoke", run_id, "--json")
     assert revoke.returncode == 0, revoke.stderr
@@ -242,7 +242,7 @@ def test_ctrl_c_during_interactive_fix_exits_130_and_leaves_nothing_half_done(da
 
     # Then: the first run is revoked whole, the second untouched.
     assert f"revoked run {first}" in session.output
-    assert runs.get_progress(first).cancelled == 3
+    assert get_run(first).cancelled == 3
     assert scalar("SELECT cancel_requested FROM rhesis.test_runs WHERE id = :r", r=first)
     assert (
         scalar(
@@ -431,4 +431,4 @@ def test_revoke_by_age_asks_on_a_terminal_and_revokes_on_yes(database_url):
     assert proc.returncode == 0, out
     assert "1 run stuck for 0h or more" in out and "Revoke it? [y/N]" in out
     assert f"revoked run {run_id}" in out
-    assert runs.get_progress(run_id).cancelled == 2
+    assert get_run(run_id).cancelled == 2

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from rhesis_pipeline.cli import pipeline
-from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.runs.report import reason
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db
 
 from .support import cli

@@ -65,7 +65,8 @@ def test_off_a_terminal_a_line_comes_at_least_every_30_s_with_running_and_waitin
 def test_running_members_counts_the_claimed_members_of_the_run(database_url):
     from sqlalchemy import text
 
-    from rhesis_pipeline.runs.api import launch_test_run, running_members
+    from rhesis_pipeline.runs.read import running_members
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.storage import db
 
     # Given: a run of three tests, none claimed, and another run.

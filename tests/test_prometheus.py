@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rhesis_pipeline.maintenance import Retention, RetentionConfig
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support import cli
 from .support.runs import scalar, wait_finished

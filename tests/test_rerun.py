@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from rhesis_pipeline.errors import NothingToRerun, RunNotFound
 from rhesis_pipeline.monitor import inspect_run
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import RunNotFound, launch_test_run
-from rhesis_pipeline.runs.rerun import NothingToRerun, rerun
+from rhesis_pipeline.runs.read import get_results, get_run, recent_runs
+from rhesis_pipeline.runs.rerun import rerun
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support import cli
 from .support.runs import wait_finished
@@ -23,7 +24,7 @@ def finished_run(workers, tests, **kwargs) -> str:
 
 
 def ids_of(run_id: str) -> list[str]:
-    return [r["test_id"] for r in runs.get_results(run_id)]
+    return [r["test_id"] for r in get_results(run_id)]
 
 
 @pytest.mark.slow
@@ -34,14 +35,14 @@ def test_rerun_takes_exactly_the_failed_and_errored_tests_and_records_its_source
         workers, tests, name="nightly", organization_id="org-1", options={"max_retries": 0}
     )
     new = rerun(source, organization_id="org-1")
-    run = runs.get_run(new)
+    run = get_run(new)
     assert run.rerun_of == source and run.name == "nightly (re-run)"
     assert (run.organization_id, run.total) == ("org-1", 2)
     assert ids_of(new) == ["t2", "t5"]
     assert inspect_run(new).as_dict()["rerun_of"] == source
     # Same options: max_retries 0 (one attempt), and it runs.
     wait_finished(new)
-    assert runs.get_run(new).errored == 2
+    assert get_run(new).errored == 2
 
     everything = rerun(source, all_tests=True)
     assert ids_of(everything) == [f"t{i}" for i in range(8)]
@@ -55,7 +56,7 @@ def test_nothing_to_rerun_and_unknown_or_foreign_runs_are_refused(workers):
         rerun(clean)
     with pytest.raises(RunNotFound):
         rerun(clean, organization_id="org-2")  # another organization's run: not found
-    assert [r.id for r in runs.recent_runs(10)] == [clean]  # nothing was created
+    assert [r.id for r in recent_runs(10)] == [clean]  # nothing was created
 
 
 @pytest.mark.slow

@@ -97,7 +97,7 @@ def test_expired_rate_limit_keys_are_deleted_live_ones_kept(database_url):
 
 
 def test_run_retention_deletes_runs_finished_before_it_with_their_results(database_url):
-    from rhesis_pipeline.runs.api import launch_test_run
+    from rhesis_pipeline.runs.submit import launch_test_run
 
     def finished(hours_ago: float | None, n: int) -> str:
         run_id = launch_test_run(

@@ -13,9 +13,10 @@ from sqlalchemy import text
 from rhesis_pipeline.cli import monitor, pipeline
 from rhesis_pipeline.dashboard.app import create_app
 from rhesis_pipeline.dashboard.state import DashboardConfig
-from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.errors import RunNotFound
 from rhesis_pipeline.runs import ids as run_ids
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db
 
 from .support.asgi import asgi_client
@@ -75,7 +76,7 @@ def test_resolve_takes_a_unique_prefix_and_refuses_the_rest(three_runs):
         f"run id '7d87edb6' is ambiguous: 2 runs start with it ({TWINS[0]}, {TWINS[1]}); "
         "give more digits"
     )
-    with pytest.raises(runs.RunNotFound, match=r"^no test run with id ffffffff$"):
+    with pytest.raises(RunNotFound, match=r"^no test run with id ffffffff$"):
         run_ids.resolve("ffffffff")
     for bad in ("7d87edb", "7d87edbz", "", "nope"):
         with pytest.raises(run_ids.InvalidRunId, match="is not a run id: give the run's UUID"):
@@ -87,7 +88,7 @@ def test_a_tenant_resolves_among_its_own_runs_only(three_runs):
     # another organization's run is not there at all.
     assert run_ids.resolve("7d87edb6", organization_id="acme") == TWINS[0]
     assert run_ids.resolve("7d87edb6", organization_id="globex") == TWINS[1]
-    with pytest.raises(runs.RunNotFound):
+    with pytest.raises(RunNotFound):
         run_ids.resolve("0c8a3c4e", organization_id="globex")
 
 
@@ -107,7 +108,7 @@ def test_every_command_takes_a_prefix(three_runs):
     revoked = invoke(monitor, "revoke", "7d87edb61", "0c8a3c4e", "--json")
     assert revoked.exit_code == 0, revoked.output
     assert [r["run_id"] for r in json.loads(revoked.stdout)["runs"]] == [TWINS[0], SINGLE]
-    assert runs.get_run(TWINS[0]).cancel_requested and runs.get_run(SINGLE).cancel_requested
+    assert get_run(TWINS[0]).cancel_requested and get_run(SINGLE).cancel_requested
 
     rerun = invoke(pipeline, "rerun", "0c8a3c4e", "--all", "--json")
     assert rerun.exit_code == 0, rerun.output
@@ -141,7 +142,7 @@ def test_bad_prefixes_are_one_line_each(three_runs, tool, args):
     unknown = invoke(tool, *args, "ffffffff")
     assert unknown.exit_code == 1
     assert one_error_line(unknown).endswith("error: no test run with id ffffffff")
-    assert not runs.get_run(TWINS[0]).cancel_requested  # nothing was revoked
+    assert not get_run(TWINS[0]).cancel_requested  # nothing was revoked
 
 
 def test_dashboard_urls_take_a_prefix(three_runs):

@@ -13,8 +13,8 @@ import pytest
 
 from benchmarks.endpoint import SlowEndpoint
 from rhesis_pipeline.monitor.prometheus import exposition
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import engine
 
 from .support import cli
@@ -152,7 +152,7 @@ def test_revoke_cancels_the_requests_in_flight_within_2_s(workers, database_url)
         wait_until(lambda: ep.stats()["in_flight"] == 0, timeout=2, what="requests cancelled")
         run = wait_finished(run_id, timeout=30)
     assert (run.status, run.cancelled, run.collected_count) == ("CANCELLED", 300, 1)
-    assert runs.get_run(run_id).done == 300
+    assert get_run(run_id).done == 300
 
 
 #: Tests in flight in the async crash test (RHESIS_CRASH_TEST_INFLIGHT=400 for the figure
@@ -202,7 +202,7 @@ def test_a_saturated_endpoint_does_not_hold_back_another_tenants_run(workers, da
             executor=http(slow, requests_per_minute=600, max_concurrency=50),
             organization_id="org-a",
         )
-        wait_until(lambda: runs.get_run(a).done >= 20, timeout=60, what="A under way")
+        wait_until(lambda: get_run(a).done >= 20, timeout=60, what="A under way")
         # When: organization B launches 100 tests against another endpoint.
         b = launch_test_run(
             make_tests(100), executor=http(other, max_concurrency=100), organization_id="org-b"
@@ -211,7 +211,7 @@ def test_a_saturated_endpoint_does_not_hold_back_another_tenants_run(workers, da
         # hold only the A tests they can start within seconds: the rest were deferred
         # (back in the queue, uncounted) instead of filling the workers' capacity.
         run_b = wait_finished(b, timeout=60)
-        run_a = runs.get_run(a)
+        run_a = get_run(a)
         took = (run_b.finished_at - run_b.created_at).total_seconds()
         print(f"B's 100 tests took {took:.2f} s; A done {run_a.done}")
         assert run_b.passed == 100

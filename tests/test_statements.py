@@ -6,7 +6,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db, statements
 
 EXECUTOR = "tests.support.targets:noop"

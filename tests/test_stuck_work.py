@@ -13,8 +13,9 @@ from sqlalchemy import text
 
 from rhesis_pipeline.cli import monitor
 from rhesis_pipeline.maintenance.sweeper import Sweeper
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.members import record_outcome
+from rhesis_pipeline.runs.read import get_results, get_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db
 from rhesis_pipeline.storage.locks import SWEEP_LOCK_KEY
 
@@ -36,7 +37,7 @@ def make_tests(n, sleep_s):
 
 
 def assert_exact(run_id, n):
-    run = runs.get_run(run_id)
+    run = get_run(run_id)
     assert run.status == "COMPLETED", run
     assert (run.total, run.done, run.passed) == (n, n, n)
     assert scalar("SELECT count(*) FROM rhesis.test_results WHERE run_id = :r", r=run_id) == n
@@ -49,7 +50,7 @@ def test_sigkilled_worker_during_a_300_test_run_the_other_finishes_it(workers):
     victim = workers.start(processes=1, threads=8, env=FAST)
     survivor = workers.start(processes=1, threads=8, env=FAST)
     run_id = launch_test_run(make_tests(300, 0.05), executor="tests.support.targets:counted_sleep")
-    wait_until(lambda: runs.get_progress(run_id).done >= 40, what="run under way")
+    wait_until(lambda: get_run(run_id).done >= 40, what="run under way")
 
     # When: one is SIGKILLed in the middle.
     os.killpg(victim.pid, signal.SIGKILL)
@@ -65,7 +66,7 @@ def test_sigkilled_worker_during_a_300_test_run_the_other_finishes_it(workers):
 def test_every_worker_killed_then_a_new_one_finishes_the_run(workers):
     first = workers.start(processes=1, threads=4, env=FAST)
     run_id = launch_test_run(make_tests(60, 0.1), executor="tests.support.targets:counted_sleep")
-    wait_until(lambda: runs.get_progress(run_id).done >= 5, what="run under way")
+    wait_until(lambda: get_run(run_id).done >= 5, what="run under way")
     os.killpg(first.pid, signal.SIGKILL)
     first.proc.wait(10)
     stuck = scalar("SELECT count(*) FROM dramatiq.queue WHERE state = 'consumed'")
@@ -97,7 +98,7 @@ def test_a_superseded_claim_cannot_report(database_url):
         )
 
     # When: the old holder reports success.
-    stale = runs.record_outcome(
+    stale = record_outcome(
         run_id,
         "a",
         status="passed",
@@ -107,16 +108,16 @@ def test_a_superseded_claim_cannot_report(database_url):
 
     # Then: refused, nothing counted, the message still belongs to the new claim.
     assert stale.fenced_out and not stale.recorded
-    assert runs.get_progress(run_id).done == 0
+    assert get_run(run_id).done == 0
     assert (
         scalar("SELECT state::text FROM dramatiq.queue WHERE message_id = :m", m=message_id)
         == "consumed"
     )
     # The current holder's report counts, once.
-    current = runs.record_outcome(run_id, "a", status="passed", claim=(str(message_id), new))
-    assert current.recorded and runs.get_progress(run_id).done == 1
-    again = runs.record_outcome(run_id, "a", status="failed", claim=(str(message_id), new))
-    assert not again.recorded and runs.get_progress(run_id).passed == 1
+    current = record_outcome(run_id, "a", status="passed", claim=(str(message_id), new))
+    assert current.recorded and get_run(run_id).done == 1
+    again = record_outcome(run_id, "a", status="failed", claim=(str(message_id), new))
+    assert not again.recorded and get_run(run_id).passed == 1
 
 
 def heartbeats() -> dict[str, datetime]:
@@ -162,14 +163,14 @@ def test_a_test_longer_than_the_heartbeat_timeout_on_a_live_worker_is_not_rescue
     # When: both workers rescue while its claim is older than the heartbeat timeout.
     timeout = timedelta(seconds=float(FAST["RHESIS_HEARTBEAT_TIMEOUT_S"]))
     wait_for_rescue_passes_after(claimed_at + timeout, workers_expected=2)
-    assert runs.get_progress(run_id).done == 0, "the test ended before the rescues: too short"
+    assert get_run(run_id).done == 0, "the test ended before the rescues: too short"
 
     # Then: it was left to its worker (its first claim, one execution), which finishes it.
     assert scalar("SELECT array_agg(claimed_at) FROM rhesis.claims") == [claimed_at]
     assert executions("long") == 1
     assert wait_finished(run_id, timeout=30).status == "COMPLETED"
     assert executions("long") == 1
-    assert runs.get_results(run_id)[0]["attempts"] == 1
+    assert get_results(run_id)[0]["attempts"] == 1
     assert "back in their queue" not in worker.log() + other.log()
 
 
@@ -240,7 +241,7 @@ def test_an_overdue_run_ends_partial_with_its_unfinished_tests_lost(workers):
         [{"id": "done"}, {"id": "never-1"}, {"id": "never-2"}],
         executor="tests.support.targets:noop",
     )
-    runs.record_outcome(run_id, "done", status="passed")
+    record_outcome(run_id, "done", status="passed")
     with db.begin() as conn:  # nobody will run the others
         conn.execute(
             text("UPDATE dramatiq.queue SET state = 'rejected' WHERE queue_name = 'rhesis-tests'")
@@ -251,14 +252,14 @@ def test_an_overdue_run_ends_partial_with_its_unfinished_tests_lost(workers):
     # When: the sweeper runs 25 hours later (injected clock).
     later = datetime.now(timezone.utc) + timedelta(hours=25)
     dry = Sweeper.from_settings(clock=lambda: later).run_once(dry_run=True)
-    assert (dry.expired_runs, dry.lost) == (1, 2) and runs.get_progress(run_id).done == 1
+    assert (dry.expired_runs, dry.lost) == (1, 2) and get_run(run_id).done == 1
     result = Sweeper.from_settings(clock=lambda: later).run_once()
 
     # Then: the two are lost, the run is finished through the normal callback, once.
     assert (result.expired_runs, result.lost) == (1, 2)
     run = wait_finished(run_id, timeout=30)
     assert (run.status, run.passed, run.lost) == ("PARTIAL", 1, 2)
-    assert {r["test_id"]: r["status"] for r in runs.get_results(run_id)} == {
+    assert {r["test_id"]: r["status"] for r in get_results(run_id)} == {
         "done": "passed",
         "never-1": "lost",
         "never-2": "lost",
@@ -295,7 +296,7 @@ def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(databas
         # would end as "the worker process died", see test_isolation.py).
         options={"time_limit_ms": 10_000, "max_retries": 1},
     )
-    runs.record_outcome(run_id, "fine", status="passed")
+    record_outcome(run_id, "fine", status="passed")
     message_id = scalar(
         "SELECT message_id FROM rhesis.test_results WHERE run_id=:r AND test_id='hung'", r=run_id
     )
@@ -314,7 +315,7 @@ def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(databas
     later = Rescuer(config, clock=lambda: claimed_at + timedelta(seconds=41))
     result = later.run_once()
     assert (result.timed_out, result.requeued) == (1, 0)
-    hung = {r["test_id"]: r for r in runs.get_results(run_id)}["hung"]
+    hung = {r["test_id"]: r for r in get_results(run_id)}["hung"]
     assert hung["status"] == "error"
     assert hung["error"] == (
         "timed out: its worker stopped answering and it ran past its time limit of 10s"
@@ -323,5 +324,5 @@ def test_a_member_past_its_time_limit_on_a_dead_worker_becomes_a_timeout(databas
         scalar("SELECT state::text FROM dramatiq.queue WHERE message_id = :m", m=message_id)
         == "rejected"
     )
-    assert runs.get_progress(run_id).done == 2  # the callback is enqueued
+    assert get_run(run_id).done == 2  # the callback is enqueued
     assert later.run_once().timed_out == 0  # idempotent

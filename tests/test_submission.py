@@ -8,7 +8,8 @@ from dramatiq import Message
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from rhesis_pipeline.runs.api import InvalidSubmission, launch_test_run
+from rhesis_pipeline.errors import InvalidSubmission
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db, engine
 
 from .support.runs import scalar, wait_finished

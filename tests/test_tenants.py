@@ -24,10 +24,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from rhesis_pipeline.errors import InvalidSubmission
+from rhesis_pipeline.errors import InvalidSubmission, RunNotFound
 from rhesis_pipeline.monitor import inspect_run, revoke_runs
-from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.outcomes import Outcome, write_batch
+from rhesis_pipeline.runs.read import get_results, get_run, recent_runs
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.settings import Settings, libpq_url
 from rhesis_pipeline.storage import db, engine, migrate, tenancy
 
@@ -120,7 +121,7 @@ def world(database_url) -> World:
             )
         )
     for org in (A, B):
-        done = runs.launch_test_run(
+        done = launch_test_run(
             [{"id": "solo"}],
             executor=EXECUTOR,
             name=f"{org} done",
@@ -129,7 +130,7 @@ def world(database_url) -> World:
         )
         (recorded,) = write_batch([Outcome(done, "solo", "passed", output={"secret": org})])
         assert recorded.callback_enqueued
-        waiting = runs.launch_test_run(
+        waiting = launch_test_run(
             [{"id": f"t{i}", "prompt": f"{org} prompt {i}"} for i in range(3)],
             executor=EXECUTOR,
             name=f"{org} waiting",
@@ -142,8 +143,8 @@ def world(database_url) -> World:
         with db.begin() as conn:
             fake_claim(conn, claimed, worker_id, now, started=True)
         orgs[org] = Org(runs=[done, waiting], messages=_messages_of([done, waiting]))
-    no_org = runs.launch_test_run([{"id": "x"}], executor=EXECUTOR, name="system run")
-    runs.launch_test_run([{"id": "x"}], executor=EXECUTOR, name="empty org", organization_id="")
+    no_org = launch_test_run([{"id": "x"}], executor=EXECUTOR, name="system run")
+    launch_test_run([{"id": "x"}], executor=EXECUTOR, name="empty org", organization_id="")
     assert len(orgs[B].messages) == 5 and not orgs[A].messages & orgs[B].messages
     return World(orgs=orgs, no_org_run=no_org)
 
@@ -323,9 +324,7 @@ def test_launching_a_run_for_another_organization_is_refused(web_user, world):
     engine, session = _tenant_session(web_user, B)
     try:
         with pytest.raises(InvalidSubmission) as refused:
-            runs.launch_test_run(
-                [{"id": "x"}], executor=EXECUTOR, organization_id=A, session=session
-            )
+            launch_test_run([{"id": "x"}], executor=EXECUTOR, organization_id=A, session=session)
         session.rollback()
     finally:
         session.close()
@@ -343,7 +342,7 @@ def test_a_session_without_organization_may_launch_nothing(web_user, world):
         with Session(engine) as session:
             session.execute(text("SET LOCAL ROLE rhesis_tenant"))
             with pytest.raises(InvalidSubmission, match="no organization"):
-                runs.launch_test_run(
+                launch_test_run(
                     [{"id": "x"}], executor=EXECUTOR, organization_id=B, session=session
                 )
     finally:
@@ -356,7 +355,7 @@ def test_a_tenant_launches_in_its_own_transaction_and_a_worker_runs_it(web_user,
     tests = [{"id": f"q{i}", "prompt": f"question {i}"} for i in range(20)]
     engine, session = _tenant_session(web_user, B)
     try:
-        run_id = runs.launch_test_run(
+        run_id = launch_test_run(
             tests,
             executor=EXECUTOR,
             name="from the web",
@@ -378,15 +377,38 @@ def test_a_tenant_launches_in_its_own_transaction_and_a_worker_runs_it(web_user,
         B,
         "u-1",
     )
-    results = runs.get_results(run_id, organization_id=B)
+    results = get_results(run_id, organization_id=B)
     assert [r["test_id"] for r in results] == [t["id"] for t in tests]
     assert {r["status"] for r in results} == {"passed"}
-    assert runs.get_run(run_id, organization_id=B).status == "COMPLETED"
-    with pytest.raises(runs.RunNotFound):
-        runs.get_run(run_id, organization_id=A)
+    assert get_run(run_id, organization_id=B).status == "COMPLETED"
+    with pytest.raises(RunNotFound):
+        get_run(run_id, organization_id=A)
 
 
 # -- the API as a tenant -----------------------------------------------------------------------
+
+
+def test_get_results_refuses_another_organizations_run_as_get_run_does(world):
+    a, b = world.orgs[A], world.orgs[B]
+    # Given: each organization's one-test run with its stored output, read as B.
+    (own,) = get_results(b.runs[0], organization_id=B)
+    assert (own["test_id"], own["output"]) == ("solo", {"secret": B})
+
+    # Then: A's run is not there for B, for get_results exactly as for get_run.
+    refusals = []
+    for reader in (get_run, get_results):
+        with pytest.raises(RunNotFound) as refused:
+            reader(a.runs[0], organization_id=B)
+        refusals.append(str(refused.value))
+    assert refusals == [f"no test run with id {a.runs[0]}"] * 2
+
+    # And: a run that does not exist at all is refused alike, by the system role too,
+    # while A still reads its own.
+    missing = str(uuid.uuid4())
+    for organization_id in (None, B):
+        with pytest.raises(RunNotFound, match=f"no test run with id {missing}"):
+            get_results(missing, organization_id=organization_id)
+    assert [r["output"] for r in get_results(a.runs[0], organization_id=A)] == [{"secret": A}]
 
 
 def test_the_read_and_revoke_api_as_the_web_user(web_user, world, database_url):
@@ -394,15 +416,16 @@ def test_the_read_and_revoke_api_as_the_web_user(web_user, world, database_url):
     _use(web_user)  # the library on the web user's own connection, as a backend uses it
     try:
         # Without a tenant the web user sees nothing (it is subject to the policies).
-        with pytest.raises(runs.RunNotFound):
-            runs.get_run(b.runs[0])
-        assert runs.get_run(b.runs[0], organization_id=B).organization_id == B
-        assert runs.get_progress(b.runs[0], organization_id=B).done == 1
-        with pytest.raises(runs.RunNotFound, match=f"no test run with id {a.runs[0]}"):
-            runs.get_run(a.runs[0], organization_id=B)
-        assert runs.get_results(a.runs[0], organization_id=B) == []
-        assert {r.id for r in runs.recent_runs(organization_id=B)} == set(b.runs)
-        with pytest.raises(runs.RunNotFound):
+        with pytest.raises(RunNotFound):
+            get_run(b.runs[0])
+        assert get_run(b.runs[0], organization_id=B).organization_id == B
+        assert get_run(b.runs[0], organization_id=B).done == 1
+        with pytest.raises(RunNotFound, match=f"no test run with id {a.runs[0]}"):
+            get_run(a.runs[0], organization_id=B)
+        with pytest.raises(RunNotFound, match=f"no test run with id {a.runs[0]}"):
+            get_results(a.runs[0], organization_id=B)
+        assert {r.id for r in recent_runs(organization_id=B)} == set(b.runs)
+        with pytest.raises(RunNotFound):
             inspect_run(a.runs[1], organization_id=B)
         found = inspect_run(b.runs[1], organization_id=B, verbose=True)
         assert [t["claimed_by"] for t in found.tests] == [None, None, None]  # no claims seen
@@ -418,8 +441,8 @@ def test_the_read_and_revoke_api_as_the_web_user(web_user, world, database_url):
         assert refused.action == "not_found"
     finally:
         _use(database_url)
-    assert runs.get_run(b.runs[1]).cancel_requested
-    untouched = runs.get_run(a.runs[1])
+    assert get_run(b.runs[1]).cancel_requested
+    untouched = get_run(a.runs[1])
     assert (untouched.cancel_requested, untouched.done) == (False, 0)
     assert (
         scalar(
@@ -461,7 +484,7 @@ def test_the_clis_with_org_show_only_that_organization(world, database_url):
 
     revoked = cli.run("rhesis-monitor", "revoke", a.runs[1], "--org", B, env=env)
     assert revoked.returncode == 1 and f"run {a.runs[1]}: no such run" in revoked.stdout
-    assert not runs.get_run(a.runs[1]).cancel_requested
+    assert not get_run(a.runs[1]).cancel_requested
     inspected = cli.run("rhesis-monitor", "inspect", a.runs[1], "--org", B, env=env)
     assert inspected.returncode == 1 and f"no test run with id {a.runs[1]}" in inspected.stderr
 
@@ -526,7 +549,7 @@ def test_downgrade_removes_policies_and_grants_and_runs_from_before_keep_working
         )
     assert migrate.upgrade() == ("0004", migrate.head_revision())
     # ... is its organization's, and still the system role's.
-    assert runs.get_run(old).organization_id == B
+    assert get_run(old).organization_id == B
     with tenant_cursor(web_user, B) as cur:
         cur.execute("SELECT id::text FROM rhesis.test_runs")
         assert [r[0] for r in cur.fetchall()] == [old]
@@ -559,15 +582,15 @@ def test_the_tables_owner_sees_everything_and_may_act_as_a_tenant(pg_server, dat
         migrate.upgrade()
         assert scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") is False
         assert scalar("SELECT pg_has_role(current_user, 'rhesis_tenant', 'MEMBER')") is True
-        a = runs.launch_test_run([{"id": "x"}], executor=EXECUTOR, organization_id=A)  # COPY
-        b = runs.launch_test_run([{"id": "x"}], executor=EXECUTOR, organization_id=B)
-        assert {r.id for r in runs.recent_runs()} == {a, b}
-        assert {r.id for r in runs.recent_runs(organization_id=B)} == {b}
+        a = launch_test_run([{"id": "x"}], executor=EXECUTOR, organization_id=A)  # COPY
+        b = launch_test_run([{"id": "x"}], executor=EXECUTOR, organization_id=B)
+        assert {r.id for r in recent_runs()} == {a, b}
+        assert {r.id for r in recent_runs(organization_id=B)} == {b}
         with tenancy.begin(B) as tenant:
-            b2 = runs.launch_test_run(
+            b2 = launch_test_run(
                 [{"id": "y"}], executor=EXECUTOR, organization_id=B, session=tenant
             )  # INSERT
-        assert len(runs.get_results(b2, organization_id=B)) == 1
+        assert len(get_results(b2, organization_id=B)) == 1
         migrate.downgrade("0004")  # never fails because of the other databases
         engine.dispose()
     finally:

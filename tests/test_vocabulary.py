@@ -14,10 +14,15 @@ from sqlalchemy import text
 from rhesis_pipeline.cli import monitor
 from rhesis_pipeline.dashboard.app import create_app
 from rhesis_pipeline.dashboard.state import DashboardConfig
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs import states
-from rhesis_pipeline.runs.api import launch_test_run
 from rhesis_pipeline.runs.durations import format_duration
+from rhesis_pipeline.runs.members import record_outcome
+from rhesis_pipeline.runs.states import (
+    FINAL_RUN_STATUSES,
+    TERMINAL_TEST_STATUSES,
+    RunStatus,
+    TestStatus,
+)
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import db
 
 from .support.asgi import asgi_client
@@ -78,7 +83,7 @@ def test_an_executing_test_is_running_and_durations_are_precise(database_url):
     run_id = launch_test_run(
         [{"id": "t0"}, {"id": "t1"}, {"id": "t2"}], executor=EXECUTOR, name="words"
     )
-    runs.record_outcome(run_id, "t1", status="error", error="boom", duration_ms=430.0)
+    record_outcome(run_id, "t1", status="error", error="boom", duration_ms=430.0)
     with db.begin() as conn:
         message_id = conn.execute(
             text("SELECT message_id FROM rhesis.test_results WHERE run_id = :r AND test_id = 't0'"),
@@ -89,9 +94,9 @@ def test_an_executing_test_is_running_and_durations_are_precise(database_url):
 
     verbose = json.loads(invoke("inspect", run_id, "--verbose", "--json").stdout)
     assert {t["test_id"]: t["status"] for t in verbose["tests"]} == {
-        "t0": states.RUNNING,
-        "t1": states.ERROR,
-        "t2": states.QUEUED,
+        "t0": TestStatus.RUNNING,
+        "t1": TestStatus.ERROR,
+        "t2": TestStatus.QUEUED,
     }
     text_out = invoke("inspect", run_id, "--verbose").output
     rows = {line.split()[0]: line.split() for line in text_out.splitlines() if line[:2] == "t0"}
@@ -133,3 +138,26 @@ def test_the_error_cells_style_is_not_the_errored_rows():
     selectors = [s.strip() for rule in re.findall(r"([^{}]+)\{", css) for s in rule.split(",")]
     assert [s for s in selectors if re.fullmatch(r"(tr)?\.error", s)] == []
     assert "td.error-text" in selectors
+
+
+def test_the_status_enums_are_the_databases_words(database_url):
+    # The statuses the schema allows (its CHECK constraints) are exactly the enums' values:
+    # a status decided in Python is one the database stores, printed as it is stored.
+    with db.connect() as conn:
+        checks = dict(
+            conn.execute(
+                text(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conname IN ('test_runs_status_check', 'test_results_status_check')"
+                )
+            ).all()
+        )
+    allowed = {name: set(re.findall(r"'(\w+)'::text", check)) for name, check in checks.items()}
+    assert allowed["test_runs_status_check"] == {s.value for s in RunStatus}
+    stored = {s.value for s in TestStatus} - {TestStatus.RUNNING.value}  # read from the queue
+    assert allowed["test_results_status_check"] == stored
+    assert set(TERMINAL_TEST_STATUSES) == set(TestStatus) - {TestStatus.QUEUED, TestStatus.RUNNING}
+    assert set(FINAL_RUN_STATUSES) == set(RunStatus) - {RunStatus.QUEUED, RunStatus.IN_PROGRESS}
+    # A status is its word wherever it is shown: str(), format() and JSON.
+    for status in (*RunStatus, *TestStatus):
+        assert str(status) == f"{status}" == json.loads(json.dumps(status)) == status.value

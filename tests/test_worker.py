@@ -205,7 +205,8 @@ def test_a_gracefully_stopping_worker_stores_the_outcomes_it_has_not_written_yet
     # Given: a worker running a run of 300 quick tests, each logging its execution to a
     # file; once some have run, the run's row is locked from outside, so the outcomes
     # that fast-path members handed to the outcome writer cannot commit.
-    from rhesis_pipeline.runs.api import get_run, launch_test_run
+    from rhesis_pipeline.runs.read import get_run
+    from rhesis_pipeline.runs.submit import launch_test_run
 
     from .support.runs import wait_finished
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.submit import launch_test_run
 
 from .support.runs import results_by_id, wait_finished
 from .support.waiting import wait_until

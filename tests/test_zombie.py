@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from rhesis_pipeline.monitor import list_workers
-from rhesis_pipeline.runs.api import launch_test_run
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.settings import Settings
 from rhesis_pipeline.storage import engine
 

@@ -95,7 +95,7 @@ def _runs_table(runs, *, with_reason: bool = False) -> str:
     for r in runs:
         status = r.status + (" (cancelling)" if r.cancel_requested else "")
         row = [
-            r.run_id,
+            r.id,
             r.name,
             _tenant(r.organization_id, r.user_id),
             status,
@@ -338,7 +338,7 @@ def revoke(
     ids = [resolve(p, organization_id=organization_id) for p in parsed]
     if max_hours is not None:
         stuck = find_stuck_runs(max_hours, organization_id=organization_id)
-        ids = [r.run_id for r in stuck]
+        ids = [r.id for r in stuck]
         if stuck and not dry_run and not yes:
             click.echo(
                 f"{plural(len(stuck), 'run')} stuck for {max_hours:g}h or more:", err=as_json
@@ -624,12 +624,12 @@ def fix(
             if dry_run:
                 plan.revoke(run)
                 continue
-            question = f"Revoke run {run.run_id} ({run.name}, {run.reason})?"
+            question = f"Revoke run {run.id} ({run.name}, {run.reason})?"
             if yes or _ask(question, err=as_json):
                 say(_revoke_line(plan.revoke(run)))
             else:
                 plan.decline(run)
-                say(f"left run {run.run_id} as it is")
+                say(f"left run {run.id} as it is")
     if automatic:
         say(
             f"{plural(len(automatic), 'run')} stuck for {format_seconds(auto_s)} or more: "

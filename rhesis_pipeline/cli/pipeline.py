@@ -117,7 +117,7 @@ def scheduler(ctx: click.Context) -> None:
 
 
 def _exit_code(run_id: str) -> int:
-    from rhesis_pipeline.runs.api import get_run
+    from rhesis_pipeline.runs.read import get_run
 
     run = get_run(run_id)
     return 0 if run.status == "COMPLETED" and run.passed == run.total else 1
@@ -244,8 +244,9 @@ def run(
 
     _import_from_cwd()
 
-    from rhesis_pipeline.runs.api import launch_test_run, running_members
+    from rhesis_pipeline.runs.read import running_members
     from rhesis_pipeline.runs.report import ProgressPrinter, run_json, wait_for
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.suites.load import load_suite
 
     parsed = load_suite(suite)
@@ -326,8 +327,8 @@ def rerun(run_id: str, all_tests: bool, as_json: bool, organization_id: str | No
     """
     import json as json_
 
-    from rhesis_pipeline.runs.api import get_run
     from rhesis_pipeline.runs.ids import parse, resolve
+    from rhesis_pipeline.runs.read import get_run
     from rhesis_pipeline.runs.rerun import rerun as rerun_run
 
     parsed = parse(run_id)
@@ -349,7 +350,7 @@ def list_runs(limit: int, as_json: bool, organization_id: str | None) -> None:
     """List recent runs, newest first."""
     import json as json_
 
-    from rhesis_pipeline.runs.api import recent_runs
+    from rhesis_pipeline.runs.read import recent_runs
     from rhesis_pipeline.runs.report import age, recent_run_json, table
 
     use_database(migrated=True)

@@ -19,8 +19,8 @@ from starlette.responses import RedirectResponse, Response
 from rhesis_pipeline.dashboard import data
 from rhesis_pipeline.dashboard.security import SESSION_COOKIE
 from rhesis_pipeline.dashboard.state import Dashboard
+from rhesis_pipeline.errors import RunNotFound
 from rhesis_pipeline.monitor import revoke_runs
-from rhesis_pipeline.runs.api import RunNotFound
 from rhesis_pipeline.runs.rerun import rerun
 
 logger = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypedDict
 
+from rhesis_pipeline.errors import RunNotFound
 from rhesis_pipeline.monitor import RunInspection, Status, inspect_run, status
 from rhesis_pipeline.monitor.status import RUN_STATUSES
 from rhesis_pipeline.runs import ids as run_ids
 from rhesis_pipeline.runs import states
-from rhesis_pipeline.runs.api import RunNotFound
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
 

@@ -23,11 +23,9 @@ from starlette.types import ExceptionHandler
 from rhesis_pipeline.dashboard.data import BadRequest
 from rhesis_pipeline.dashboard.security import SECURITY_HEADERS
 from rhesis_pipeline.dashboard.state import Busy, Dashboard
-from rhesis_pipeline.errors import DatabaseUnavailable, RhesisError
+from rhesis_pipeline.errors import DatabaseUnavailable, NothingToRerun, RhesisError, RunNotFound
 from rhesis_pipeline.monitor import InvalidRunId
-from rhesis_pipeline.runs.api import RunNotFound
 from rhesis_pipeline.runs.ids import AmbiguousRunId
-from rhesis_pipeline.runs.rerun import NothingToRerun
 
 logger = logging.getLogger(__name__)
 

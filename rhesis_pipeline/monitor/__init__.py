@@ -6,7 +6,7 @@ as well::
     from rhesis_pipeline.monitor import check_health, find_stuck_runs, revoke_runs
 
     report = check_health()                      # HealthReport: .healthy, .problems
-    for run in find_stuck_runs(max_hours=2):     # Run: .run_id, .reason …
+    for run in find_stuck_runs(max_hours=2):     # Run: .id, .reason …
         ...
     revoke_runs([run_id])                        # [RevokeOutcome]
 
@@ -19,7 +19,6 @@ policy of ``fix``), :mod:`.clean`, :mod:`.inspect`, :mod:`.workers`, :mod:`.queu
 from __future__ import annotations
 
 from rhesis_pipeline.monitor.clean import CleanResult, clean_queues
-from rhesis_pipeline.monitor.common import InvalidRunId
 from rhesis_pipeline.monitor.diagnosis import Finding, diagnose
 from rhesis_pipeline.monitor.fix import (
     FixPlan,
@@ -33,11 +32,11 @@ from rhesis_pipeline.monitor.inspect import RunInspection, inspect_run
 from rhesis_pipeline.monitor.queues import QueueStats, queue_stats
 from rhesis_pipeline.monitor.revoke import RevokeOutcome, revoke_runs, revoke_stuck_runs
 from rhesis_pipeline.monitor.status import Status, status
-from rhesis_pipeline.monitor.stuck import ActiveRun, find_stuck_runs, unfinished_runs
+from rhesis_pipeline.monitor.stuck import find_stuck_runs, unfinished_runs
 from rhesis_pipeline.monitor.workers import WorkerInfo, WorkerListing, list_workers
+from rhesis_pipeline.runs.ids import InvalidRunId
 
 __all__ = [
-    "ActiveRun",
     "CleanResult",
     "Finding",
     "FixPlan",

@@ -54,7 +54,7 @@ class CleanResult:
         }
 
 
-def _tally(counter: Counter) -> list[dict[str, Any]]:
+def _tally(counter: Counter[tuple[str, str | None]]) -> list[dict[str, Any]]:
     return [
         {"queue": queue, "actor": actor, "messages": n}
         for (queue, actor), n in sorted(counter.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))

@@ -26,7 +26,7 @@ Warnings:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from dramatiq.common import q_name
 
@@ -34,7 +34,7 @@ from rhesis_pipeline.monitor.endpoints import EndpointStats
 from rhesis_pipeline.monitor.queues import QueueStats
 from rhesis_pipeline.monitor.stuck import RunListing
 from rhesis_pipeline.monitor.workers import WorkerListing
-from rhesis_pipeline.runs.report import format_seconds
+from rhesis_pipeline.runs.durations import format_seconds
 
 PROBLEM = "problem"
 WARNING = "warning"
@@ -70,6 +70,23 @@ class FindingsView:
         return [f for f in self.findings if f.severity == WARNING]
 
 
+class StalledCallback(NamedTuple):
+    """A run whose every test has an outcome but whose callback failed for good or is
+    gone: it will not finish by itself."""
+
+    run_id: str
+    name: str
+    callback_state: str | None  # its message's queue state; None: the message is gone
+
+
+class TenantLoad(NamedTuple):
+    """An organization's tests in the members' queue (``tenant_load``)."""
+
+    organization_id: str  # "" for tests of no organization
+    waiting: int  # queued, or delayed between retries
+    running: int  # claimed by a worker
+
+
 @dataclass
 class Snapshot:
     workers: WorkerListing
@@ -77,11 +94,12 @@ class Snapshot:
     runs: RunListing
     max_hours: float
     heartbeat_timeout_s: float
+    #: Runs stored, by status (every RunStatus value, 0 included).
     runs_by_status: dict[str, int] = field(default_factory=dict)
-    #: (run_id, name, callback state or None) of runs whose callback will not run.
-    stalled_callbacks: list[tuple[str, str, str | None]] = field(default_factory=list)
-    #: (organization or "" for none, waiting tests, running tests), busiest first.
-    tenants: list[tuple[str, int, int]] = field(default_factory=list)
+    #: Runs whose callback will not run.
+    stalled_callbacks: list[StalledCallback] = field(default_factory=list)
+    #: The organizations with the most tests waiting or running, busiest first.
+    tenants: list[TenantLoad] = field(default_factory=list)
     #: Whether the server runs autovacuum (None: not known).
     autovacuum: bool | None = None
     #: Endpoint limit keys (the system's view; empty for a tenant).
@@ -134,7 +152,7 @@ def diagnose(snapshot: Snapshot) -> list[Finding]:
             )
         )
     if snapshot.stalled_callbacks:
-        ids = " ".join(run_id for run_id, _, _ in snapshot.stalled_callbacks[:10])
+        ids = " ".join(stalled.run_id for stalled in snapshot.stalled_callbacks[:10])
         found.append(
             Finding(
                 "stalled_callbacks",

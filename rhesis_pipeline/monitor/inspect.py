@@ -6,15 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rhesis_pipeline.monitor.common import iso, parse_run_ids, seconds
-from rhesis_pipeline.runs import api as runs
-from rhesis_pipeline.runs import states
+from rhesis_pipeline.runs.read import read_run
+from rhesis_pipeline.runs.record import Run
+from rhesis_pipeline.runs.states import test_state
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
 
 
 @dataclass
 class RunInspection:
-    run: runs.Run
+    run: Run
     cancel_requested: bool
     last_progress_at: Any
     callback_enqueued_at: Any
@@ -39,7 +40,7 @@ class RunInspection:
         data: dict[str, Any] = {
             "run_id": r.id,
             "name": r.name,
-            "status": r.status,
+            "status": r.status.value,
             "organization_id": r.organization_id,
             "user_id": r.user_id,
             "total": r.total,
@@ -80,7 +81,7 @@ def inspect_run(
     """
     (run_id,) = parse_run_ids([run_id])
     with tenancy.connect(organization_id) as conn:
-        record = runs.read_run(conn, run_id)
+        record = read_run(conn, run_id)
         timing = conn.execute(Q["get_run_timing"], {"run_id": run_id}).one()
         messages = [
             {
@@ -96,7 +97,7 @@ def inspect_run(
             tests = [
                 {
                     "test_id": t.test_id,
-                    "status": states.test_state(t.status, t.message_state),
+                    "status": test_state(t.status, t.message_state).value,
                     "attempts": t.attempts,
                     "error": t.error,
                     "worker": t.worker,

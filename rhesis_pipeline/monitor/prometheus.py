@@ -25,11 +25,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rhesis_pipeline.monitor.status import RUN_STATUSES, take_snapshot
 from rhesis_pipeline.runs import histograms
+from rhesis_pipeline.runs.states import TERMINAL_TEST_STATUSES, WorkerState
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
-
-#: Terminal statuses of a test, as the counters label them.
-TEST_STATUSES = ("passed", "failed", "error", "lost", "cancelled")
 
 
 class DatabaseCollector:
@@ -49,12 +47,14 @@ class DatabaseCollector:
             totals = (
                 {}
                 if self.organization_id is not None
-                else {(m, labels): value for m, labels, value in conn.execute(Q["metric_totals"])}
+                else {
+                    (row.metric, row.labels): row.value for row in conn.execute(Q["metric_totals"])
+                }
             )
 
         runs = GaugeMetricFamily("rhesis_runs", "Runs stored, by status.", labels=["status"])
         for status in RUN_STATUSES:
-            runs.add_metric([status], snapshot.runs_by_status.get(status, 0))
+            runs.add_metric([status.value], snapshot.runs_by_status.get(status.value, 0))
         yield runs
 
         tests = CounterMetricFamily(
@@ -62,9 +62,9 @@ class DatabaseCollector:
             "Tests with a terminal outcome, by status (runs deleted by retention included).",
             labels=["status"],
         )
-        for status in TEST_STATUSES:
-            deleted = totals.get(("deleted_tests", status), 0)
-            tests.add_metric([status], float(finished[status]) + deleted)
+        for test_status in TERMINAL_TEST_STATUSES:
+            deleted = totals.get(("deleted_tests", test_status.value), 0)
+            tests.add_metric([test_status.value], float(finished[test_status.value]) + deleted)
         yield tests
 
         deleted_runs = CounterMetricFamily(
@@ -73,7 +73,7 @@ class DatabaseCollector:
             labels=["status"],
         )
         for status in RUN_STATUSES:
-            deleted_runs.add_metric([status], totals.get(("deleted_runs", status), 0))
+            deleted_runs.add_metric([status.value], totals.get(("deleted_runs", status.value), 0))
         yield deleted_runs
 
         depth = GaugeMetricFamily(
@@ -99,9 +99,9 @@ class DatabaseCollector:
             "Registered worker processes: live, stopped (cleanly) or dead.",
             labels=["state"],
         )
-        workers.add_metric(["live"], len(snapshot.workers.live))
-        workers.add_metric(["stopped"], len(snapshot.workers.stopped))
-        workers.add_metric(["dead"], len(snapshot.workers.dead))
+        workers.add_metric([WorkerState.LIVE.value], len(snapshot.workers.live))
+        workers.add_metric([WorkerState.STOPPED.value], len(snapshot.workers.stopped))
+        workers.add_metric([WorkerState.DEAD.value], len(snapshot.workers.dead))
         yield workers
 
         yield GaugeMetricFamily(
@@ -125,9 +125,9 @@ class DatabaseCollector:
             "Tests claimed by workers, by organization ('' for none); the busiest ones.",
             labels=["organization"],
         )
-        for organization, n_waiting, n_running in snapshot.tenants:
-            waiting.add_metric([organization], n_waiting)
-            running.add_metric([organization], n_running)
+        for load in snapshot.tenants:
+            waiting.add_metric([load.organization_id], load.waiting)
+            running.add_metric([load.organization_id], load.running)
         yield from (waiting, running)
 
         families = {

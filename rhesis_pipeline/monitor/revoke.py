@@ -28,10 +28,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from rhesis_pipeline.monitor.common import parse_run_ids
 from rhesis_pipeline.monitor.stuck import find_stuck_runs
 from rhesis_pipeline.runs import messages
 from rhesis_pipeline.runs.messages import REVOKED_CHANNEL
+from rhesis_pipeline.runs.states import RunStatus, TestStatus
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
 
@@ -69,7 +72,9 @@ class RevokeOutcome:
         return asdict(self)
 
 
-def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON) -> RevokeOutcome:
+def revoke_in(
+    conn: Connection, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON
+) -> RevokeOutcome:
     """Revoke run *run_id* inside the caller's transaction on *conn* (see the module's
     docstring); with *dry_run*, only report what would be done."""
     from rhesis_pipeline.runs.outcomes import Outcome, write_batch
@@ -80,7 +85,7 @@ def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON)
     if run is None:
         return RevokeOutcome(run_id, NOT_FOUND)
     outcome = RevokeOutcome(run_id, ALREADY_FINAL, name=run.name, status=run.status)
-    if run.status not in ("QUEUED", "IN_PROGRESS"):
+    if RunStatus(run.status).final:
         return outcome
     preview = conn.execute(Q["revoke_preview"], {"run_id": run_id}).one()
     outcome.running_members = int(preview.running)
@@ -107,7 +112,10 @@ def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON)
     test_ids = list(conn.execute(Q["unfinished_tests"], {"run_id": run_id}).scalars())
     recorded = (
         write_batch(
-            [Outcome(run_id, test_id, "cancelled", error=reason) for test_id in test_ids],
+            [
+                Outcome(run_id, test_id, TestStatus.CANCELLED.value, error=reason)
+                for test_id in test_ids
+            ],
             conn=conn,
         )
         if test_ids
@@ -120,7 +128,7 @@ def revoke_in(conn, run_id: str, *, dry_run: bool, reason: str = DEFAULT_REASON)
     return outcome
 
 
-def requeue_callback(conn, run_id: str) -> None:
+def requeue_callback(conn: Connection, run_id: str) -> None:
     """Enqueue run *run_id*'s callback afresh (same message id, attempts from zero) in the
     caller's transaction on *conn*."""
     messages.store(conn, messages.callback_message(run_id, messages.run_tenant(conn, run_id)))
@@ -180,5 +188,5 @@ def revoke_stuck_runs(
     stuck = find_stuck_runs(max_hours, organization_id=organization_id)
     why = reason or f"run revoked by an operator: stuck for more than {max_hours:g}h"
     return revoke_runs(
-        [r.run_id for r in stuck], dry_run=dry_run, reason=why, organization_id=organization_id
+        [r.id for r in stuck], dry_run=dry_run, reason=why, organization_id=organization_id
     )

@@ -7,19 +7,28 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rhesis_pipeline.monitor.common import iso
-from rhesis_pipeline.monitor.diagnosis import Finding, FindingsView, Snapshot, diagnose
+from rhesis_pipeline.monitor.diagnosis import (
+    Finding,
+    FindingsView,
+    Snapshot,
+    StalledCallback,
+    TenantLoad,
+    diagnose,
+)
 from rhesis_pipeline.monitor.endpoints import endpoint_stats
 from rhesis_pipeline.monitor.queues import QueueStats, queue_stats
 from rhesis_pipeline.monitor.stuck import unfinished_runs
 from rhesis_pipeline.monitor.workers import list_workers
 from rhesis_pipeline.runs.messages import MEMBER
+from rhesis_pipeline.runs.states import RunStatus
 from rhesis_pipeline.storage import engine, tenancy
 from rhesis_pipeline.storage.queries import Q
 
 #: Most organizations listed by status (the busiest).
 TENANTS_SHOWN = 50
 
-RUN_STATUSES = ("QUEUED", "IN_PROGRESS", "COMPLETED", "PARTIAL", "FAILED", "CANCELLED")
+#: Every run status, in the order of a run's life (how status and the dashboard list them).
+RUN_STATUSES = tuple(RunStatus)
 
 
 @dataclass
@@ -41,8 +50,12 @@ class Status(FindingsView):
             },
             "queues": [q.as_dict() for q in s.queues],
             "tenants": [
-                {"organization_id": org or None, "waiting": waiting, "running": running}
-                for org, waiting, running in s.tenants
+                {
+                    "organization_id": load.organization_id or None,
+                    "waiting": load.waiting,
+                    "running": load.running,
+                }
+                for load in s.tenants
             ],
             "workers": {
                 "live": len(s.workers.live),
@@ -53,7 +66,7 @@ class Status(FindingsView):
                         "worker_id": w.worker_id,
                         "host": w.host,
                         "pid": w.pid,
-                        "state": w.state,
+                        "state": w.state.value,
                         "queues": w.queues,
                         "heartbeat_age_s": w.heartbeat_age_s,
                         "running": len(w.claims),
@@ -75,17 +88,17 @@ def take_snapshot(
     tenant (row-level security); workers are the system's, shown whole.
     """
     with tenancy.connect(organization_id) as conn:
-        by_status = {s: 0 for s in RUN_STATUSES}
+        by_status = {s.value: 0 for s in RUN_STATUSES}
         by_status.update({row.status: int(row.runs) for row in conn.execute(Q["runs_by_status"])})
         stalled = [
-            (str(r.run_id), r.name, r.callback_state)
+            StalledCallback(str(r.run_id), r.name, r.callback_state)
             for r in conn.execute(Q["stalled_callbacks"], {"limit": 100})
         ]
         # A tenant sees only its own messages: its load is in the queue counts below,
         # and a second scan of the queue under row-level security would double the cost.
         tenants = (
             [
-                (r.organization, int(r.waiting), int(r.running))
+                TenantLoad(r.organization, int(r.waiting), int(r.running))
                 for r in conn.execute(
                     Q["tenant_load"], {"queue_name": MEMBER.queue_name, "limit": TENANTS_SHOWN}
                 )
@@ -114,12 +127,12 @@ def take_snapshot(
     )
 
 
-def _own_load(organization_id: str, queues: list[QueueStats]) -> list[tuple[str, int, int]]:
+def _own_load(organization_id: str, queues: list[QueueStats]) -> list[TenantLoad]:
     """What ``tenant_load`` reports for one organization, from its own queue counts."""
     members = [q for q in queues if q.queue in (MEMBER.queue_name, MEMBER.queue_name + ".DQ")]
     waiting = sum(q.queued for q in members)
     running = sum(q.consumed for q in members)
-    return [(organization_id, waiting, running)] if waiting or running else []
+    return [TenantLoad(organization_id, waiting, running)] if waiting or running else []
 
 
 def status(

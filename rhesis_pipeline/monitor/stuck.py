@@ -25,14 +25,12 @@ def hours_to_seconds(hours: float) -> float:
     return hours * 3600.0
 
 
-#: The monitor's earlier name of :class:`~rhesis_pipeline.runs.record.Run`: the readers
-#: below fill its age_s, in_status_s, idle_s and stuck, and ``as_dict()`` gives the
-#: README's "run" object (MONITOR_FIELDS).
-ActiveRun = Run
-
-
 @dataclass
 class RunListing:
+    """Unfinished runs (:class:`~rhesis_pipeline.runs.record.Run` with age_s, in_status_s,
+    idle_s and stuck filled; ``as_dict()`` gives the README's "run" object,
+    MONITOR_FIELDS), oldest first."""
+
     runs: list[Run]
     matching: int  # rows that matched, of which `runs` holds the first `limit`
     stuck: int  # stuck runs among the matching ones

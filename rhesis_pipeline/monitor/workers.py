@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from dramatiq.common import q_name
+from sqlalchemy.engine import Row
 
 from rhesis_pipeline.monitor.common import iso, seconds
-from rhesis_pipeline.runs import states
+from rhesis_pipeline.runs.states import WorkerState, worker_state
 from rhesis_pipeline.storage import db, engine
 from rhesis_pipeline.storage.locks import WORKER_LOCK_CLASS
 from rhesis_pipeline.storage.queries import Q
@@ -65,18 +66,16 @@ class WorkerInfo:
         return f"{self.host}:{self.pid}"
 
     @property
-    def state(self) -> str:
+    def state(self) -> WorkerState:
         """live, reconnecting, stopped or dead (:mod:`rhesis_pipeline.runs.states`)."""
-        return states.worker_state(
-            alive=self.alive, lock_held=self.lock_held, stopped_at=self.stopped_at
-        )
+        return worker_state(alive=self.alive, lock_held=self.lock_held, stopped_at=self.stopped_at)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "worker_id": self.worker_id,
             "host": self.host,
             "pid": self.pid,
-            "state": self.state,
+            "state": self.state.value,
             "alive": self.alive,
             "lock_held": self.lock_held,
             "queues": self.queues,
@@ -102,11 +101,11 @@ class WorkerListing:
     @property
     def dead(self) -> list[WorkerInfo]:
         """Workers that died without stopping (not those that stopped cleanly)."""
-        return [w for w in self.workers if w.state == states.DEAD]
+        return [w for w in self.workers if w.state == WorkerState.DEAD]
 
     @property
     def stopped(self) -> list[WorkerInfo]:
-        return [w for w in self.workers if w.state == states.STOPPED]
+        return [w for w in self.workers if w.state == WorkerState.STOPPED]
 
     @property
     def gone(self) -> list[WorkerInfo]:
@@ -128,7 +127,7 @@ class WorkerListing:
         }
 
 
-def _claim(row) -> Claim:
+def _claim(row: Row[Any]) -> Claim:
     args = row.args if isinstance(row.args, list) else []
     return Claim(
         message_id=str(row.message_id),

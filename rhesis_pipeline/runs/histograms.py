@@ -1,5 +1,5 @@
 """The histograms kept in ``rhesis.metric_totals``: their buckets, and how a finished run
-is observed. Written by the completion callback (:func:`rhesis_pipeline.runs.api.finish_run`),
+is observed. Written by the completion callback (:func:`rhesis_pipeline.runs.complete.finish_run`),
 read by the Prometheus exposition (:mod:`rhesis_pipeline.monitor.prometheus`).
 
 Kept in the database, not in a process: one scrape sees every worker's observations, and

@@ -12,7 +12,7 @@ entries, however many runs there are.
 
 * Not a UUID and not 8-32 hex digits: :class:`InvalidRunId` (exit code 2), naming the fix.
 * Several runs match: :class:`AmbiguousRunId` (exit code 2) listing them.
-* None matches: :class:`rhesis_pipeline.runs.api.RunNotFound` ("no test run with id …").
+* None matches: :class:`rhesis_pipeline.errors.RunNotFound` ("no test run with id …").
 
 A whole UUID is taken as it is, without a lookup: the command that uses it says whether
 the run exists, as it always did.
@@ -25,8 +25,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rhesis_pipeline.errors import InvalidSubmission
-from rhesis_pipeline.runs.api import RunNotFound
+from rhesis_pipeline.errors import InvalidSubmission, RunNotFound
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
 

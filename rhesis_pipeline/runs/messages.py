@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dramatiq import Message
+from sqlalchemy.engine import Connection
 
 from rhesis_pipeline.errors import MessageTooLarge
 from rhesis_pipeline.runs import queues
@@ -79,7 +80,7 @@ def callback_message_id(run_id: str) -> str:
     return str(uuid.uuid5(CALLBACK_NAMESPACE, str(run_id)))
 
 
-def callback_message(run_id: str, tenant: dict[str, Any] | None = None) -> Message:
+def callback_message(run_id: str, tenant: dict[str, Any] | None = None) -> Message[Any]:
     """Run *run_id*'s completion callback message, with its fixed id.
 
     tenant: ``{"organization_id": …, "user_id": …}`` carried to the callback's worker.
@@ -96,7 +97,7 @@ def callback_message(run_id: str, tenant: dict[str, Any] | None = None) -> Messa
     )
 
 
-def run_tenant(conn, run_id: str) -> dict[str, Any] | None:
+def run_tenant(conn: Connection, run_id: str) -> dict[str, Any] | None:
     """The tenant option of run *run_id*'s messages (None: the run has no tenant)."""
     row = conn.execute(Q["run_tenant"], {"run_id": str(run_id)}).one_or_none()
     if row is None or (row.organization_id is None and row.user_id is None):
@@ -104,7 +105,7 @@ def run_tenant(conn, run_id: str) -> dict[str, Any] | None:
     return {"organization_id": row.organization_id, "user_id": row.user_id}
 
 
-def encode(message: Message) -> str:
+def encode(message: Message[Any]) -> str:
     """*message* as the JSON text stored in ``dramatiq.queue``; refuses one larger than
     ``RHESIS_MAX_MESSAGE_BYTES`` with an error naming the actor and the fix."""
     encoded = message.encode()
@@ -118,7 +119,7 @@ def encode(message: Message) -> str:
     return encoded.decode("utf-8")
 
 
-def store(conn, message: Message) -> None:
+def store(conn: Connection, message: Message[Any]) -> None:
     """Upsert one *message* as queued inside *conn*'s transaction and wake its queue."""
     conn.execute(
         Q["enqueue"],
@@ -130,7 +131,7 @@ def store(conn, message: Message) -> None:
     )
 
 
-def enqueue_run_members(conn, run_id: str, options: dict[str, Any], total: int) -> None:
+def enqueue_run_members(conn: Connection, run_id: str, options: dict[str, Any], total: int) -> None:
     """Store one ``execute_single_test`` message per result row of run *run_id* (written
     in *conn*'s transaction) as queued, built by the database (``enqueue_run_members``),
     and wake the members' queue once. *options*: every member's message options."""

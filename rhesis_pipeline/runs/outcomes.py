@@ -24,14 +24,16 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from rhesis_pipeline.execution import storable
 from rhesis_pipeline.runs import messages
+from rhesis_pipeline.runs.states import TestStatus
 from rhesis_pipeline.storage import driver_errors, statements
 from rhesis_pipeline.storage.outage import Outage
 
@@ -48,7 +50,7 @@ WAIT_SLICE_S = 1.0
 class Outcome:
     run_id: str
     test_id: str
-    status: str
+    status: str  # a terminal TestStatus value
     output: Any = None
     metrics: Any = None
     error: str | None = None
@@ -77,6 +79,19 @@ class Start:
     started_at: datetime
 
 
+class RecordedRow(NamedTuple):
+    """One row of ``record_outcomes`` (its first seven columns, in this order): what
+    became of the outcome at position ``ord`` of the batch."""
+
+    ord: int
+    recorded: bool  # its result row moved to the terminal status now
+    done: int | None  # the run's counters after this batch
+    total: int | None
+    callback_enqueued: bool  # this batch counted the run's last outcome
+    acked: bool  # its message was deleted
+    accepted: bool  # its claim was still current (not fenced out)
+
+
 @dataclass
 class Recorded:
     recorded: bool  # False: the outcome was already stored; nothing changed
@@ -87,11 +102,20 @@ class Recorded:
     fenced_out: bool = False  # refused: reported under a superseded claim
 
 
+#: An outcome handed to the writer and the Future its committer resolves.
+_Waiting = tuple[Outcome, Future[Recorded]]
+#: What the writer's queue holds: an outcome with its Future, or a start mark (no Future).
+_Item = tuple[Outcome | Start, Future[Recorded] | None]
+
+#: execution.storable sits below runs and cannot name Outcome: its make_storable, typed.
+_make_storable: Callable[[Outcome], Outcome] = storable.make_storable
+
+
 class OutcomeWriter:
     """One per process; its thread starts on first use."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Outcome | Start, Future | None]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         #: Outcomes handed to the writer and not yet resolved (committed or refused).
@@ -118,10 +142,10 @@ class OutcomeWriter:
                         "the outcome writer thread died; outcome not stored"
                     ) from None
 
-    def submit(self, outcome: Outcome) -> Future:
+    def submit(self, outcome: Outcome) -> Future[Recorded]:
         """Hand *outcome* to the writer and return at once: the Future resolves to its
         Recorded once committed (or to the exception that refused it for good)."""
-        future: Future = Future()
+        future: Future[Recorded] = Future()
         with self._lock:
             self._unresolved += 1
         future.add_done_callback(self._one_resolved)
@@ -129,7 +153,7 @@ class OutcomeWriter:
         self._queue.put((outcome, future))
         return future
 
-    def _one_resolved(self, _future: Future) -> None:
+    def _one_resolved(self, _future: Future[Recorded]) -> None:
         with self._lock:
             self._unresolved -= 1
             if self._unresolved == 0:
@@ -172,7 +196,7 @@ class OutcomeWriter:
             return False
 
     def _loop(self) -> None:
-        batch: list[tuple[Outcome, Future]] = []
+        batch: list[_Waiting] = []
         starts: list[Start] = []
         while True:
             if not batch and not starts:
@@ -205,11 +229,12 @@ class OutcomeWriter:
             batch, starts = [], []
 
     @staticmethod
-    def _take(item: tuple, batch: list, starts: list[Start]) -> None:
-        if isinstance(item[0], Start):
-            starts.append(item[0])
-        else:
-            batch.append(item)
+    def _take(item: _Item, batch: list[_Waiting], starts: list[Start]) -> None:
+        what, future = item
+        if isinstance(what, Start):
+            starts.append(what)
+        elif future is not None:  # an outcome always comes with its Future
+            batch.append((what, future))
 
     def _write_starts_alone(self, starts: list[Start]) -> bool:
         """Write start marks in a transaction of their own; False if the database went
@@ -223,7 +248,7 @@ class OutcomeWriter:
             logger.warning("%d start marks not written: %s", len(starts), exc)
         return True
 
-    def _write_alone(self, outcome: Outcome, future: Future) -> bool:
+    def _write_alone(self, outcome: Outcome, future: Future[Recorded]) -> bool:
         """Write *outcome* in a transaction of its own; if the database refuses it, store
         the test as ``error`` saying why. False: the database went away meanwhile (the
         outcome stays in the batch, to be tried again)."""
@@ -235,7 +260,7 @@ class OutcomeWriter:
             reason = storable.text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             refused = replace(
                 outcome,
-                status="error",
+                status=TestStatus.ERROR.value,
                 output=None,
                 metrics=None,
                 error=f"outcome not storable: {type(exc).__name__}: {reason}"[:2000],
@@ -271,7 +296,7 @@ def write_batch(
         if starts:
             statements.run_prepared_batch(start_step)
         return []
-    outcomes = [storable.make_storable(o) for o in outcomes]
+    outcomes = [_make_storable(o) for o in outcomes]
     run_ids = sorted({o.run_id for o in outcomes})
     callbacks = []
     for run_id in run_ids:
@@ -309,16 +334,23 @@ def write_batch(
     results: list[Recorded] = []
     seen: set[tuple[str, str]] = set()
     fired: set[str] = set()
-    for outcome, row in zip(outcomes, rows, strict=True):
+    for outcome, raw in zip(outcomes, rows, strict=True):
         key = (outcome.run_id, outcome.test_id)
-        _ord, row_recorded, done, total, callback_enqueued, acked, accepted = row[:7]
-        recorded = bool(row_recorded) and key not in seen  # one delivery wins in a batch
+        row = RecordedRow._make(raw[: len(RecordedRow._fields)])
+        recorded = bool(row.recorded) and key not in seen  # one delivery wins in a batch
         seen.add(key)
-        fired_here = bool(callback_enqueued) and recorded and outcome.run_id not in fired
+        fired_here = bool(row.callback_enqueued) and recorded and outcome.run_id not in fired
         if fired_here:
             fired.add(outcome.run_id)
         results.append(
-            Recorded(recorded, done, total, fired_here, bool(acked), fenced_out=not accepted)
+            Recorded(
+                recorded,
+                row.done,
+                row.total,
+                fired_here,
+                bool(row.acked),
+                fenced_out=not row.accepted,
+            )
         )
     return results
 

@@ -1,18 +1,17 @@
 """The one record of a test run that every reader returns: :class:`Run`.
 
-``get_progress``, ``get_run``, ``recent_runs``, the summary ``finish_run`` hands to
-run-finished hooks, and the monitor's ``unfinished_runs``/``find_stuck_runs`` all return a
-:class:`Run`: the run's row (every reader reads the same columns), plus the few values
-only some readers compute (ages, the stuck flag, the callback's timing), which are None
-where a reader does not fill them. ``Progress``, ``RunSummary``, ``RunRecord`` (in
-:mod:`rhesis_pipeline.runs.api`) and ``ActiveRun`` (in :mod:`rhesis_pipeline.monitor`) are
-other names of it.
+``get_run``, ``recent_runs``, the summary ``finish_run`` hands to run-finished hooks, and
+the monitor's ``unfinished_runs``/``find_stuck_runs`` all return a :class:`Run`: the
+run's row (every reader reads the same columns), plus the few values only some readers
+compute (ages, the stuck flag, the callback's timing), which are None where a reader
+does not fill them.
 
-The JSON shapes that existed before this record did are kept: :meth:`Run.as_dict` gives
-the fields its reader chose (``json_fields``: :data:`MONITOR_FIELDS` for the monitor's
-runs, :data:`SUMMARY_FIELDS` for the hooks' summary), every field otherwise.
+:meth:`Run.as_dict` gives the JSON shape of the fields its reader chose (``json_fields``:
+:data:`MONITOR_FIELDS` for the monitor's runs, :data:`SUMMARY_FIELDS` for the hooks'
+summary), every field otherwise; the run's id is ``run_id`` there.
 
-It imports only durations.py: runs.py and the monitor import this module, never the reverse.
+It imports only durations.py and states.py: the other runs modules and the monitor import
+this one, never the reverse.
 """
 
 from __future__ import annotations
@@ -25,9 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from rhesis_pipeline.runs.durations import format_seconds
-
-#: Final run statuses (a run is QUEUED, then IN_PROGRESS, then one of these).
-FINAL_STATUSES = ("COMPLETED", "PARTIAL", "FAILED", "CANCELLED")
+from rhesis_pipeline.runs.states import RunStatus
 
 #: A run as rhesis-monitor's ``--json`` shows it (``status.runs.active``, ``check.runs``,
 #: ``fix.stuck``; the README's "run" object): what ``unfinished_runs`` readers give.
@@ -56,7 +53,7 @@ class Run:
 
     id: str
     name: str
-    status: str  # QUEUED, IN_PROGRESS, or one of FINAL_STATUSES
+    status: RunStatus
     organization_id: str | None
     user_id: str | None
     total: int
@@ -110,10 +107,9 @@ class Run:
         data.update(values)
         return cls(**data)
 
-    @property
-    def run_id(self) -> str:
-        """The run's id (the name the older record types used)."""
-        return self.id
+    def __post_init__(self) -> None:
+        # A row gives the status as text: the record holds it as the enum.
+        self.status = RunStatus(self.status)
 
     @property
     def percent(self) -> float:
@@ -122,17 +118,18 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINAL_STATUSES
+        """The callback has set a final status (see RunStatus)."""
+        return self.status.final
 
     @property
     def reason(self) -> str:
         """Why it counts as stuck, e.g. "in progress for 3h12m, last progress 45m00s ago"
         (from ``in_status_s`` and ``idle_s``)."""
-        verb = "queued" if self.status == "QUEUED" else "in progress"
+        verb = "queued" if self.status == RunStatus.QUEUED else "in progress"
         text = f"{verb} for {format_seconds(self.in_status_s)}"
-        if self.status == "IN_PROGRESS" and self.last_progress_at is not None:
+        if self.status == RunStatus.IN_PROGRESS and self.last_progress_at is not None:
             text += f", last progress {format_seconds(self.idle_s)} ago"
-        elif self.status == "IN_PROGRESS":
+        elif self.status == RunStatus.IN_PROGRESS:
             text += ", no test finished yet"
         return text
 
@@ -149,6 +146,8 @@ class Run:
         if name == "percent":
             return round(100.0 * self.done / self.total, 1) if self.total else 100.0
         value = getattr(self, name)
+        if isinstance(value, RunStatus):
+            return value.value
         if isinstance(value, datetime):
             return value.isoformat()
         if isinstance(value, dict):

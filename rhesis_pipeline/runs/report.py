@@ -6,22 +6,23 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
-from rhesis_pipeline.runs import api as runs
 from rhesis_pipeline.runs.durations import format_duration, format_seconds
+from rhesis_pipeline.runs.read import get_results, get_run
 from rhesis_pipeline.runs.record import Run
+from rhesis_pipeline.runs.states import TestStatus
 
 
 def run_json(run_id: str, *, organization_id: str | None = None) -> dict[str, Any]:
     """The documented ``--json`` object of a run (read as *organization_id*'s tenant if
     given: another organization's run is not found)."""
-    run = runs.get_run(run_id, organization_id=organization_id)
-    results = runs.get_results(run_id, organization_id=organization_id)
+    run = get_run(run_id, organization_id=organization_id)
+    results = get_results(run_id, organization_id=organization_id)
     return {
         "run_id": run.id,
         "name": run.name,
-        "status": run.status,
+        "status": run.status.value,
         "total": run.total,
         "passed": run.passed,
         "failed": run.failed,
@@ -41,13 +42,13 @@ def run_json(run_id: str, *, organization_id: str | None = None) -> dict[str, An
     }
 
 
-def recent_run_json(run: runs.Run) -> dict[str, Any]:
+def recent_run_json(run: Run) -> dict[str, Any]:
     """A run as ``rhesis-pipeline runs --json`` lists it; ``errored`` counts error and lost
     tests (as in :func:`run_json`); the times stay datetimes (printed with ``str``)."""
     return {
         "run_id": run.id,
         "name": run.name,
-        "status": run.status,
+        "status": run.status.value,
         "organization_id": run.organization_id,
         "user_id": run.user_id,
         "total": run.total,
@@ -61,7 +62,7 @@ def recent_run_json(run: runs.Run) -> dict[str, Any]:
     }
 
 
-def duration_s(run) -> float:
+def duration_s(run: Run) -> float:
     end = run.finished_at or datetime.now(timezone.utc)
     return round((end - run.created_at).total_seconds(), 3)
 
@@ -82,12 +83,14 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def reason(result: dict[str, Any]) -> str:
+    """Why a test did not pass, in one line: its error, its failed metrics, or the
+    target's own verdict ("-" if it passed)."""
     if result["error"]:
-        return result["error"]
+        return str(result["error"])
     failed = [m for m in (result["metrics"] or []) if isinstance(m, dict) and not m.get("passed")]
     if failed:
         return "; ".join(f"{m.get('name')}: {m.get('reason')}" for m in failed)
-    if result["status"] == "failed":  # no error, no failed metric: the target's own verdict
+    if result["status"] == TestStatus.FAILED:  # no error, no failed metric: the target's verdict
         return "the target returned False"
     return "-"
 
@@ -101,7 +104,7 @@ def summary_text(run_id: str, *, organization_id: str | None = None) -> str:
         + (f", {data['cancelled']} cancelled" if data["cancelled"] else "")
         + f" in {format_duration(data['duration_s'])}",
     ]
-    bad = [r for r in data["results"] if r["status"] != "passed"]
+    bad = [r for r in data["results"] if r["status"] != TestStatus.PASSED]
     if bad:
         lines.append("")
         lines.append(
@@ -133,7 +136,7 @@ class ProgressPrinter:
 
     def __init__(
         self,
-        stream=None,
+        stream: TextIO | None = None,
         interval_s: float = 2.0,
         *,
         heartbeat_s: float = 30.0,
@@ -151,7 +154,7 @@ class ProgressPrinter:
         self.last_done = -1
         self.drawn = False  # a terminal's progress line is open (no newline yet)
 
-    def update(self, p: runs.Run, *, final: bool = False) -> None:
+    def update(self, p: Run, *, final: bool = False) -> None:
         now = self.clock()
         elapsed = max(now - self.started, 1e-6)
         rate = p.done / elapsed
@@ -215,7 +218,7 @@ def wait_for(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last_done, since = -1, time.monotonic()
     while True:
-        p = runs.get_progress(run_id)
+        p = get_run(run_id)
         if progress:
             progress.update(p, final=p.finished)
         if p.finished:

@@ -2,26 +2,25 @@
 
 The new run has the same executor, options and tenant, the name ``"<name> (re-run)"``,
 and records where it came from (``test_runs.rerun_of``, shown by ``inspect``, the
-dashboard and :func:`rhesis_pipeline.runs.api.get_run`). It is launched like any run, in one
+dashboard and :func:`rhesis_pipeline.runs.read.get_run`). It is launched like any run, in one
 transaction with that record. Used by ``rhesis-pipeline rerun RUN_ID [--all]`` and the
 dashboard's re-run action.
 """
 
 from __future__ import annotations
 
-from rhesis_pipeline.errors import RhesisError
-from rhesis_pipeline.runs.api import RunNotFound, RunOptions, launch_test_run
+from rhesis_pipeline.errors import NothingToRerun, RunNotFound
+from rhesis_pipeline.runs.options import RunOptions
+from rhesis_pipeline.runs.states import TestStatus
+from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
 
 #: Statuses re-run by default: the tests that did not pass (failed a metric, errored
 #: after their retries, or were lost with an expired run). Cancelled ones need ``all_tests``.
-RERUN_STATUSES = ("failed", "error", "lost")
-ALL_STATUSES = ("passed", "failed", "error", "lost", "cancelled", "queued")
-
-
-class NothingToRerun(RhesisError):
-    exit_code = 1
+RERUN_STATUSES = (TestStatus.FAILED, TestStatus.ERROR, TestStatus.LOST)
+#: Every status a stored test can have (``all_tests``).
+ALL_STATUSES = tuple(s for s in TestStatus if s is not TestStatus.RUNNING)
 
 
 def rerun(run_id: str, *, all_tests: bool = False, organization_id: str | None = None) -> str:
@@ -33,7 +32,7 @@ def rerun(run_id: str, *, all_tests: bool = False, organization_id: str | None =
         source = conn.execute(Q["rerun_source"], {"run_id": str(run_id)}).one_or_none()
         if source is None:
             raise RunNotFound(f"no test run with id {run_id}")
-        statuses = list(ALL_STATUSES if all_tests else RERUN_STATUSES)
+        statuses = [s.value for s in (ALL_STATUSES if all_tests else RERUN_STATUSES)]
         tests = [
             row.test
             for row in conn.execute(Q["rerun_tests"], {"run_id": str(run_id), "statuses": statuses})

@@ -14,7 +14,8 @@ is not there.
 The system role (the tables' owner: workers, scheduler, ``migrate``, operators) is not
 subject to the policies and sees every row; it may act as a tenant because the migration
 grants it ``rhesis_tenant``. A web backend's database user is granted ``rhesis_tenant``
-and calls :func:`enter` in its own transaction (or runs the two statements itself).
+and calls :func:`act_as_tenant` in its own transaction (or runs the two statements
+itself), or takes a :func:`tenant_session`.
 
 :mod:`rhesis_pipeline.storage.tenant_context` is something else: the tenant *context*
 that travels with
@@ -27,8 +28,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.orm import Session
+
 from rhesis_pipeline.errors import InvalidSubmission, PermissionDenied
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, engine
 from rhesis_pipeline.storage.driver_errors import translate_errors
 from rhesis_pipeline.storage.queries import Q
 
@@ -47,7 +50,7 @@ def _organization(organization_id: Any) -> str:
     return organization_id
 
 
-def enter(conn: Any, organization_id: str, user_id: str | None = None) -> None:
+def act_as_tenant(conn: Any, organization_id: str, user_id: str | None = None) -> None:
     """Make the transaction open on *conn* act for *organization_id* until it ends.
 
     *conn*: a SQLAlchemy ``Connection`` or ``Session`` (a web backend's, in its request
@@ -72,10 +75,10 @@ def enter(conn: Any, organization_id: str, user_id: str | None = None) -> None:
 @contextmanager
 def begin(organization_id: str | None = None, user_id: str | None = None) -> Iterator[Connection]:
     """A transaction that commits on success: as *organization_id*'s tenant (see
-    :func:`enter`), or as the system role (every row) when it is None."""
+    :func:`act_as_tenant`), or as the system role (every row) when it is None."""
     with db.begin() as conn:
         if organization_id is not None:
-            enter(conn, organization_id, user_id)
+            act_as_tenant(conn, organization_id, user_id)
         yield conn
 
 
@@ -85,5 +88,16 @@ def connect(organization_id: str | None = None) -> Iterator[Connection]:
     (the role and settings last until then), or as the system role when it is None."""
     with db.connect() as conn:
         if organization_id is not None:
-            enter(conn, organization_id)
+            act_as_tenant(conn, organization_id)
         yield conn
+
+
+@contextmanager
+def tenant_session(organization_id: str, user_id: str | None = None) -> Iterator[Session]:
+    """A SQLAlchemy ``Session`` on rhesis-pipeline's database whose transaction acts as
+    *organization_id*'s tenant (see :func:`act_as_tenant`): what a web backend's request
+    hands to ``launch_test_run(session=…)``. Commits when the block ends, rolls back if
+    it raises; the role and settings end with the transaction."""
+    with Session(engine.get()) as session, session.begin():
+        act_as_tenant(session, organization_id, user_id)
+        yield session

@@ -423,7 +423,7 @@ def _distance(a: str, b: str) -> int:
 
 
 def _defaults_semantics(defaults: dict[str, Any]) -> list[str]:
-    from rhesis_pipeline.runs.api import RunOptions
+    from rhesis_pipeline.runs.options import RunOptions
 
     minimum = defaults.get("min_backoff_ms", RunOptions.min_backoff_ms)
     maximum = defaults.get("max_backoff_ms", RunOptions.max_backoff_ms)

@@ -19,7 +19,7 @@ job (:mod:`rhesis_pipeline.maintenance.retention`).
 
 Note the limits of what it fixes: dramatiq's GroupCallbacks counts *successes* only; a
 member that fails for good leaves such a barrier unfired. rhesis-pipeline's own test runs
-do not use it (see :mod:`rhesis_pipeline.runs.api`).
+do not use it (see :mod:`rhesis_pipeline.runs.members`).
 """
 
 from __future__ import annotations

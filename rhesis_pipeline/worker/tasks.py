@@ -18,7 +18,7 @@ from dramatiq.middleware import CurrentMessage
 from rhesis_pipeline.execution import executors, metrics
 from rhesis_pipeline.identity import worker_id
 from rhesis_pipeline.maintenance.sweeper import Sweeper
-from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs import complete, members
 from rhesis_pipeline.runs.messages import MEMBER
 from rhesis_pipeline.worker import cancellation, inflight
 from rhesis_pipeline.worker.consumer import (
@@ -72,9 +72,9 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
     claim = (message.message_id, token)
     preload = getattr(message, PRELOADED, None)
     if preload is not None and token is not None:
-        start = runs.start_preloaded(preload, (message.message_id, token))
+        start = members.start_preloaded(preload, (message.message_id, token))
     else:
-        start = runs.start_member(run_id, test_id, claim)
+        start = members.start_member(run_id, test_id, claim)
     if start is None:
         logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
         return
@@ -83,7 +83,7 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
         """Hand the outcome to the outcome writer without waiting: its transaction
         deletes the message (its ack), then settle() lets it go."""
         setattr(message, SETTLED_BY_WRITER, True)
-        runs.submit_outcome(
+        members.submit_outcome(
             run_id,
             test_id,
             status=status,
@@ -98,7 +98,7 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
         if fast:  # free the thread: the outcome writer commits it with its next batch
             hand_over(status, **fields)
             return
-        recorded = runs.record_outcome(
+        recorded = members.record_outcome(
             run_id,
             test_id,
             status=status,
@@ -172,7 +172,7 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
 def _defer(message, token: str, delay_s: float) -> bool:
     """Give a member handed to the event loop back to its queue for *delay_s* seconds,
     uncounted, while it is still claimed under *token*; the consumer no longer holds it."""
-    deferred = runs.defer_member(message.message_id, token, delay_s)
+    deferred = members.defer_member(message.message_id, token, delay_s)
     if deferred:
         settle(message.queue_name, message.message_id, True)
     return deferred
@@ -183,9 +183,9 @@ def collect_results(run_id: str) -> None:
 
     Harmless if delivered twice: a run already final is left as it is.
     """
-    summary = runs.finish_run(run_id)
+    summary = complete.finish_run(run_id)
     if summary is not None:
-        runs.run_hooks(summary)
+        complete.run_hooks(summary)
 
 
 def sweep() -> None:

@@ -12,7 +12,7 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy import text
 
 import rhesis_pipeline.actors  # noqa: F401  (installs the broker)
-from rhesis_pipeline.runs.api import on_run_finished
+from rhesis_pipeline.runs.complete import on_run_finished
 from rhesis_pipeline.storage import db
 
 logger = logging.getLogger("tests.support.actors")
@@ -54,6 +54,6 @@ QUEUE_ACTORS = {q: _make_queue_actor(q) for q in MANY_QUEUES}
 @on_run_finished
 def record_hook_call(summary) -> None:
     """Counts callback executions: one row per call."""
-    _record(f"hook:{summary.run_id}:{uuid.uuid4()}", summary.as_dict())
+    _record(f"hook:{summary.id}:{uuid.uuid4()}", summary.as_dict())
     if summary.name == "hook-raises":
         raise RuntimeError("hook failed on purpose")

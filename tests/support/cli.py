@@ -53,9 +53,11 @@ def serving(command: str, announce: str, database_url: str, *args: str, env=None
         text=True,
     )
     try:
+        seen = []
         line = proc.stderr.readline()
         while announce not in line:
-            assert line, f"{command} exited before serving"
+            assert line, f"{command} exited before serving: {''.join(seen)[-2000:]}"
+            seen.append(line)
             line = proc.stderr.readline()
         yield proc, line.split(announce + " ", 1)[1].strip()
     finally:

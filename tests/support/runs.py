@@ -5,26 +5,27 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from rhesis_pipeline.errors import DatabaseUnavailable
-from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs.read import get_results, get_run
+from rhesis_pipeline.runs.record import Run
 from rhesis_pipeline.storage import db, engine
 
 from .waiting import wait_until
 
 
-def wait_finished(run_id: str, timeout: float = 60.0) -> runs.RunRecord:
+def wait_finished(run_id: str, timeout: float = 60.0) -> Run:
     """Wait until the run is final and its callback message is acked: the callback stores
     the final status first and calls the run-finished hooks after, so a test that counts
     hook calls must not look at the status alone."""
 
     def finished_and_called_back() -> bool:
-        return runs.get_progress(run_id).finished and _callback_state(run_id) == "done"
+        return get_run(run_id).finished and _callback_state(run_id) == "done"
 
     wait_until(
         lambda: survive_cuts(finished_and_called_back),
         timeout=timeout,
         what=f"run {run_id} finished",
     )
-    return runs.get_run(run_id)
+    return get_run(run_id)
 
 
 def _callback_state(run_id: str) -> str | None:
@@ -56,7 +57,7 @@ def hook_calls(run_id: str) -> list[dict]:
 
 
 def results_by_id(run_id: str) -> dict[str, dict]:
-    return {r["test_id"]: r for r in runs.get_results(run_id)}
+    return {r["test_id"]: r for r in get_results(run_id)}
 
 
 def scalar(sql: str, **params):

@@ -102,7 +102,7 @@ def logged(test):
 def hook_to_file(summary) -> None:
     """Run-finished hook: logs the run id to $RHESIS_TEST_HOOK_LOG (callbacks counted
     without the database)."""
-    _log_line("RHESIS_TEST_HOOK_LOG", f"{summary.run_id} {summary.status}")
+    _log_line("RHESIS_TEST_HOOK_LOG", f"{summary.id} {summary.status}")
 
 
 #: Outputs the database cannot store as they are (issue: one bad test never hurts another).

@@ -75,7 +75,7 @@ SELECT set_config('synchronous_commit', 'on', true);
 
 -- ===== Submission =====
 -- A run, its results and its member messages, stored and enqueued in one transaction
--- (rhesis_pipeline.runs.api.launch_test_run); any message's enqueue.
+-- (rhesis_pipeline.runs.submit.launch_test_run); any message's enqueue.
 
 -- name: launch_context
 -- Whether row-level security applies to this session on the tables a launch writes (a
@@ -415,7 +415,7 @@ SELECT id FROM rhesis.test_runs WHERE id = ANY(CAST(:ids AS uuid[])) AND cancel_
 
 -- ===== Outcomes and completion =====
 -- A member's outcome stored and counted once; the last one enqueues the run's callback,
--- which sets the run's status (rhesis_pipeline.runs.outcomes, rhesis_pipeline.runs.api).
+-- which sets the run's status (rhesis_pipeline.runs.outcomes, rhesis_pipeline.runs.complete).
 
 -- name: lock_runs
 -- Lock the rows of the runs a batch of outcomes touches, in id order (no deadlocks

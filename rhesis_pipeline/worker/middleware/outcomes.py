@@ -20,7 +20,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from rhesis_pipeline.execution.executors import ExecutionError
 from rhesis_pipeline.identity import worker_id
-from rhesis_pipeline.runs import api as runs
+from rhesis_pipeline.runs import members, read
 from rhesis_pipeline.runs.outcomes import writer
 from rhesis_pipeline.storage import statements
 from rhesis_pipeline.worker import inflight
@@ -93,7 +93,7 @@ class MemberOutcomes(Middleware):
         logger.warning(
             "test %s of run %s errored after %d attempt(s): %s", test_id, run_id, attempts, error
         )
-        runs.record_outcome(
+        members.record_outcome(
             run_id,
             test_id,
             status="error",
@@ -107,8 +107,8 @@ class MemberOutcomes(Middleware):
         if message.actor_name != MEMBER_ACTOR:
             return
         run_id, test_id = message.args
-        cancelled = runs.is_cancel_requested(run_id)
-        runs.record_outcome(
+        cancelled = read.is_cancel_requested(run_id)
+        members.record_outcome(
             run_id,
             test_id,
             status="cancelled" if cancelled else "error",
