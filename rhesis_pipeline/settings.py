@@ -184,7 +184,8 @@ class Settings:
     db_pool_size: int = 0
     """RHESIS_DB_POOL_SIZE, connections: database connections per process. 0: sized
     automatically (workers: their queues' consumers + threads + 4, each queue and its
-    delay queue having a consumer that holds one connection; other processes: 5)."""
+    delay queue having a consumer that holds one connection; other processes: 5). The
+    dashboard serves at most this many database requests at once; the others wait."""
     db_pool_timeout: float = 30.0
     """RHESIS_DB_POOL_TIMEOUT, seconds: how long to wait for a free pooled connection
     before failing with a clear error; at least 0.1."""

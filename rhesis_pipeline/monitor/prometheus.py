@@ -6,7 +6,7 @@ not from one worker's memory. Gauges are read as ``status`` reads them (one snap
 counters and histograms add the running totals of ``rhesis.metric_totals`` (what
 retention deleted; histograms observed when each run finished), so they never go down.
 
-The README lists every metric (name, type, labels) with example alert rules.
+docs/operating/metrics.md lists every metric (name, type, labels) with example alert rules.
 """
 
 from __future__ import annotations

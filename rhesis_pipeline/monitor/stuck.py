@@ -28,7 +28,7 @@ def hours_to_seconds(hours: float) -> float:
 @dataclass
 class RunListing:
     """Unfinished runs (:class:`~rhesis_pipeline.runs.record.Run` with age_s, in_status_s,
-    idle_s and stuck filled; ``as_dict()`` gives the README's "run" object,
+    idle_s and stuck filled; ``as_dict()`` gives the "run" object of docs/reference/json.md,
     MONITOR_FIELDS), oldest first."""
 
     runs: list[Run]

@@ -27,7 +27,8 @@ from rhesis_pipeline.runs.durations import format_seconds
 from rhesis_pipeline.runs.states import RunStatus
 
 #: A run as rhesis-monitor's ``--json`` shows it (``status.runs.active``, ``check.runs``,
-#: ``fix.stuck``; the README's "run" object): what ``unfinished_runs`` readers give.
+#: ``fix.stuck``; the "run" object of docs/reference/json.md): what ``unfinished_runs``
+#: readers give.
 MONITOR_FIELDS = (
     "run_id", "name", "status", "organization_id", "user_id", "total", "done", "passed",
     "failed", "errored", "lost", "cancelled", "percent", "cancel_requested", "created_at",

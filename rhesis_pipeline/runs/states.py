@@ -1,5 +1,5 @@
 """The words for states: one vocabulary for the database, the CLI's text, ``--json`` and
-the dashboard (the README's *States* lists them), as string enums.
+the dashboard (docs/concepts.md lists them), as string enums.
 
 A **run** is ``QUEUED`` (submitted, no member started), ``IN_PROGRESS`` (a member
 started), then final: ``COMPLETED`` (every test executed: passed or failed), ``PARTIAL``
