@@ -24,7 +24,7 @@ import dramatiq
 from periodiq import cron
 
 from rhesis_pipeline import logs
-from rhesis_pipeline.execution import executors
+from rhesis_pipeline.execution.attempt import PermanentExecutionError
 from rhesis_pipeline.runs.messages import CALLBACK, MEMBER, SWEEP, ActorSpec
 from rhesis_pipeline.storage import db
 from rhesis_pipeline.worker import tasks
@@ -47,7 +47,7 @@ def _declare(fn, spec: ActorSpec, **extra) -> dramatiq.Actor:
 
 
 execute_single_test = _declare(
-    tasks.execute_single_test, MEMBER, throws=(executors.PermanentExecutionError,)
+    tasks.execute_single_test, MEMBER, throws=(PermanentExecutionError,)
 )
 collect_results = _declare(tasks.collect_results, CALLBACK)
 sweep = _declare(tasks.sweep, SWEEP, periodic=cron(db.settings().sweep_cron))

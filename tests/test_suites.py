@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-from rhesis_pipeline.suites.load import InvalidSuite, load_suite
+from rhesis_pipeline.suites.load import load_suite
+from rhesis_pipeline.suites.schema import InvalidSuite
 
 GOOD = """
 name: ok
@@ -213,6 +214,6 @@ def test_a_near_miss_that_a_placeholder_uses_is_a_field(tmp_path):
     suite = load_suite(write(tmp_path, text))
     assert [t.get("metric") for t in suite.tests] == ["bleu", "rouge"]
 
-    from rhesis_pipeline.execution.executors import render
+    from rhesis_pipeline.execution.http_endpoint import render
 
     assert render(suite.endpoint["body"], suite.tests[1]) == {"m": "rouge", "t": "y"}
