@@ -20,6 +20,9 @@ Actors:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import dramatiq
 from periodiq import cron
 
@@ -40,14 +43,14 @@ if db.settings().log_format == "json":
     logs.configure_worker_logging(db.settings().log_level, "json")
 
 
-def _declare(fn, spec: ActorSpec, **extra) -> dramatiq.Actor:
-    return dramatiq.actor(
+def _declare(fn: Callable[..., Any], spec: ActorSpec, **extra: Any) -> dramatiq.Actor[Any, Any]:
+    """The actor that runs *fn* as *spec* declares it (name, queue, options)."""
+    actor: dramatiq.Actor[Any, Any] = dramatiq.actor(
         fn, actor_name=spec.name, queue_name=spec.queue_name, **spec.options, **extra
     )
+    return actor
 
 
-execute_single_test = _declare(
-    tasks.execute_single_test, MEMBER, throws=(PermanentExecutionError,)
-)
+execute_single_test = _declare(tasks.execute_single_test, MEMBER, throws=(PermanentExecutionError,))
 collect_results = _declare(tasks.collect_results, CALLBACK)
 sweep = _declare(tasks.sweep, SWEEP, periodic=cron(db.settings().sweep_cron))
