@@ -20,11 +20,14 @@ Actors:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import dramatiq
 from periodiq import cron
 
 from rhesis_pipeline import logs
-from rhesis_pipeline.execution import executors
+from rhesis_pipeline.execution.attempt import PermanentExecutionError
 from rhesis_pipeline.runs.messages import CALLBACK, MEMBER, SWEEP, ActorSpec
 from rhesis_pipeline.storage import engine
 from rhesis_pipeline.worker import tasks
@@ -40,14 +43,14 @@ if engine.settings().log_format == "json":
     logs.configure_worker_logging(engine.settings().log_level, "json")
 
 
-def _declare(fn, spec: ActorSpec, **extra) -> dramatiq.Actor:
-    return dramatiq.actor(
+def _declare(fn: Callable[..., Any], spec: ActorSpec, **extra: Any) -> dramatiq.Actor[Any, Any]:
+    """The actor that runs *fn* as *spec* declares it (name, queue, options)."""
+    actor: dramatiq.Actor[Any, Any] = dramatiq.actor(
         fn, actor_name=spec.name, queue_name=spec.queue_name, **spec.options, **extra
     )
+    return actor
 
 
-execute_single_test = _declare(
-    tasks.execute_single_test, MEMBER, throws=(executors.PermanentExecutionError,)
-)
+execute_single_test = _declare(tasks.execute_single_test, MEMBER, throws=(PermanentExecutionError,))
 collect_results = _declare(tasks.collect_results, CALLBACK)
 sweep = _declare(tasks.sweep, SWEEP, periodic=cron(engine.settings().sweep_cron))

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 _ANSWERS = [
     (("capital of france",), "The capital of France is Paris."),
@@ -42,7 +43,7 @@ def answer(prompt: str) -> str:
     return f"You asked: {prompt}"
 
 
-def reply(test: dict) -> str:
+def reply(test: dict[str, Any]) -> str:
     """A python target answering like the endpoint (``examples/python-suite.yaml``):
     any worker can import it, so that suite runs with nothing else started."""
     return answer(str(test.get("prompt", "")))
@@ -56,7 +57,7 @@ class ChatTarget:
         target = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # quiet
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
 
             def do_POST(self) -> None:
@@ -86,7 +87,7 @@ class ChatTarget:
                     },
                 )
 
-            def _send(self, code: int, payload: dict) -> None:
+            def _send(self, code: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -107,6 +108,6 @@ class ChatTarget:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()

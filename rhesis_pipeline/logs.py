@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 from datetime import datetime, timezone
+from typing import Any
 
 #: Format of every worker line: time, level, process, the message's id and actor, logger, text.
 WORKER_LOG_FORMAT = (
@@ -111,7 +112,7 @@ def _install_record_factory() -> None:
         return
     previous = logging.getLogRecordFactory()
 
-    def factory(*args, **kwargs):
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         record.message_id = getattr(_context, "message_id", None) or "-"
         record.actor_name = getattr(_context, "actor_name", None) or "-"

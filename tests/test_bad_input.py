@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from rhesis_pipeline.cli import monitor, pipeline
-from rhesis_pipeline.suites.load import InvalidSuite, load_suite
+from rhesis_pipeline.suites.load import load_suite
+from rhesis_pipeline.suites.schema import InvalidSuite
 
 from .support import cli
 from .support.runs import scalar

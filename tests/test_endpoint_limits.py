@@ -10,13 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from rhesis_pipeline.cli import monitor as monitor_cli
-from rhesis_pipeline.execution.executors import (
-    InvalidExecutor,
-    RateLimited,
-    http_execution,
-    retry_after_s,
-    validate_executor,
-)
+from rhesis_pipeline.execution.attempt import InvalidExecutor, RateLimited
+from rhesis_pipeline.execution.executors import validate_executor
+from rhesis_pipeline.execution.http_answer import http_execution, retry_after_s
 from rhesis_pipeline.storage import statements
 from rhesis_pipeline.worker.endpoint_limits import EndpointLimit, limit_for, origin
 

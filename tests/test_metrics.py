@@ -2,7 +2,7 @@
 
 import pytest
 
-from rhesis_pipeline.execution.executors import Execution
+from rhesis_pipeline.execution.attempt import Execution
 from rhesis_pipeline.execution.metrics import evaluate, evaluate_one
 
 

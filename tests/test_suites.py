@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-from rhesis_pipeline.suites.load import InvalidSuite, load_suite
+from rhesis_pipeline.suites.load import load_suite
+from rhesis_pipeline.suites.schema import InvalidSuite
 
 GOOD = """
 name: ok
@@ -35,6 +36,43 @@ def test_a_good_suite_loads(tmp_path):
         "time_limit_ms": 2000,
     }
     assert suite.endpoint["method"] == "POST" and suite.endpoint["timeout_s"] == 30
+    assert not {"max_concurrency", "requests_per_minute", "limit_key"} & set(suite.endpoint)
+
+
+def test_an_endpoint_declares_its_limits_in_the_suite(tmp_path):
+    # Issue #22's endpoint limits, declared in a suite file, reach the executor spec.
+    suite = load_suite(
+        write(
+            tmp_path,
+            """
+            name: limited
+            endpoint: {type: http, url: "http://127.0.0.1:9/", max_concurrency: 400,
+                       requests_per_minute: 2400, limit_key: openai-key-1}
+            tests: [{id: a, prompt: hi}]
+            """,
+        )
+    )
+    assert suite.endpoint["max_concurrency"] == 400
+    assert suite.endpoint["requests_per_minute"] == 2400
+    assert suite.endpoint["limit_key"] == "openai-key-1"
+
+
+@pytest.mark.parametrize(
+    ("limit", "fragment"),
+    [
+        ("max_concurrency: 0", "endpoint.max_concurrency: 0 is less than the minimum of 1"),
+        ("requests_per_minute: 1.5", "endpoint.requests_per_minute: 1.5 is not of type"),
+        ('limit_key: ""', "endpoint.limit_key"),
+    ],
+)
+def test_bad_endpoint_limits_are_refused_by_name(tmp_path, limit, fragment):
+    text = f"""
+    name: limited
+    endpoint: {{type: http, url: "http://127.0.0.1:9/", {limit}}}
+    tests: [{{id: a}}]
+    """
+    with pytest.raises(InvalidSuite, match=fragment):
+        load_suite(write(tmp_path, text))
 
 
 def test_json_suites_load_too(tmp_path):
@@ -213,6 +251,6 @@ def test_a_near_miss_that_a_placeholder_uses_is_a_field(tmp_path):
     suite = load_suite(write(tmp_path, text))
     assert [t.get("metric") for t in suite.tests] == ["bleu", "rouge"]
 
-    from rhesis_pipeline.execution.executors import render
+    from rhesis_pipeline.execution.http_endpoint import render
 
     assert render(suite.endpoint["body"], suite.tests[1]) == {"m": "rouge", "t": "y"}

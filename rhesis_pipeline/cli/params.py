@@ -12,14 +12,22 @@ the command line decode to one), which no database column can hold.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rhesis_pipeline.execution.values import text_problem
 
+if TYPE_CHECKING:
+    # click 8.3 made ParamType generic (the value it gives, the input it takes); 8.1,
+    # which pyproject still allows, cannot be subscripted at run time.
+    _NumberType = click.ParamType[float, Any]
+    _TextType = click.ParamType[str, Any]
+else:
+    _NumberType = _TextType = click.ParamType
 
-class Number(click.ParamType):
+
+class Number(_NumberType):
     """A finite number from *minimum* to *maximum* (above *minimum* if *min_open*), whole
     if *integer*. *unit* ("hours") is said in errors; *metavar* shows in ``--help``."""
 
@@ -52,7 +60,9 @@ class Number(click.ParamType):
         unit = f" ({self.unit})" if self.unit else ""
         return f"{self.kind} {bounds}{unit}"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if isinstance(value, bool):
             self.fail(f"{value!r} is not {self.kind}; give {self.span}", param, ctx)
         if isinstance(value, int | float):
@@ -80,13 +90,13 @@ def _plain(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value}"
 
 
-class Text(click.ParamType):
+class Text(_TextType):
     """Text without a NUL or a lone surrogate (see
     :func:`rhesis_pipeline.execution.values.text_problem`)."""
 
     name = "text"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         problem = text_problem(str(value))
         if problem:
             self.fail(f"{value!r} {problem}", param, ctx)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import click
 
 from rhesis_pipeline import __version__
-from rhesis_pipeline.cli.common import EXIT_CODES_HELP, RhesisGroup, org_option, use_database
+from rhesis_pipeline.cli.common import (
+    PIPELINE_EXIT_CODES,
+    RhesisGroup,
+    org_option,
+    use_database,
+)
+from rhesis_pipeline.cli.idle_notice import IdleNotice
 from rhesis_pipeline.cli.params import TEXT, TIMEOUT_SECONDS, count
+from rhesis_pipeline.cli.text_runs import recent_runs_table
 from rhesis_pipeline.logs import configure_logging
 from rhesis_pipeline.storage import engine
 from rhesis_pipeline.storage import migrate as migrations
@@ -15,7 +22,7 @@ from rhesis_pipeline.storage import migrate as migrations
 @click.group(
     cls=RhesisGroup,
     context_settings={"auto_envvar_prefix": "RHESIS", "help_option_names": ["-h", "--help"]},
-    epilog=EXIT_CODES_HELP,
+    epilog=PIPELINE_EXIT_CODES,
 )
 @click.version_option(__version__, prog_name="rhesis-pipeline")
 def main() -> None:
@@ -27,7 +34,7 @@ def main() -> None:
     configure_logging(engine.settings().log_level, engine.settings().log_format)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=PIPELINE_EXIT_CODES)
 @click.option(
     "--sql",
     "sql_only",
@@ -47,7 +54,7 @@ def migrate(sql_only: bool) -> None:
         click.echo(f"migrated database from revision {before or 'none'} to {after}")
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=PIPELINE_EXIT_CODES)
 def check() -> None:
     """Check the settings, the database connection and the schema version.
 
@@ -76,7 +83,7 @@ def _exec(program: str, argv: list[str], env: dict[str, str] | None = None) -> N
 
 @main.command(
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    epilog=EXIT_CODES_HELP,
+    epilog=PIPELINE_EXIT_CODES,
 )
 @click.pass_context
 def worker(ctx: click.Context) -> None:
@@ -102,7 +109,7 @@ def worker(ctx: click.Context) -> None:
 
 @main.command(
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    epilog=EXIT_CODES_HELP,
+    epilog=PIPELINE_EXIT_CODES,
 )
 @click.pass_context
 def scheduler(ctx: click.Context) -> None:
@@ -154,56 +161,6 @@ def _import_from_cwd() -> None:
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-
-
-class _IdleNotice:
-    """``wait_for``'s on_idle: when the run does not progress, say once on stderr if no
-    live worker consumes its queue (the finding ``rhesis-monitor health`` gives), and how
-    to start one. Asks the diagnosis at most every *recheck_s* seconds."""
-
-    def __init__(self, run_id: str, progress, recheck_s: float = 30.0) -> None:
-        self.run_id = run_id
-        self.progress = progress
-        self.recheck_s = recheck_s
-        self.said = False
-        self.next_check = 0.0
-
-    def __call__(self, p) -> None:
-        import time
-
-        if self.said or time.monotonic() < self.next_check:
-            return
-        self.next_check = time.monotonic() + self.recheck_s
-        text = self.text(p)
-        if text:
-            self.progress.note(text)
-            self.said = True
-
-    def text(self, p) -> str | None:
-        from dramatiq.common import q_name
-
-        from rhesis_pipeline.errors import RhesisError
-        from rhesis_pipeline.monitor import status
-        from rhesis_pipeline.runs import queues
-
-        try:
-            findings = status(active_limit=1).findings
-        except RhesisError:
-            return None  # only a hint: the wait goes on
-        waits_on = queues.CALLBACKS if p.done == p.total else queues.TESTS
-        chosen = [f for f in findings if f.code == "no_live_worker"] or [
-            f
-            for f in findings
-            if f.code == "queue_without_consumer" and q_name(f.subject or "") == waits_on
-        ]
-        if not chosen:
-            return None
-        finding = chosen[0]
-        return (
-            f"rhesis-pipeline: no live worker consumes queue {waits_on}, so run {self.run_id} "
-            f"does not progress ({finding.code}): {finding.recommendation}. Still waiting; "
-            "Ctrl-C stops waiting, and the run goes on"
-        )
 
 
 @main.command(
@@ -271,7 +228,7 @@ def run(
     try:
         click.echo(f"run {run_id}: {len(parsed.tests)} tests of {parsed.name!r}", err=True)
         finished = wait_for(
-            run_id, timeout_s=timeout, progress=progress, on_idle=_IdleNotice(run_id, progress)
+            run_id, timeout_s=timeout, progress=progress, on_idle=IdleNotice(run_id, progress)
         )
     except KeyboardInterrupt:
         progress.note(
@@ -284,7 +241,7 @@ def run(
     _finish(run_id, finished=finished, as_json=as_json, timeout=timeout)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=PIPELINE_EXIT_CODES)
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @org_option()
@@ -308,7 +265,7 @@ def show(run_id: str, as_json: bool, organization_id: str | None) -> None:
         click.echo(summary_text(run_id, organization_id=organization_id))
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=PIPELINE_EXIT_CODES)
 @click.argument("run_id")
 @click.option(
     "--all",
@@ -342,7 +299,7 @@ def rerun(run_id: str, all_tests: bool, as_json: bool, organization_id: str | No
         click.echo(new_id)
 
 
-@main.command("runs", epilog=EXIT_CODES_HELP)
+@main.command("runs", epilog=PIPELINE_EXIT_CODES)
 @click.option("--limit", default=20, show_default=True, type=count(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @org_option()
@@ -351,44 +308,24 @@ def list_runs(limit: int, as_json: bool, organization_id: str | None) -> None:
     import json as json_
 
     from rhesis_pipeline.runs.read import recent_runs
-    from rhesis_pipeline.runs.report import age, recent_run_json, table
+    from rhesis_pipeline.runs.report import recent_run_json
 
     use_database(migrated=True)
     rows = recent_runs(limit, organization_id=organization_id)
     if as_json:
         click.echo(json_.dumps([recent_run_json(r) for r in rows], indent=2, default=_json_value))
-        return
-    if not rows:
-        click.echo("no runs yet")
-        return
-    click.echo(
-        table(
-            [
-                [
-                    r.id,
-                    r.name,
-                    r.status,
-                    f"{r.done}/{r.total}",
-                    str(r.passed),
-                    str(r.failed),
-                    str(r.errored + r.lost),
-                    age(r.created_at),
-                ]
-                for r in rows
-            ],
-            ["RUN", "NAME", "STATUS", "DONE", "PASSED", "FAILED", "ERRORED", "AGE"],
-        )
-    )
+    else:
+        click.echo(recent_runs_table(rows))
 
 
-def _json_value(value):
+def _json_value(value: object) -> str:
     """``--json``'s text for what JSON lacks: times in ISO 8601, like every other --json."""
     from datetime import datetime
 
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=PIPELINE_EXIT_CODES)
 @click.option(
     "--suite",
     "suite_path",

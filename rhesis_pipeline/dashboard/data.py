@@ -135,7 +135,7 @@ def runs_page(filters: RunFilters, organization_id: str | None) -> tuple[list[Ru
     return page, cursor
 
 
-class ActiveRun(TypedDict):
+class ActiveRunJson(TypedDict):
     """A queued or running run as ``/api/active-runs`` sends it (JSON) and the overview
     shows it: counts of tests; ``errored`` includes the lost ones; ``percent`` done."""
 
@@ -150,7 +150,7 @@ class ActiveRun(TypedDict):
     percent: float
 
 
-def active_runs(organization_id: str | None, limit: int = 20) -> list[ActiveRun]:
+def active_runs(organization_id: str | None, limit: int = 20) -> list[ActiveRunJson]:
     """The *limit* newest queued or running runs."""
     with tenancy.connect(organization_id) as conn:
         rows = conn.execute(Q["dashboard_active_runs"], {"limit": limit}).all()
@@ -263,7 +263,7 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
 
 
 __all__ = [
-    "ActiveRun",
+    "ActiveRunJson",
     "BadRequest",
     "HistogramBar",
     "RunFilters",

@@ -1,7 +1,12 @@
-"""Executing one test: calling its target and judging the answer.
+"""Executing one test: the executor that runs it, and the verdict on its answer.
 
-The executors call a test's target (an HTTP endpoint or a Python function) and return an
-:class:`Execution` (answer, latency, raw response) or raise an error that says whether a
-retry may help; the metrics judge the answer; :mod:`.storable` and :mod:`.values` make
-what a target returns safe to store. Nothing here knows about queues, runs or workers.
+* :mod:`.executors`: validates an executor spec and dispatches an attempt to
+  :mod:`.python_target` or :mod:`.http_endpoint` (whose answers :mod:`.http_answer`
+  judges: 429, 5xx, ``response_path``).
+* :mod:`.attempt`: what an attempt ends as: an ``Execution``, or an error saying whether
+  it is retried.
+* :mod:`.metrics`: the test's metrics judge the answer; :mod:`.json_path` compiles the
+  JSONPaths both use.
+* :mod:`.values` (what a user's value may hold) and :mod:`.storable` (what a target's
+  output may hold) keep what Postgres refuses out of a batch.
 """

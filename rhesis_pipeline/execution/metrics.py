@@ -21,7 +21,8 @@ import json
 import re
 from typing import Any
 
-from rhesis_pipeline.execution.executors import Execution, _json_path
+from rhesis_pipeline.execution.attempt import Execution
+from rhesis_pipeline.execution.json_path import compile_json_path
 
 
 def _text(answer: Any) -> str:
@@ -73,7 +74,7 @@ def evaluate_one(metric: dict[str, Any], execution: Execution) -> dict[str, Any]
         )
     elif kind == "json_path_equals":
         document = execution.document
-        matches = _json_path(metric["path"]).find(document) if document is not None else []
+        matches = compile_json_path(metric["path"]).find(document) if document is not None else []
         if not matches:
             passed = False
             reason = f"{metric['path']} matched nothing"
@@ -95,7 +96,9 @@ def evaluate_one(metric: dict[str, Any], execution: Execution) -> dict[str, Any]
     return {"type": kind, "name": name, "passed": passed, "reason": reason}
 
 
-def evaluate(metrics: list[dict[str, Any]] | None, execution: Execution) -> tuple[bool, list]:
+def evaluate(
+    metrics: list[dict[str, Any]] | None, execution: Execution
+) -> tuple[bool, list[dict[str, Any]]]:
     """(passed, verdicts) for a test's metrics on its execution."""
     verdicts = [evaluate_one(m, execution) for m in (metrics or [])]
     return all(v["passed"] for v in verdicts), verdicts

@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from rhesis_pipeline.execution.values import SURROGATE
 
@@ -108,7 +108,24 @@ def to_json(value: Any, field: str) -> tuple[str | None, str | None]:
     return encoded, None
 
 
-def make_storable(outcome):
+class StorableOutcome(Protocol):
+    """What :func:`make_storable` reads and sets on an outcome (a dataclass):
+    :class:`rhesis_pipeline.runs.outcomes.Outcome`, which this layer cannot import."""
+
+    #: Marks a dataclass (what dataclasses.replace needs).
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    status: str
+    output: Any
+    metrics: Any
+    error: str | None
+    output_json: str | None
+    metrics_json: str | None
+
+
+OutcomeT = TypeVar("OutcomeT", bound=StorableOutcome)
+
+
+def make_storable(outcome: OutcomeT) -> OutcomeT:
     """*outcome* (an :class:`~rhesis_pipeline.runs.outcomes.Outcome`) ready for a batch: error
     texts escaped; an output or metrics that cannot be stored turn it into ``error``
     naming the problem. Sets ``outcome.output_json`` and ``outcome.metrics_json``."""

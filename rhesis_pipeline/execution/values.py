@@ -32,6 +32,13 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to *limit* characters ("..." at the end), to quote a user's
+    value in a one-line error."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def number_problem(value: float) -> str | None:
     """Why the float *value* cannot be stored ("is not a finite number"), or None."""
     if math.isfinite(value):
@@ -39,14 +46,14 @@ def number_problem(value: float) -> str | None:
     return f"{value!r} is not a finite number; JSON has no NaN or Infinity: write a number"
 
 
-def problems(value: Any, describe: Callable[[tuple], str]) -> list[str]:
+def problems(value: Any, describe: Callable[[tuple[Any, ...]], str]) -> list[str]:
     """Every problem in *value*, a tree of dicts, lists and scalars, as a sentence
     starting with ``describe(path)`` (a path is a tuple of keys and indexes): text that
     :func:`text_problem` refuses, in values and keys, and non-finite numbers. Iterative,
     so any depth is walked without recursion; a node that appears several times (a YAML
     alias) is walked each time."""
     found: list[str] = []
-    stack: list[tuple[Any, tuple]] = [(value, ())]
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
     while stack:
         item, path = stack.pop()
         if isinstance(item, str):

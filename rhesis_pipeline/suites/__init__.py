@@ -1,5 +1,2 @@
-"""Suite files: reading a YAML or JSON file of tests and refusing what is wrong in it.
-
-A suite is validated whole before anything is stored: every problem is one line that
-names the test, the key and the fix.
-"""
+"""Suite files: :mod:`.load` reads one (JSON or YAML, :mod:`.yaml_reader`), :mod:`.schema`
+says what it may hold, :mod:`.validate` finds every problem and builds the ``Suite``."""

@@ -31,11 +31,13 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class RefusedYAML(yaml.YAMLError):
+# PyYAML has no type hints: its classes are Any to mypy, which --strict refuses to
+# subclass; "unused-ignore" keeps the plain (non-strict) run quiet about the ignore.
+class RefusedYAML(yaml.YAMLError):  # type: ignore[misc, unused-ignore]
     """The document is valid YAML but is refused; ``str()`` says why, in one line."""
 
 
-class SuiteLoader(_Base):
+class SuiteLoader(_Base):  # type: ignore[misc, unused-ignore]
     """``yaml.SafeLoader`` (libyaml's when available) that refuses duplicate keys."""
 
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
@@ -56,7 +58,8 @@ class SuiteLoader(_Base):
                         "; a key may appear once in a mapping"
                     )
                 seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _children(node: Node) -> list[Node]:

@@ -96,7 +96,7 @@ def origin(url: str) -> str:
 
 
 def limit_for(spec: Mapping[str, Any], default_max: int = DEFAULT_MAX_CONCURRENCY) -> EndpointLimit:
-    """The limit of an HTTP executor *spec* (see :mod:`rhesis_pipeline.execution.executors`)."""
+    """The limit of an HTTP executor *spec* (see :mod:`rhesis_pipeline.execution.http_endpoint`)."""
     declared = spec.get("max_concurrency")
     return EndpointLimit(
         key=spec.get("limit_key") or origin(str(spec["url"])),

@@ -47,6 +47,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from rhesis_pipeline.execution import executors, metrics
+from rhesis_pipeline.execution.attempt import (
+    Execution,
+    ExecutionError,
+    PermanentExecutionError,
+    RateLimited,
+    RetryableExecutionError,
+)
 from rhesis_pipeline.worker import cancellation
 from rhesis_pipeline.worker.endpoint_limits import Budget, Deferred, EndpointLimit, limit_for
 
@@ -249,7 +256,7 @@ class InFlight:
                         return  # back in its queue; another claim runs it
                     job.defer = None  # it could not go back: it waits here
                     continue
-                except executors.RateLimited as exc:
+                except RateLimited as exc:
                     limited_for += exc.retry_after_s
                     if limited_for > self.rate_limited_max_s:
                         job.store(
@@ -261,7 +268,7 @@ class InFlight:
                         )
                         return
                     continue  # put back: the budget waits out the pause; not an attempt
-                except executors.RetryableExecutionError as exc:
+                except RetryableExecutionError as exc:
                     if attempt > job.max_retries:
                         job.store("error", error=str(exc)[:10_000], attempts=attempt,
                                   started_at=job.started_at)  # fmt: skip
@@ -277,7 +284,7 @@ class InFlight:
                     await asyncio.sleep(self._backoff(job, attempt))
                     attempt += 1
                     continue
-                except executors.PermanentExecutionError as exc:
+                except PermanentExecutionError as exc:
                     job.store("error", error=str(exc)[:10_000], attempts=attempt,
                               started_at=job.started_at)  # fmt: skip
                     return
@@ -293,7 +300,7 @@ class InFlight:
             job.store("error", error=f"{type(exc).__name__}: {exc}"[:10_000], attempts=attempt,
                       started_at=job.started_at)  # fmt: skip
 
-    async def _attempt(self, job: Job, limit: EndpointLimit | None) -> executors.Execution:
+    async def _attempt(self, job: Job, limit: EndpointLimit | None) -> Execution:
         budget = self.budget
         assert budget is not None
         if limit is not None:
@@ -313,13 +320,13 @@ class InFlight:
             return execution
         except asyncio.TimeoutError:
             what = "no answer within the test's time limit" if limit else "time limit exceeded"
-            raise executors.RetryableExecutionError(
+            raise RetryableExecutionError(
                 f"{what} ({job.time_limit_s:g}s; it starts when the request is sent)"
             ) from None
-        except executors.RateLimited as exc:
+        except RateLimited as exc:
             throttled = exc.retry_after_s
             raise
-        except executors.ExecutionError:
+        except ExecutionError:
             succeeded = True  # an answer (or a failure) that is not a 429
             raise
         finally:

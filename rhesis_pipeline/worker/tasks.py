@@ -16,6 +16,7 @@ from functools import partial
 from dramatiq.middleware import CurrentMessage
 
 from rhesis_pipeline.execution import executors, metrics
+from rhesis_pipeline.execution.attempt import RetryableExecutionError, TargetRaised
 from rhesis_pipeline.identity import worker_id
 from rhesis_pipeline.maintenance.sweeper import Sweeper
 from rhesis_pipeline.runs import complete, members
@@ -143,7 +144,7 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
     try:
         with cancellation.executing(run_id):
             execution = executors.execute(start.executor, start.test, deadline=deadline)
-    except executors.RetryableExecutionError as exc:
+    except RetryableExecutionError as exc:
         # Expected (connection, 5xx, 429, a target that raised): one line, no traceback;
         # dramatiq retries it and MemberOutcomes stores the error when the attempts are
         # used up.
@@ -156,7 +157,7 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
             exc,
             f" (raised at {where})" if where else "",
         )
-        if isinstance(exc, executors.TargetRaised):
+        if isinstance(exc, TargetRaised):
             logger.debug("the target's traceback", exc_info=exc.__cause__)
         raise
     except cancellation.RunCancelled:

@@ -18,7 +18,7 @@ import logging
 from dramatiq import Middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from rhesis_pipeline.execution.executors import ExecutionError
+from rhesis_pipeline.execution.attempt import ExecutionError
 from rhesis_pipeline.identity import worker_id
 from rhesis_pipeline.runs import members, read
 from rhesis_pipeline.runs.outcomes import writer
