@@ -35,7 +35,7 @@ import uuid
 from typing import Any
 
 from rhesis_pipeline.errors import DatabaseUnavailable
-from rhesis_pipeline.storage import db
+from rhesis_pipeline.storage import db, queries
 from rhesis_pipeline.storage.locks import WORKER_LOCK_CLASS
 from rhesis_pipeline.storage.outage import Outage
 
@@ -109,17 +109,17 @@ class Registration:
                 self._connect()
             with self._conn.cursor() as cur:
                 if self.lock_id is None:
-                    cur.execute(db.pyformat("register_worker"), self._row())
+                    cur.execute(queries.pyformat("register_worker"), self._row())
                     self.lock_id = cur.fetchone()[0]
                 if not self.lock_held:
                     self._take_lock(cur)
-                cur.execute(db.pyformat("heartbeat"), {"id": self.worker_id})
+                cur.execute(queries.pyformat("heartbeat"), {"id": self.worker_id})
                 if cur.fetchone() is None:
                     # Our row was deleted (retention, or by hand): register again.
                     logger.warning(
                         "worker %s was not registered; registering again", self.worker_id
                     )
-                    cur.execute(db.pyformat("register_worker"), self._row())
+                    cur.execute(queries.pyformat("register_worker"), self._row())
                     self.lock_id = cur.fetchone()[0]
                     self.lock_held = False
                     self._take_lock(cur)
@@ -130,9 +130,9 @@ class Registration:
                 raise db.as_unavailable(exc) from exc
             raise
 
-    def _take_lock(self, cur) -> None:
+    def _take_lock(self, cur: Any) -> None:
         cur.execute(
-            db.pyformat("try_worker_lock"),
+            queries.pyformat("try_worker_lock"),
             {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},
         )
         self.lock_held = bool(cur.fetchone()[0])
@@ -179,9 +179,9 @@ class Registration:
                     if self._conn is None or self._conn.closed:
                         self._connect()
                     with self._conn.cursor() as cur:
-                        cur.execute(db.pyformat("deregister_worker"), {"id": self.worker_id})
+                        cur.execute(queries.pyformat("deregister_worker"), {"id": self.worker_id})
                         cur.execute(
-                            db.pyformat("release_worker_lock"),
+                            queries.pyformat("release_worker_lock"),
                             {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},
                         )
                     logger.info("deregistered worker %s", self.worker_id)
