@@ -67,7 +67,9 @@ class Waker:
 class ConsumerConnection:
     """The LISTENing, autocommit connection of the consumer of *queue_name*."""
 
-    def __init__(self, queue_name: str, *, revocations: bool, on_connect: Callable[[], None]):
+    def __init__(
+        self, queue_name: str, *, revocations: bool, on_connect: Callable[[], None]
+    ) -> None:
         self.queue_name = queue_name
         self._revocations = revocations
         self._on_connect = on_connect
