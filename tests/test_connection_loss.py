@@ -154,7 +154,7 @@ def test_claims_a_live_worker_no_longer_holds_go_back_to_their_queue(database_ur
     (e.g. moving a due message to its queue while the database is away) and replaces the
     consumer. The next consumer of that queue returns what this worker claimed there but
     no longer holds, in its place."""
-    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.worker.consumer")
+    caplog.set_level(logging.WARNING, logger="rhesis_pipeline.worker.acks")
     registration = Registration([actors.SMOKE_QUEUE])
     registration.start()
     queue = f"{actors.SMOKE_QUEUE}.DQ"

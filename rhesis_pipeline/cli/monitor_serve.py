@@ -101,7 +101,8 @@ def dashboard(
     try:
         import uvicorn
 
-        from rhesis_pipeline.dashboard.app import DashboardConfig, create_app
+        from rhesis_pipeline.dashboard.app import create_app
+        from rhesis_pipeline.dashboard.state import DashboardConfig
     except ImportError as exc:
         raise click.UsageError(
             f"the dashboard needs the `dashboard` extra ({exc.name} is missing): "

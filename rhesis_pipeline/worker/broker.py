@@ -2,7 +2,7 @@
 
 This module is the only place that knows the order of the middleware
 (:func:`middleware_list`). Building the broker does not connect: the pool behind it
-(:class:`rhesis_pipeline.storage.broker_pool.BrokerPool`) connects on first use.
+(:class:`rhesis_pipeline.storage.db.BrokerPool`) connects on first use.
 
 Fixes over dramatiq-pg 0.12
 ---------------------------
@@ -23,10 +23,12 @@ Fixes over dramatiq-pg 0.12
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import dramatiq
 from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ActorNotFound
+from dramatiq.message import Message
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -38,6 +40,7 @@ from dramatiq.middleware import (
 )
 from dramatiq_pg import PostgresBroker
 from periodiq import PeriodiqMiddleware
+from sqlalchemy.engine import Connection
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -110,7 +113,7 @@ def middleware_list() -> list[dramatiq.Middleware]:
         Callbacks(),
         Pipelines(),
         MemberOutcomes(),
-        RhesisRetries(),
+        RhesisRetries(),  # type: ignore[no-untyped-call, unused-ignore]  # dramatiq's __init__
         GroupCallbacks(PostgresRateLimiterBackend()),
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY_S),
@@ -121,19 +124,21 @@ class RhesisBroker(PostgresBroker):
     """PostgresBroker with the fixes listed in the module docstring."""
 
     def __init__(self, *, middleware: list[dramatiq.Middleware] | None = None) -> None:
-        super().__init__(
+        super().__init__(  # type: ignore[no-untyped-call, unused-ignore]  # dramatiq-pg's
             pool=broker_pool.BROKER_POOL,
             results=False,
             middleware=middleware_list() if middleware is None else middleware,
         )
         self._scheduler_outage = Outage("scheduler")
 
-    def consume(self, queue_name, prefetch=1, timeout=30000):
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> RhesisConsumer:
         return RhesisConsumer(
             broker=self, queue_name=queue_name, prefetch=prefetch, timeout=timeout
         )
 
-    def prepare(self, message, *, delay=None):
+    def prepare(
+        self, message: Message[Any], *, delay: int | None = None
+    ) -> tuple[Message[Any], str]:
         """Run the ``before_enqueue`` middleware on *message* and encode it.
 
         Returns ``(message, payload)``; *message* is a copy on the delay queue when
@@ -148,10 +153,16 @@ class RhesisBroker(PostgresBroker):
             message = message.copy(queue_name=dq_name(message.queue_name))
             message.options["eta"] = current_millis() + delay
         # The fix: middleware first, so options it adds are part of what is stored.
-        self.emit_before("enqueue", message, delay)
+        self.emit_before("enqueue", message, delay)  # type: ignore[no-untyped-call, unused-ignore]
         return message, messages.encode(message)
 
-    def enqueue(self, message, *, delay=None, connection=None):
+    def enqueue(
+        self,
+        message: Message[Any],
+        *,
+        delay: int | None = None,
+        connection: Connection | None = None,
+    ) -> Message[Any]:
         """Store *message* as queued and wake its consumers.
 
         With *connection* (a SQLAlchemy Connection inside a transaction) the message is
@@ -171,7 +182,7 @@ class RhesisBroker(PostgresBroker):
         else:
             self._store(params)
         logger.debug("enqueued %s on %s", message.message_id, message.queue_name)
-        self.emit_after("enqueue", message, delay)
+        self.emit_after("enqueue", message, delay)  # type: ignore[no-untyped-call, unused-ignore]
         return message
 
     @retry(
@@ -180,11 +191,11 @@ class RhesisBroker(PostgresBroker):
         wait=wait_random_exponential(multiplier=0.2, max=2),
         reraise=True,
     )
-    def _store(self, params: dict) -> None:
+    def _store(self, params: dict[str, Any]) -> None:
         with db.begin() as conn:
             conn.execute(Q["enqueue"], params)
 
-    def _store_scheduled(self, message, params: dict) -> bool:
+    def _store_scheduled(self, message: Message[Any], params: dict[str, Any]) -> bool:
         """Store a message sent by the periodiq scheduler. If the database stays
         unreachable, skip this tick instead of raising (which would end the ``periodiq``
         process): periodic actors are idempotent and the next tick sends again. Logs one
@@ -204,7 +215,7 @@ class RhesisBroker(PostgresBroker):
 
     def close(self) -> None:
         """Close the pool and release the embedded server (a worker process's last act)."""
-        super().close()
+        super().close()  # type: ignore[no-untyped-call, unused-ignore]  # dramatiq-pg's
         engine.dispose()
         engine.release_embedded()
 

@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from rhesis_pipeline.storage.outage import Outage
@@ -147,7 +147,34 @@ class _Key:
         return bool(self.waiters or self.release or self.successes or self.throttles)
 
 
-Exchange = Callable[[dict[str, Any]], list[tuple]]
+#: Runs ``endpoint_exchange`` with its parameters; returns its rows (see ExchangeRow).
+Exchange = Callable[[dict[str, Any]], list[tuple[Any, ...]]]
+
+
+class ExchangeRow(NamedTuple):
+    """A row of ``endpoint_exchange``: what the database answered for one key."""
+
+    key: str
+    #: Slots granted to this process by this exchange.
+    granted: int
+    #: Slots this process holds now, as the database counts them.
+    held: int
+    #: Seconds the key stays paused (a 429's Retry-After); 0 or None: not paused.
+    paused_for_s: float | None
+    #: The key's adaptive concurrency limit now (all workers together).
+    current_limit: float
+    #: Tests of other processes waiting for the key.
+    others_waiting: int
+
+
+class _Sent(NamedTuple):
+    """What one exchange reported for a key (put back if the exchange fails)."""
+
+    release: int
+    successes: int
+    throttles: int
+    pause_s: float
+    waiting: int
 
 
 class Budget:
@@ -308,12 +335,11 @@ class Budget:
             self._apply(rows)
             await asyncio.sleep(TICK_S)
 
-    def _params(self, keys: list[_Key]) -> tuple[dict[str, Any], list[tuple[_Key, tuple]]]:
-        sent = []
+    def _params(self, keys: list[_Key]) -> tuple[dict[str, Any], list[tuple[_Key, _Sent]]]:
+        sent: list[tuple[_Key, _Sent]] = []
         for k in keys:
             waiting = sum(1 for w in k.waiters if not w.done())
-            counts = (k.release, k.successes, k.throttles, k.pause_s, waiting)
-            sent.append((k, counts))
+            sent.append((k, _Sent(k.release, k.successes, k.throttles, k.pause_s, waiting)))
             k.releasing = k.release  # not free until the database has them back
             k.release = k.successes = k.throttles = 0
             k.pause_s = 0.0
@@ -323,37 +349,38 @@ class Budget:
             "max_concurrency": [k.limit.max_concurrency for k, _ in sent],
             "declared": [k.limit.declared for k, _ in sent],
             "rpm": [k.limit.requests_per_minute for k, _ in sent],
-            "want": [c[4] for _, c in sent],
-            "release": [c[0] for _, c in sent],
-            "waiting": [c[4] for _, c in sent],
-            "successes": [c[1] for _, c in sent],
-            "throttles": [c[2] for _, c in sent],
-            "pause_s": [c[3] for _, c in sent],
+            "want": [c.waiting for _, c in sent],
+            "release": [c.release for _, c in sent],
+            "waiting": [c.waiting for _, c in sent],
+            "successes": [c.successes for _, c in sent],
+            "throttles": [c.throttles for _, c in sent],
+            "pause_s": [c.pause_s for _, c in sent],
             "lease_timeout_s": self.lease_timeout_s,
         }
         return params, sent
 
     @staticmethod
-    def _restore(sent: list[tuple[_Key, tuple]]) -> None:
-        for k, (release, successes, throttles, pause_s, _) in sent:
-            k.release += release
+    def _restore(sent: list[tuple[_Key, _Sent]]) -> None:
+        for k, counts in sent:
+            k.release += counts.release
             k.releasing = 0
-            k.successes += successes
-            k.throttles += throttles
-            k.pause_s = max(k.pause_s, pause_s)
+            k.successes += counts.successes
+            k.throttles += counts.throttles
+            k.pause_s = max(k.pause_s, counts.pause_s)
 
-    def _apply(self, rows: list[tuple]) -> None:
+    def _apply(self, rows: list[tuple[Any, ...]]) -> None:
         now = time.monotonic()
-        for key, granted, held, paused_for_s, current_limit, others_waiting in rows:
-            k = self._keys[key]
-            k.held = int(held)  # what was freed since the exchange was sent is in release
+        for row in map(ExchangeRow._make, rows):
+            k = self._keys[row.key]
+            k.held = int(row.held)  # what was freed since the exchange was sent is in release
             k.releasing = 0
-            k.others_waiting = int(others_waiting)
-            k.current_limit = float(current_limit)
+            k.others_waiting = int(row.others_waiting)
+            k.current_limit = float(row.current_limit)
+            paused_for_s = row.paused_for_s
             if paused_for_s and paused_for_s > 0:
                 k.paused_until = max(k.paused_until, now + float(paused_for_s))
                 asyncio.get_running_loop().call_later(float(paused_for_s), self._wake)
-            granted = int(granted)
+            granted = int(row.granted)
             while granted and k.waiters:
                 waiter = k.waiters.popleft()
                 k.evictable.discard(waiter)

@@ -4,7 +4,7 @@ A dramatiq worker thread runs ``execute_single_test``. A member whose executor i
 I/O-bound (HTTP, or an ``async def`` python target) and whose test came with its claim
 (the fast path) is handed to this process's event loop, and the thread returns at once:
 it is free for the next message while the request is in flight. The message stays held
-by the consumer (``SETTLED_BY_WRITER``) until its outcome commits, so what the process
+by the consumer (``Delivery.settled_by_writer``) until its outcome commits, so what the process
 holds stays bounded (the members' consumer makes room for ``RHESIS_INFLIGHT_PER_PROCESS``
 of them besides its threads' prefetch) and nothing changes for the rest of the system:
 

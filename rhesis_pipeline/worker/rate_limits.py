@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from dramatiq.rate_limits import RateLimiterBackend
+from sqlalchemy.engine import Connection
 
 from rhesis_pipeline.storage import broker_pool, db, driver_errors, statements
 from rhesis_pipeline.storage.outage import Outage
@@ -142,14 +143,15 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
     # -- helpers ---------------------------------------------------------------------
 
     @staticmethod
-    def _lock(conn, keys: list[str]) -> None:
+    def _lock(conn: Connection, keys: list[str]) -> None:
         for k in sorted(set(keys)):
             conn.execute(Q["rl_lock"], {"key": k})
 
     @staticmethod
-    def _get(conn, key: str) -> int | None:
-        return conn.execute(Q["rl_get"], {"key": key}).scalar()
+    def _get(conn: Connection, key: str) -> int | None:
+        value = conn.execute(Q["rl_get"], {"key": key}).scalar()
+        return None if value is None else int(value)
 
     @staticmethod
-    def _put(conn, key: str, value: int, ttl: int) -> None:
+    def _put(conn: Connection, key: str, value: int, ttl: int) -> None:
         conn.execute(Q["rl_put"], {"key": key, "value": value, "ttl": timedelta(milliseconds=ttl)})

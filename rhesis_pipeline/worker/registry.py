@@ -130,7 +130,7 @@ class Registration:
                 raise driver_errors.as_unavailable(exc) from exc
             raise
 
-    def _take_lock(self, cur) -> None:
+    def _take_lock(self, cur: Any) -> None:
         cur.execute(
             queries.pyformat("try_worker_lock"),
             {"lock_class": WORKER_LOCK_CLASS, "lock_id": self.lock_id},

@@ -12,7 +12,9 @@ import logging
 import threading
 import time
 from functools import partial
+from typing import Any
 
+from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage
 
 from rhesis_pipeline.execution import executors, metrics
@@ -22,13 +24,8 @@ from rhesis_pipeline.maintenance.sweeper import Sweeper
 from rhesis_pipeline.runs import complete, members
 from rhesis_pipeline.runs.messages import MEMBER
 from rhesis_pipeline.worker import cancellation, inflight
-from rhesis_pipeline.worker.consumer import (
-    ACKED_IN_TRANSACTION,
-    CLAIM_TOKEN,
-    PRELOADED,
-    SETTLED_BY_WRITER,
-    settle,
-)
+from rhesis_pipeline.worker.delivery import Delivery, deliveries
+from rhesis_pipeline.worker.held import settle
 
 logger = logging.getLogger(__name__)
 
@@ -52,38 +49,47 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     """
     message = CurrentMessage.get_current_message()
     assert message is not None, "CurrentMessage middleware is missing"
-    token = getattr(message, CLAIM_TOKEN, None)
-    preload = getattr(message, PRELOADED, None)
-    # The fast path: the test came with its claim (consumer.PRELOADED); its start is
+    delivery = deliveries.of(message)
+    # The fast path: the test came with its claim (Delivery.preloaded); its start is
     # marked, and its outcome stored, by the outcome writer without this thread waiting.
     # Else the careful path: both written before going on (see messages.UNSTARTED), and
     # one such member at a time in this process (_SUSPECTS).
-    if preload is not None and token is not None:
-        _run_member(message, run_id, test_id, fast=True)
+    if delivery is not None and delivery.fast_path:
+        _run_member(message, delivery, run_id, test_id)
         return
     with _SUSPECTS:
-        _run_member(message, run_id, test_id, fast=False)
+        _run_member(message, delivery, run_id, test_id)
 
 
-def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
+def _run_member(
+    message: Message[Any], delivery: Delivery | None, run_id: str, test_id: str
+) -> None:
+    """Start, execute and store member *test_id* of *run_id*. *delivery* is None only for
+    a message that no consumer of this process handed out (then: the careful path)."""
     started = time.monotonic()
     me = worker_id()
     attempts = message.options.get("retries", 0) + 1
-    token = getattr(message, CLAIM_TOKEN, None)
+    token = None if delivery is None else delivery.claim_token
     claim = (message.message_id, token)
-    preload = getattr(message, PRELOADED, None)
-    if preload is not None and token is not None:
-        start = members.start_preloaded(preload, (message.message_id, token))
+    preloaded = None if delivery is None else delivery.preloaded
+    fast = preloaded is not None and token is not None
+    if preloaded is not None and token is not None:
+        start = members.start_preloaded(preloaded, (message.message_id, token))
     else:
         start = members.start_member(run_id, test_id, claim)
     if start is None:
         logger.info("test %s of run %s already has its outcome; skipping", test_id, run_id)
         return
 
-    def hand_over(status: str, **fields) -> None:
+    def settled_by_writer() -> None:
+        """From here on the outcome writer finishes the message (see Delivery)."""
+        if delivery is not None:
+            delivery.settled_by_writer = True
+
+    def hand_over(status: str, **fields: Any) -> None:
         """Hand the outcome to the outcome writer without waiting: its transaction
         deletes the message (its ack), then settle() lets it go."""
-        setattr(message, SETTLED_BY_WRITER, True)
+        settled_by_writer()
         members.submit_outcome(
             run_id,
             test_id,
@@ -95,7 +101,7 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
             **fields,
         )
 
-    def store(status: str, **fields) -> None:
+    def store(status: str, **fields: Any) -> None:
         if fast:  # free the thread: the outcome writer commits it with its next batch
             hand_over(status, **fields)
             return
@@ -108,8 +114,8 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
             claim=claim,
             **fields,
         )
-        if recorded.acked:
-            setattr(message, ACKED_IN_TRANSACTION, True)
+        if recorded.acked and delivery is not None:
+            delivery.acked_in_transaction = True
 
     if start.cancel_requested or (fast and cancellation.was_revoked(run_id)):
         store("cancelled", error="run cancelled")
@@ -121,7 +127,7 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
     # start is already marked); an async python target on the careful path runs here.
     on_loop = token is not None and (fast or start.executor.get("type") == "http")
     if on_loop and executors.runs_async(start.executor) and inflight.enabled():
-        setattr(message, SETTLED_BY_WRITER, True)
+        settled_by_writer()
         inflight.runner().submit(
             inflight.Job(
                 run_id=run_id,
@@ -170,7 +176,7 @@ def _run_member(message, run_id: str, test_id: str, *, fast: bool) -> None:
     store(status, attempts=attempts, started_at=start.started_at, **fields)
 
 
-def _defer(message, token: str, delay_s: float) -> bool:
+def _defer(message: Message[Any], token: str, delay_s: float) -> bool:
     """Give a member handed to the event loop back to its queue for *delay_s* seconds,
     uncounted, while it is still claimed under *token*; the consumer no longer holds it."""
     deferred = members.defer_member(message.message_id, token, delay_s)

@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg2
 from psycopg2 import sql
@@ -151,7 +151,8 @@ def frozen(pid: int | HasPid, *, process_group: bool = False) -> Iterator[int]:
 def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _pgserver_bin() -> Path:
@@ -225,9 +226,9 @@ class OwnedServer:
         ensure_prefix_permissions(self.base_dir)
         os.chown(self.base_dir, self._uid, self._gid)
 
-    def _run(self, exe: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, exe: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a bundled Postgres program as the server's user; output in the result."""
-        as_user: dict = {}
+        as_user: dict[str, Any] = {}
         if self._uid is not None:
             as_user = {"user": self._uid, "group": self._gid, "extra_groups": []}
         # Output to a file, not a pipe: the postmaster that pg_ctl starts would inherit a
@@ -311,7 +312,7 @@ class OwnedServer:
     def __enter__(self) -> OwnedServer:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- databases --

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from dramatiq import Middleware
+from dramatiq.broker import Broker, MessageProxy
 
 from rhesis_pipeline import logs
 from rhesis_pipeline.runs.messages import CALLBACK, MEMBER
@@ -23,12 +25,12 @@ class LogContext(Middleware):
     ``after_*`` hooks in reverse, so every other hook's lines carry the context.
     """
 
-    def after_process_boot(self, broker):
+    def after_process_boot(self, broker: Broker) -> None:
         settings = engine.settings()
         logs.configure_worker_logging(settings.log_level, settings.log_format)
         logger.info("worker process booted; database %s", engine.describe_database())
 
-    def before_process_message(self, broker, message):
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         args = message.args
         run_id = test_id = None
         if message.actor_name in RUN_ACTORS and args:
@@ -44,8 +46,15 @@ class LogContext(Middleware):
             organization=organization,
         )
 
-    def after_process_message(self, broker, message, *, result=None, exception=None):
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         logs.clear_message_context()
 
-    def after_skip_message(self, broker, message):
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         logs.clear_message_context()

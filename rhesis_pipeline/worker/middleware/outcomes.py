@@ -14,9 +14,12 @@ so its ``after_process_message`` then runs after Retries has decided.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from dramatiq import Middleware
+from dramatiq.broker import Broker, MessageProxy
 from dramatiq.middleware.time_limit import TimeLimitExceeded
+from dramatiq.worker import Worker
 
 from rhesis_pipeline.execution.attempt import ExecutionError
 from rhesis_pipeline.identity import worker_id
@@ -24,7 +27,7 @@ from rhesis_pipeline.runs import members, read
 from rhesis_pipeline.runs.outcomes import writer
 from rhesis_pipeline.storage import statements
 from rhesis_pipeline.worker import inflight
-from rhesis_pipeline.worker.consumer import CLAIM_TOKEN
+from rhesis_pipeline.worker.delivery import deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +35,8 @@ logger = logging.getLogger(__name__)
 MEMBER_ACTOR = "execute_single_test"
 
 
-def describe(exception: BaseException, message) -> str:
+def describe(exception: BaseException, message: MessageProxy) -> str:
+    """The error stored for a member that failed for good with *exception*."""
     if isinstance(exception, ExecutionError):
         return str(exception)
     if isinstance(exception, TimeLimitExceeded):
@@ -42,11 +46,18 @@ def describe(exception: BaseException, message) -> str:
     return f"{type(exception).__name__}: {text}" if text else type(exception).__name__
 
 
-def _not_retried(broker, message, exception: BaseException) -> int:
+def _not_retried(broker: Broker, message: MessageProxy, exception: BaseException) -> int:
+    """1 if Retries did not retry *exception* (it is in the actor's ``throws``), else 0."""
     throws = message.options.get("throws") or broker.get_actor(message.actor_name).options.get(
         "throws"
     )
     return 1 if throws and isinstance(exception, throws) else 0
+
+
+def _claim_token(message: MessageProxy) -> str | None:
+    """The token of the claim *message* ran under (None: not claimed by this process)."""
+    delivery = deliveries.of(message)
+    return None if delivery is None else delivery.claim_token
 
 
 #: Seconds a stopping worker waits for outcomes handed to its outcome writer.
@@ -57,7 +68,7 @@ INFLIGHT_DRAIN_S = 15.0
 
 
 class MemberOutcomes(Middleware):
-    def after_worker_shutdown(self, broker, worker):
+    def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         # Fast-path members did not wait for their outcome's commit: store what is still
         # waiting before the process exits. This runs before WorkerRegistry marks the
         # worker stopped (after-hooks run in reverse), so no rescuer takes those messages
@@ -83,7 +94,14 @@ class MemberOutcomes(Middleware):
                 DRAIN_TIMEOUT_S,
             )
 
-    def after_process_message(self, broker, message, *, result=None, exception=None):
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         if exception is None or message.actor_name != MEMBER_ACTOR or not message.failed:
             return
         run_id, test_id = message.args
@@ -100,10 +118,10 @@ class MemberOutcomes(Middleware):
             error=error[:10_000],
             worker=worker_id(),
             attempts=attempts,
-            claim=(message.message_id, getattr(message, CLAIM_TOKEN, None)),
+            claim=(message.message_id, _claim_token(message)),
         )
 
-    def after_skip_message(self, broker, message):
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         if message.actor_name != MEMBER_ACTOR:
             return
         run_id, test_id = message.args

@@ -14,9 +14,12 @@ consumers:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from dramatiq import Middleware
+from dramatiq.broker import Broker
 from dramatiq.common import q_name
+from dramatiq.worker import Worker
 
 from rhesis_pipeline.storage import engine
 
@@ -33,7 +36,7 @@ def worker_pool_size(*, consumers: int, threads: int) -> int:
     return consumers + threads + RESERVE
 
 
-def consumer_count(broker, queues) -> int:
+def consumer_count(broker: Broker, queues: Iterable[str] | None) -> int:
     """Consumers a worker with *queues* (None: all) starts on *broker*."""
     declared = set(broker.get_declared_queues()) | set(broker.get_declared_delay_queues())
     if queues:
@@ -43,7 +46,7 @@ def consumer_count(broker, queues) -> int:
 
 
 class PoolSizing(Middleware):
-    def before_worker_boot(self, broker, worker):
+    def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
         consumers = consumer_count(broker, worker.consumer_whitelist)
         size = worker_pool_size(consumers=consumers, threads=worker.worker_threads)
         engine.set_pool_size(size)

@@ -15,7 +15,9 @@ of its own so that neither can delay the heartbeat:
 from __future__ import annotations
 
 from dramatiq import Middleware
+from dramatiq.broker import Broker
 from dramatiq.common import q_name
+from dramatiq.worker import Worker
 
 from rhesis_pipeline.maintenance.rescue import Rescuer
 from rhesis_pipeline.maintenance.service import ServiceThread
@@ -29,7 +31,7 @@ class WorkerRegistry(Middleware):
         self.registration: Registration | None = None
         self.services: list[ServiceThread] = []
 
-    def before_worker_boot(self, broker, worker):
+    def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
         declared = {q_name(q) for q in broker.get_declared_queues()}
         queues = (
             sorted(set(worker.consumer_whitelist) & declared)
@@ -47,7 +49,7 @@ class WorkerRegistry(Middleware):
             ).start(),
         ]
 
-    def after_worker_shutdown(self, broker, worker):
+    def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         for service in self.services:
             service.stop()
         self.services = []

@@ -25,6 +25,8 @@ import multiprocessing
 import sys
 
 from dramatiq import Middleware
+from dramatiq.broker import Broker
+from dramatiq.worker import Worker
 
 from rhesis_pipeline.errors import DatabaseUnavailable, NotMigrated
 from rhesis_pipeline.storage import migrate
@@ -40,7 +42,7 @@ def _first_process() -> bool:
 
 
 class SchemaCheck(Middleware):
-    def before_worker_boot(self, broker, worker):
+    def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
         try:
             migrate.check_migrated()
         except DatabaseUnavailable as exc:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from dramatiq import Middleware
+from dramatiq.broker import Broker, MessageProxy
+from dramatiq.message import Message
 
 from rhesis_pipeline.storage import tenant_context as tenant
 
@@ -17,19 +20,26 @@ class TenantContext(Middleware):
     ``before_process_message``: make it the current tenant of the worker thread;
     ``after_process_message``/``after_skip_message``: restore the previous one."""
 
-    def before_enqueue(self, broker, message, delay):
+    def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
         if "tenant" not in message.options:
             current = tenant.current_tenant()
             if current is not None:
                 message.options["tenant"] = current.as_option()
 
-    def before_process_message(self, broker, message):
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         _tokens.token = tenant._set(tenant.Tenant.from_option(message.options.get("tenant")))
 
-    def after_process_message(self, broker, message, *, result=None, exception=None):
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         self._restore()
 
-    def after_skip_message(self, broker, message):
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         self._restore()
 
     @staticmethod
