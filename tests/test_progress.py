@@ -89,3 +89,25 @@ def test_running_members_counts_the_claimed_members_of_the_run(database_url):
 
     # Then: one of this run's tests is running.
     assert running_members(run_id) == 1
+
+
+def test_iter_results_streams_what_get_results_returns_and_refuses_other_tenants(database_url):
+    import pytest
+
+    from rhesis_pipeline.errors import RunNotFound
+    from rhesis_pipeline.runs.read import get_results, iter_results
+    from rhesis_pipeline.runs.submit import launch_test_run
+
+    run_id = launch_test_run(
+        [{"id": f"t{i}"} for i in range(25)],
+        executor="tests.support.targets:echo",
+        organization_id="org-a",
+    )
+    assert list(iter_results(run_id, batch_size=7)) == get_results(run_id)
+    assert [r["test_id"] for r in iter_results(run_id, organization_id="org-a")][:3] == [
+        "t0",
+        "t1",
+        "t2",
+    ]
+    with pytest.raises(RunNotFound):
+        list(iter_results(run_id, organization_id="org-b"))

@@ -10,6 +10,7 @@ result rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -45,6 +46,27 @@ def get_results(run_id: str, *, organization_id: str | None = None) -> list[dict
             # Every run has a test: none read means the run is not there for this reader.
             read_run(conn, run_id)
     return [dict(r._mapping) for r in rows]
+
+
+#: Rows fetched per round trip by :func:`iter_results` (its memory is about this many rows).
+RESULTS_BATCH = 1000
+
+
+def iter_results(
+    run_id: str, *, organization_id: str | None = None, batch_size: int = RESULTS_BATCH
+) -> Iterator[dict[str, Any]]:
+    """:func:`get_results`, streamed: a run's results in suite order, read through a
+    server-side cursor *batch_size* rows at a time, so that writing a 100,000-test run
+    to a file holds one batch in memory, not the run. The run is checked first (RunNotFound,
+    also for another organization's run); the rows are one consistent snapshot (one
+    transaction, held until the iterator is exhausted or closed)."""
+    with tenancy.connect(organization_id) as conn:
+        read_run(conn, run_id)
+        rows = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
+            Q["get_results"], {"run_id": str(run_id)}
+        )
+        for row in rows:
+            yield dict(row._mapping)
 
 
 def recent_runs(limit: int = 20, *, organization_id: str | None = None) -> list[Run]:
