@@ -844,6 +844,24 @@ WHERE r.run_id = :run_id AND r.status = 'queued'
   AND q."state" = 'consumed' AND q.queue_name NOT LIKE '%.DQ';
 
 
+-- name: run_metric_summary
+-- Per metric name of one run: how many tests it judged, how many passed, and the mean of
+-- the scores it gave (a verdict without a numeric score counts for the pass rate only).
+-- One pass over the run's result rows (its primary-key range); nothing held in Python.
+SELECT m.value->>'name' AS name,
+       min(m.value->>'type') AS type,
+       count(*) AS judged,
+       count(*) FILTER (WHERE m.value->'passed' = 'true'::jsonb) AS passed,
+       count(*) FILTER (WHERE jsonb_typeof(m.value->'score') = 'number') AS scored,
+       avg(CASE WHEN jsonb_typeof(m.value->'score') = 'number'
+                THEN (m.value->>'score')::float8 END) AS mean_score
+FROM rhesis.test_results r
+CROSS JOIN LATERAL jsonb_array_elements(
+    CASE WHEN jsonb_typeof(r.metrics) = 'array' THEN r.metrics ELSE '[]'::jsonb END) AS m
+WHERE r.run_id = :run_id AND jsonb_typeof(m.value) = 'object'
+GROUP BY 1
+ORDER BY 1;
+
 -- ===== Maintenance =====
 -- Rescue, expiry and retention, in LIMIT batches, one runner at a time under advisory
 -- locks (rhesis_pipeline.maintenance).
