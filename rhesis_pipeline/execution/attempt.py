@@ -98,3 +98,5 @@ class Execution:
     document: Any = None
     #: Why it failed, when no metric says so ("the target returned None").
     reason: str | None = None
+    #: The HTTP status code of the answer (HTTP executor); None for a python target.
+    http_status: int | None = None

@@ -113,4 +113,6 @@ def http_execution(
                 f"response_path {path!r} matched nothing in the response: {excerpt(text)}"
             )
         answer = matches[0].value
-    return Execution("passed", output=answer, duration_ms=latency_ms, document=document)
+    return Execution(
+        "passed", output=answer, duration_ms=latency_ms, document=document, http_status=code
+    )

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from rhesis_pipeline.runs.durations import format_duration, format_seconds
 from rhesis_pipeline.runs.read import get_results, get_run
 from rhesis_pipeline.runs.record import Run
+from rhesis_pipeline.runs.scores import MetricSummary, metric_summary
 from rhesis_pipeline.runs.states import TestStatus
 
 
@@ -39,6 +40,8 @@ def run_json(run_id: str, *, organization_id: str | None = None) -> dict[str, An
             }
             for r in results
         ],
+        # Per metric name: judged, passed, scored, mean_score, pass_rate (in SQL).
+        "metrics": [m.as_dict() for m in metric_summary(run_id, organization_id=organization_id)],
     }
 
 
@@ -104,6 +107,8 @@ def summary_text(run_id: str, *, organization_id: str | None = None) -> str:
         + (f", {data['cancelled']} cancelled" if data["cancelled"] else "")
         + f" in {format_duration(data['duration_s'])}",
     ]
+    if data["metrics"]:
+        lines += ["", metrics_table([MetricSummary(**_fields(m)) for m in data["metrics"]])]
     bad = [r for r in data["results"] if r["status"] != TestStatus.PASSED]
     if bad:
         lines.append("")
@@ -117,6 +122,27 @@ def summary_text(run_id: str, *, organization_id: str | None = None) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _fields(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "pass_rate"}
+
+
+def metrics_table(summaries: list[MetricSummary]) -> str:
+    """The per-metric table of a run: name, type, pass rate (passed/judged) and mean score
+    ("-" when the metric gave no score)."""
+    return table(
+        [
+            [
+                m.name,
+                m.type,
+                f"{m.pass_rate:.0%} ({m.passed}/{m.judged})",
+                "-" if m.mean_score is None else f"{m.mean_score:.3f}",
+            ]
+            for m in summaries
+        ],
+        ["METRIC", "TYPE", "PASS RATE", "MEAN SCORE"],
+    )
 
 
 def _clip(text: str, n: int) -> str:

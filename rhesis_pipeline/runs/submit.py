@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from rhesis_pipeline.errors import InvalidSubmission, PermissionDenied
 from rhesis_pipeline.execution.executors import validate_executor
+from rhesis_pipeline.execution.metrics import check_test_metrics
 from rhesis_pipeline.runs import messages
 from rhesis_pipeline.runs.options import RunOptions
 from rhesis_pipeline.storage import bulk, db, driver_errors
@@ -172,6 +173,8 @@ def _checked_tests(tests: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, st
             raise InvalidSubmission(
                 f"tests[{i}].id {key!r} duplicates tests[{first}].id; ids must be unique"
             )
+        if "metrics" in test:  # thresholds in [0, 1], python metrics importable …
+            check_test_metrics(test["metrics"], f"tests[{i}].metrics")
         yield key, encode(test if test_id is key else {**test, "id": key})
 
 

@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from rhesis_pipeline.errors import InvalidSubmission
 from rhesis_pipeline.execution.http_endpoint import MAX_LIMIT
+from rhesis_pipeline.execution.metrics import BUILTIN_TYPES
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
 
-METRIC_TYPES = ("contains", "not_contains", "equals", "regex", "json_path_equals", "max_latency_ms")
+METRIC_TYPES = (*BUILTIN_TYPES, "python")
 #: Longest backoff a suite may ask for, in milliseconds (one day).
 MAX_BACKOFF_MS = 86_400_000
 #: Longest time limit of one attempt a suite may ask for, in seconds (one day).
@@ -66,12 +67,25 @@ class Suite:
     source: str
 
 
-def _metric(type_: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+#: A metric's ``threshold``: it passes when its score (in [0, 1]) is at least this (the
+#: range is checked by execution.metrics.validate, whose error says the fix).
+THRESHOLD = {"type": "number"}
+
+
+def _metric(
+    type_: str, properties: dict[str, Any], required: list[str], *, params: bool = False
+) -> dict[str, Any]:
+    """The schema of metric *type_*; *params*: any other key is a parameter of its own."""
     return {
         "type": "object",
-        "properties": {"type": {"const": type_}, "name": {"type": "string"}, **properties},
+        "properties": {
+            "type": {"const": type_},
+            "name": {"type": "string"},
+            "threshold": THRESHOLD,
+            **properties,
+        },
         "required": ["type", *required],
-        "additionalProperties": False,
+        "additionalProperties": params,
     }
 
 
@@ -92,6 +106,8 @@ METRIC_SCHEMAS = {
     "max_latency_ms": _metric(
         "max_latency_ms", {"value": {"type": "number", "exclusiveMinimum": 0}}, ["value"]
     ),
+    # Your own: "module:function" called with a MetricInput; other keys are its params.
+    "python": _metric("python", {"target": _TEXT}, ["target"], params=True),
 }
 
 #: The schema of the whole file; an endpoint and each metric are checked further with

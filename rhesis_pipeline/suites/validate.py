@@ -8,7 +8,8 @@ target reads), but one that no placeholder uses is refused when it is a run opti
 (``metircs``: "did you mean 'metrics'?"). ``vars``, a mapping, holds data fields that are
 never checked; placeholders find a field there too. Also refused: regexes that do not
 compile, JSONPaths that do not parse, URLs that do not parse (no scheme, a space, a bad
-port), a placeholder a test has no field for, Python targets that cannot be imported,
+port), a placeholder a test has no field for, Python targets (of the endpoint or of a
+``python`` metric) that cannot be imported,
 text that cannot be stored (NUL, lone surrogates), numbers that are not finite, and
 ``max_backoff_ms`` below ``min_backoff_ms``.
 """
@@ -23,6 +24,7 @@ from rhesis_pipeline.execution.attempt import InvalidExecutor
 from rhesis_pipeline.execution.executors import validate_executor
 from rhesis_pipeline.execution.http_endpoint import LIMIT_KEYS, PLACEHOLDER, url_problem
 from rhesis_pipeline.execution.json_path import compile_json_path
+from rhesis_pipeline.execution.metrics import metric_problems
 from rhesis_pipeline.execution.values import problems as value_problems
 from rhesis_pipeline.suites.schema import (
     ENDPOINT_SCHEMAS,
@@ -88,8 +90,8 @@ def validate_suite(data: Any, source: str = "<suite>") -> Suite:
         for j, metric in enumerate(metrics if isinstance(metrics, list) else []):
             if isinstance(metric, dict) and known(metric.get("type"), METRIC_SCHEMAS):
                 where: list[str | int] = ["tests", i, "metrics", j]
-                problems += schema_errors(metric, METRIC_SCHEMAS[metric["type"]], where)
-                problems += _metric_semantics(metric, format_path(where))
+                shape = schema_errors(metric, METRIC_SCHEMAS[metric["type"]], where)
+                problems += shape or _metric_semantics(metric, format_path(where))
     defaults = data.get("defaults") or {}
     if isinstance(defaults, dict) and not problems:
         problems += _defaults_semantics(defaults)
@@ -211,7 +213,9 @@ def _metric_semantics(metric: dict[str, Any], where: str) -> list[str]:
             compile_json_path(metric["path"])
         except Exception as exc:
             return [f"{where}.path: {metric['path']!r} is not a valid JSONPath: {exc}"]
-    return []
+    # A threshold in [0, 1], a python metric's target importable here, an llm_judge's
+    # own checks.
+    return metric_problems(metric, where)
 
 
 def _endpoint_semantics(endpoint: dict[str, Any], tests: list[dict[str, Any]]) -> list[str]:

@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rhesis_pipeline.execution import executors, metrics
+from rhesis_pipeline.execution import executors
 from rhesis_pipeline.execution.attempt import (
     Execution,
     ExecutionError,
@@ -56,6 +56,7 @@ from rhesis_pipeline.execution.attempt import (
 )
 from rhesis_pipeline.worker import cancellation
 from rhesis_pipeline.worker.endpoint_limits import Budget, Deferred, EndpointLimit, limit_for
+from rhesis_pipeline.worker.metric_calls import judged
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class InFlight:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.budget: Budget | None = None
-        self._session: Any = None
+        self.session: Any = None
 
     # -- from worker threads ---------------------------------------------------------
 
@@ -130,7 +131,7 @@ class InFlight:
 
     def submit(self, job: Job) -> None:
         """Run *job* on the loop; returns at once."""
-        loop = self._start()
+        loop = self.start_loop()
         with self._lock:
             self._count += 1
         loop.call_soon_threadsafe(self._spawn, job)
@@ -163,7 +164,8 @@ class InFlight:
 
     # -- the loop thread ---------------------------------------------------------------
 
-    def _start(self) -> asyncio.AbstractEventLoop:
+    def start_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, its thread started on first use."""
         if self._loop is not None:
             return self._loop
         with self._lock:
@@ -184,7 +186,7 @@ class InFlight:
 
         async def setup() -> None:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self.session = aiohttp.ClientSession(connector=connector)
             self.budget = self._budget_factory(self.full)
             self.budget.start()
 
@@ -195,8 +197,8 @@ class InFlight:
         try:
             loop.run_forever()
         finally:
-            if self._session is not None:
-                loop.run_until_complete(self._session.close())
+            if self.session is not None:
+                loop.run_until_complete(self.session.close())
             loop.close()
 
     def _spawn(self, job: Job) -> None:
@@ -248,6 +250,7 @@ class InFlight:
             while True:
                 try:
                     execution = await self._attempt(job, limit)
+                    status, fields = await judged(job.test, execution, self, job.time_limit_s)
                 except Deferred as deferred:
                     delay = deferred.delay_s * random.uniform(0.75, 1.25)
                     if job.defer is not None and await asyncio.get_running_loop().run_in_executor(
@@ -288,7 +291,6 @@ class InFlight:
                     job.store("error", error=str(exc)[:10_000], attempts=attempt,
                               started_at=job.started_at)  # fmt: skip
                     return
-                status, fields = metrics.outcome(dict(job.test), execution)
                 job.store(status, attempts=attempt, started_at=job.started_at, **fields)
                 return
         except asyncio.CancelledError:
@@ -314,7 +316,7 @@ class InFlight:
         try:
             # The time limit starts when the request is sent.
             execution = await asyncio.wait_for(
-                executors.execute_async(job.executor, job.test, self._session), job.time_limit_s
+                executors.execute_async(job.executor, job.test, self.session), job.time_limit_s
             )
             succeeded = True
             return execution

@@ -23,7 +23,7 @@ from rhesis_pipeline.identity import worker_id
 from rhesis_pipeline.maintenance.sweeper import Sweeper
 from rhesis_pipeline.runs import complete, members
 from rhesis_pipeline.runs.messages import MEMBER
-from rhesis_pipeline.worker import cancellation, inflight
+from rhesis_pipeline.worker import cancellation, inflight, metric_calls
 from rhesis_pipeline.worker.delivery import Delivery, deliveries
 from rhesis_pipeline.worker.held import settle
 
@@ -172,7 +172,13 @@ def _run_member(
         logger.warning("test %s of run %s interrupted: the run was revoked", test_id, run_id)
         store("cancelled", error="run revoked while this test was executing")
         return
-    status, fields = metrics.outcome(start.test, execution)
+    if metrics.needs_loop(start.test.get("metrics")):  # an LLM judge: the loop's limits
+        loop = inflight.runner() if inflight.enabled() else None
+        status, fields = metric_calls.outcome_on_loop(
+            start.test, execution, loop, deadline=deadline
+        )
+    else:
+        status, fields = metrics.outcome(start.test, execution)
     store(status, attempts=attempts, started_at=start.started_at, **fields)
 
 
