@@ -244,3 +244,47 @@ def test_python_metrics_on_the_event_loop(workers, database_url):
     run_id = launch_test_run(SCORED_TESTS, executor=f"{M}:async_echo",
                              options={"max_retries": 2, "min_backoff_ms": 10})  # fmt: skip
     _check_scored_run(run_id, database_url)
+
+
+# -- where the scores show: the dashboard's run page, /metrics ---------------------------------
+
+
+def _scored_run() -> str:
+    from rhesis_pipeline.runs.members import record_outcome
+
+    run_id = launch_test_run([{"id": i} for i in range(3)], executor="tests.support.targets:echo")
+    for i, (passed, score) in enumerate([(True, 0.9), (False, 0.3), (True, 0.6)]):
+        verdict = {"type": "python", "name": "tone", "passed": passed, "reason": "r",
+                   "score": score, "threshold": 0.5}  # fmt: skip
+        record_outcome(run_id, str(i), status="passed" if passed else "failed", metrics=[verdict])
+    return run_id
+
+
+def test_a_finished_run_adds_its_scores_to_a_histogram_per_metric_name(database_url):
+    from rhesis_pipeline.monitor.prometheus import exposition
+    from rhesis_pipeline.runs.complete import finish_run
+
+    finish_run(_scored_run())
+    body = exposition()[0].decode()
+    assert 'rhesis_metric_score_bucket{le="0.5",metric="tone"} 1.0' in body
+    assert 'rhesis_metric_score_bucket{le="0.9",metric="tone"} 3.0' in body
+    assert 'rhesis_metric_score_count{metric="tone"} 3.0' in body
+    total = re.search(r'rhesis_metric_score_sum\{metric="tone"\} (\S+)', body)
+    assert total and float(total.group(1)) == pytest.approx(1.8)
+    # A tenant's scrape has no system totals (metric names of other tenants stay theirs).
+    assert "rhesis_metric_score_count{" not in exposition("org-a")[0].decode()
+
+
+def test_the_dashboards_run_page_shows_the_metrics_table(database_url):
+    import httpx
+
+    from .support.workers import REPO
+
+    run_id = _scored_run()
+    env = {"PYTHONPATH": str(REPO)}
+    with cli.dashboard(database_url, env=env) as (_proc, url), httpx.Client(base_url=url) as http:
+        page = http.get(f"/runs/{run_id}").text
+    table = re.search(r'<table id="metrics">(.*?)</table>', page, re.S)
+    assert table, page[:2000]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table.group(1))
+    assert [c.strip() for c in cells] == ["tone", "python", "67% (2/3)", "0.600"]

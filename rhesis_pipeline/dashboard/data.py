@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypedDict
@@ -20,6 +20,7 @@ from rhesis_pipeline.monitor import RunInspection, Status, inspect_run, status
 from rhesis_pipeline.monitor.status import RUN_STATUSES
 from rhesis_pipeline.runs import ids as run_ids
 from rhesis_pipeline.runs import states
+from rhesis_pipeline.runs.scores import MetricSummary, metric_summary
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
 
@@ -215,6 +216,8 @@ class RunPage:
     histogram: list[HistogramBar]
     tests: list[TestRow]
     next_after: int | None
+    #: Per metric name: pass rate and mean score (runs.scores.metric_summary).
+    metrics: list[MetricSummary] = field(default_factory=list)
 
 
 def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, after: int) -> RunPage:
@@ -259,6 +262,7 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
         histogram=histogram,
         tests=tests,
         next_after=tests[-1].position if more else None,
+        metrics=metric_summary(run_id, organization_id=organization_id),
     )
 
 

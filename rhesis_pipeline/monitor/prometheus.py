@@ -189,6 +189,7 @@ class DatabaseCollector:
             histograms.CALLBACK_LATENCY_BUCKETS,
             totals,
         )
+        yield _scores(totals)
 
 
 def _histogram(
@@ -202,6 +203,25 @@ def _histogram(
     return HistogramMetricFamily(
         name, documentation, buckets=buckets, sum_value=totals.get((f"{key}_sum", ""), 0.0)
     )
+
+
+def _scores(totals: dict[Any, float]) -> HistogramMetricFamily:
+    """Metric scores per metric name, observed when each run finished: one histogram per
+    name (a label per run would make a series per run: unbounded)."""
+    family = HistogramMetricFamily(
+        "rhesis_metric_score",
+        "Scores (0 to 1) that metrics gave, per metric name, observed when their run finished.",
+        labels=["metric"],
+    )
+    names = sorted(labels for (key, labels) in totals if key == "metric_score_count")
+    for name in names:
+        buckets = [
+            (_le(b), totals.get(("metric_score_bucket", f"{name}\t{_pg_float(b)}"), 0.0))
+            for b in histograms.SCORE_BUCKETS
+        ]
+        buckets.append(("+Inf", totals[("metric_score_count", name)]))
+        family.add_metric([name], buckets, totals.get(("metric_score_sum", name), 0.0))
+    return family
 
 
 def _le(bound: float) -> str:

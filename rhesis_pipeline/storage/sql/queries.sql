@@ -584,13 +584,23 @@ RETURNING id, name, status, organization_id, user_id, total, done, passed, faile
           CAST(summary->>'callback_latency_ms' AS double precision) AS callback_latency_ms;
 
 -- name: observe_finished_run
--- Add a finished run's test durations and its callback latency to the histograms kept in
--- rhesis.metric_totals (labels: the bucket's upper bound in seconds; _count and _sum with
--- empty labels): cumulative bucket counts, as Prometheus histograms are.
+-- Add a finished run's test durations, its callback latency and its metrics' scores to the
+-- histograms kept in rhesis.metric_totals (labels: the bucket's upper bound in seconds;
+-- _count and _sum with empty labels; for scores, the metric's name, a tab, then the
+-- bound, and the name alone for _count and _sum): cumulative bucket counts, as Prometheus
+-- histograms are.
 WITH durations AS (
     SELECT duration_ms / 1000.0 AS s
     FROM rhesis.test_results
     WHERE run_id = :run_id AND duration_ms IS NOT NULL
+), scores AS (
+    SELECT left(COALESCE(m.value->>'name', m.value->>'type', ''), 100) AS name,
+           CAST(m.value->>'score' AS double precision) AS s
+    FROM rhesis.test_results r
+    CROSS JOIN LATERAL jsonb_array_elements(
+        CASE WHEN jsonb_typeof(r.metrics) = 'array' THEN r.metrics ELSE '[]'::jsonb END) AS m
+    WHERE r.run_id = :run_id AND jsonb_typeof(m.value) = 'object'
+      AND jsonb_typeof(m.value->'score') = 'number'
 ), observed AS (
     SELECT 'test_duration_seconds_bucket' AS metric, CAST(b.le AS text) AS labels,
            (SELECT count(*) FROM durations d WHERE d.s <= b.le) AS n
@@ -610,6 +620,15 @@ WITH durations AS (
     UNION ALL
     SELECT 'callback_latency_seconds_sum', '', CAST(:latency_s AS double precision)
     WHERE CAST(:latency_s AS double precision) IS NOT NULL
+    UNION ALL
+    SELECT 'metric_score_bucket', sc.name || chr(9) || CAST(b.le AS text),
+           count(*) FILTER (WHERE sc.s <= b.le)
+    FROM scores sc CROSS JOIN unnest(CAST(:score_buckets AS double precision[])) AS b(le)
+    GROUP BY sc.name, b.le
+    UNION ALL
+    SELECT 'metric_score_count', name, count(*) FROM scores GROUP BY name
+    UNION ALL
+    SELECT 'metric_score_sum', name, sum(s) FROM scores GROUP BY name
 )
 INSERT INTO rhesis.metric_totals (metric, labels, value)
 SELECT metric, labels, n FROM observed
