@@ -288,3 +288,17 @@ def test_the_dashboards_run_page_shows_the_metrics_table(database_url):
     assert table, page[:2000]
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", table.group(1))
     assert [c.strip() for c in cells] == ["tone", "python", "67% (2/3)", "0.600"]
+
+
+def test_the_scored_example_suite_is_valid_and_its_metrics_score():
+    from rhesis_pipeline.demo_target import reply
+    from rhesis_pipeline.execution.python_target import interpret
+    from rhesis_pipeline.suites.load import load_suite
+
+    from .support.workers import REPO
+
+    suite = load_suite(str(REPO / "examples" / "scored-suite.yaml"))
+    test = suite.tests[0]
+    passed, verdicts = evaluate(test["metrics"], interpret(reply(test)), test)
+    assert passed and [v["name"] for v in verdicts] == ["contains", "keywords", "concise"]
+    assert all(0.0 <= v["score"] <= 1.0 for v in verdicts)
