@@ -161,7 +161,7 @@ async def evaluate_one_async(
             raise
         except Exception as exc:  # a bug in the metric: the test's error, named
             raise raised(_name(metric), exc) from exc
-        threshold = metric.get("threshold")
+        threshold = metric.get("threshold", judged.threshold)
         passed = judged.passed
         if threshold is not None and judged.score is not None:
             passed = judged.score >= threshold

@@ -28,6 +28,8 @@ class Judged:
     passed: bool
     score: float | None
     reason: str
+    #: The threshold the metric applied itself (a default of its own), if any.
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,13 @@ async def _evaluate_llm_judge(
             metric, test=given.test, answer=given.answer, session=calls.session
         )
 
-    verdict = await calls.limited(metric["endpoint"], ask)
+    # The judge's budget key: its endpoint's origin, or its limit_key (judge_limit_spec).
+    limits = getattr(judge, "judge_limit_spec", lambda m: m["endpoint"])(metric)
+    verdict = await calls.limited(limits, ask)
     score = None if verdict.score is None else float(verdict.score)
-    return Judged(passed=bool(verdict.passed), score=score, reason=str(verdict.reason))
+    threshold = getattr(verdict, "threshold", None)
+    return Judged(passed=bool(verdict.passed), score=score, reason=str(verdict.reason),
+                  threshold=None if threshold is None else float(threshold))  # fmt: skip
 
 
 #: The asynchronous metric types by name.
