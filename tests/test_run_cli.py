@@ -76,6 +76,8 @@ def test_http_suite_verdicts_attempts_exit_code_and_json(workers, database_url, 
             "name": "contains",
             "passed": True,
             "reason": "answer contains 'Paris'",
+            "score": 1.0,
+            "threshold": None,
         }
     ]
     assert by_id["four"]["status"] == "passed"
