@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -169,3 +170,23 @@ def test_run_wait_writes_junit_and_csv_when_the_run_finishes(workers, database_u
     rows = list(csv.reader(io.StringIO(table.read_text("utf-8"), newline="")))
     assert [r[:2] for r in rows[1:]] == [["good", "passed"], ["bad", "failed"]]
     assert rows[1][-1] == "'=1+2"  # the answer, guarded against formula injection
+
+
+@pytest.mark.slow
+def test_the_export_benchmark_runs_small(database_url):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "benchmarks/export.py", "--tests", "500"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "BENCH_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "junitparser: 500 cases, 50 failures, 10 errors" in result.stdout
+    assert "valid against tests/data/junit.xsd" in result.stdout
+    assert "csv.reader: 500 rows" in result.stdout and "json.loads: 500 lines" in result.stdout
