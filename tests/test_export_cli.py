@@ -190,3 +190,26 @@ def test_the_export_benchmark_runs_small(database_url):
     assert "junitparser: 500 cases, 50 failures, 10 errors" in result.stdout
     assert "valid against tests/data/junit.xsd" in result.stdout
     assert "csv.reader: 500 rows" in result.stdout and "json.loads: 500 lines" in result.stdout
+
+
+def test_a_reader_that_stops_early_stops_the_export_quietly(database_url):
+    """``show … --format jsonl | head -1``: the closed pipe ends the export, without a
+    traceback."""
+    import os
+    import subprocess
+
+    from rhesis_pipeline.runs.submit import launch_test_run
+
+    run_id = launch_test_run(
+        [{"id": i} for i in range(5000)], executor="tests.support.targets:echo"
+    )
+    proc = subprocess.Popen(
+        [cli.script("rhesis-pipeline"), "show", run_id, "--format", "jsonl"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert json.loads(proc.stdout.readline())["test_id"] == "0"
+    proc.stdout.close()  # as head does after its line
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 141 and b"Traceback" not in stderr, stderr.decode()

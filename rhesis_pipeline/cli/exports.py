@@ -57,12 +57,25 @@ def show_export(
     try:
         found = resolve(run_id, organization_id=organization_id)
         if output is None:
-            sys.stdout.flush()  # anything printed before goes first
-            export_run(found, fmt, sys.stdout.buffer, organization_id=organization_id)
+            _to_stdout(found, fmt, organization_id)
         else:
             export_file(found, fmt, output, organization_id=organization_id)
     except RunNotFound as exc:
         raise OutputError(str(exc)) from exc
+
+
+def _to_stdout(run_id: str, fmt: str, organization_id: str | None) -> None:
+    """The export on stdout. A reader that stops early (``| head``) closes the pipe: the
+    export stops there, quietly, as other Unix tools do (exit 141 like a SIGPIPE)."""
+    import os
+
+    sys.stdout.flush()  # anything printed before goes first
+    try:
+        export_run(run_id, fmt, sys.stdout.buffer, organization_id=organization_id)
+    except BrokenPipeError:
+        # Python's recipe: point stdout at /dev/null so that its flush at exit is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 def run_outputs(junit: str | None, output: str | None, *, wait: bool) -> list[tuple[str, str]]:
