@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rhesis_pipeline import __version__
+from rhesis_pipeline.cli import exports
 from rhesis_pipeline.cli.common import (
     PIPELINE_EXIT_CODES,
     RhesisGroup,
@@ -130,12 +131,20 @@ def _exit_code(run_id: str) -> int:
     return 0 if run.status == "COMPLETED" and run.passed == run.total else 1
 
 
-def _finish(run_id: str, *, finished: bool, as_json: bool, timeout: float | None) -> None:
+def _finish(
+    run_id: str,
+    *,
+    finished: bool,
+    as_json: bool,
+    timeout: float | None,
+    outputs: list[tuple[str, str]],
+) -> None:
     import json as json_
     import sys
 
     from rhesis_pipeline.runs.report import run_json, summary_text
 
+    exports.write_run_outputs(run_id, outputs)
     if as_json:
         data = run_json(run_id)
         if not finished:
@@ -184,8 +193,19 @@ Exit codes:
     type=TIMEOUT_SECONDS,
     help="With --wait: give up waiting after SECONDS (exit 1).",
 )
+@click.option("--junit", metavar="FILE", type=click.Path(dir_okay=False), help=exports.JUNIT_HELP)
+@click.option(
+    "--output", metavar="FILE", type=click.Path(dir_okay=False), help=exports.RUN_OUTPUT_HELP
+)
 def run(
-    suite: str, wait: bool, as_json: bool, org: str | None, user: str | None, timeout: float | None
+    suite: str,
+    wait: bool,
+    as_json: bool,
+    org: str | None,
+    user: str | None,
+    timeout: float | None,
+    junit: str | None,
+    output: str | None,
 ) -> None:
     """Submit the tests of a suite file (JSON or YAML) as one run.
 
@@ -194,7 +214,8 @@ def run(
     summary and a table of the tests that did not pass. --wait needs a running worker
     (`rhesis-pipeline worker`); without one it says so after a few seconds. A python
     target is imported from the current directory too (as dramatiq does), and must be
-    importable by the workers.
+    importable by the workers. --junit and --output write the results to files when the
+    run has finished (or --timeout expired: unfinished tests are then skipped).
     """
     import json as json_
     import sys
@@ -207,6 +228,7 @@ def run(
     from rhesis_pipeline.suites.load import load_suite
 
     parsed = load_suite(suite)
+    outputs = exports.run_outputs(junit, output, wait=wait)
     use_database(migrated=True)
     run_id = launch_test_run(
         parsed.tests,
@@ -238,17 +260,24 @@ def run(
         if as_json:
             click.echo(json_.dumps({**run_json(run_id), "interrupted": True}, indent=2))
         sys.exit(130)
-    _finish(run_id, finished=finished, as_json=as_json, timeout=timeout)
+    _finish(run_id, finished=finished, as_json=as_json, timeout=timeout, outputs=outputs)
 
 
 @main.command(epilog=PIPELINE_EXIT_CODES)
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--format", "fmt", type=click.Choice(exports.FORMAT_NAMES), help=exports.FORMAT_HELP)
+@click.option(
+    "--output", metavar="FILE", type=click.Path(dir_okay=False), help=exports.SHOW_OUTPUT_HELP
+)
 @org_option()
-def show(run_id: str, as_json: bool, organization_id: str | None) -> None:
+def show(
+    run_id: str, as_json: bool, fmt: str | None, output: str | None, organization_id: str | None
+) -> None:
     """Show a run: status, counts, and the tests that did not pass (all with --json).
 
-    RUN_ID: the run's UUID or a unique prefix of at least 8 hex digits.
+    RUN_ID: the run's UUID or a unique prefix of at least 8 hex digits. With --format or
+    --output, the results as a file instead (an unknown run is then exit 2).
     """
     import json as json_
 
@@ -256,7 +285,12 @@ def show(run_id: str, as_json: bool, organization_id: str | None) -> None:
     from rhesis_pipeline.runs.report import run_json, summary_text
 
     parsed = parse(run_id)
+    if as_json and (fmt or output):
+        raise click.UsageError("--json and --format/--output exclude each other: give one")
     use_database(migrated=True)
+    if fmt or output:
+        exports.show_export(parsed, fmt, output, organization_id)
+        return
     run_id = resolve(parsed, organization_id=organization_id)
     if as_json:
         data = run_json(run_id, organization_id=organization_id)

@@ -836,6 +836,12 @@ FROM rhesis.test_results
 WHERE run_id = :run_id
 ORDER BY position;
 
+-- name: snapshot_transaction
+-- Make the transaction just begun one read-only snapshot (REPEATABLE READ): an export
+-- reads a run's counters and then streams its results, and both must describe the same
+-- moment while workers go on recording outcomes (rhesis_pipeline.runs.export.snapshot).
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+
 -- name: recent_runs
 -- The newest runs (the columns of get_run).
 SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
