@@ -35,7 +35,15 @@ from rhesis_pipeline.execution.http_endpoint import MAX_LIMIT
 if TYPE_CHECKING:
     from jsonschema import ValidationError
 
-METRIC_TYPES = ("contains", "not_contains", "equals", "regex", "json_path_equals", "max_latency_ms")
+METRIC_TYPES = (
+    "contains",
+    "not_contains",
+    "equals",
+    "regex",
+    "json_path_equals",
+    "max_latency_ms",
+    "llm_judge",
+)
 #: Longest backoff a suite may ask for, in milliseconds (one day).
 MAX_BACKOFF_MS = 86_400_000
 #: Longest time limit of one attempt a suite may ask for, in seconds (one day).
@@ -91,6 +99,31 @@ METRIC_SCHEMAS = {
     ),
     "max_latency_ms": _metric(
         "max_latency_ms", {"value": {"type": "number", "exclusiveMinimum": 0}}, ["value"]
+    ),
+    # The judge's spec (execution.judge_spec.validate_judge checks the rest: the URL,
+    # {{env:NAME}} in headers).
+    "llm_judge": _metric(
+        "llm_judge",
+        {
+            "rubric": {"type": "string", "minLength": 1},
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "endpoint": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string", "minLength": 1},
+                    "model": {"type": "string", "minLength": 1},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                    "max_concurrency": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    "requests_per_minute": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    "limit_key": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "json_mode": {"type": "boolean"},
+                },
+                "required": ["url"],
+                "additionalProperties": False,
+            },
+        },
+        ["endpoint", "rubric"],
     ),
 }
 

@@ -23,6 +23,7 @@ from rhesis_pipeline.execution.attempt import InvalidExecutor
 from rhesis_pipeline.execution.executors import validate_executor
 from rhesis_pipeline.execution.http_endpoint import LIMIT_KEYS, PLACEHOLDER, url_problem
 from rhesis_pipeline.execution.json_path import compile_json_path
+from rhesis_pipeline.execution.judge_spec import InvalidJudge, validate_judge
 from rhesis_pipeline.execution.values import problems as value_problems
 from rhesis_pipeline.suites.schema import (
     ENDPOINT_SCHEMAS,
@@ -206,6 +207,11 @@ def _metric_semantics(metric: dict[str, Any], where: str) -> list[str]:
             return [
                 f"{where}.pattern: {metric['pattern']!r} is not a valid regular expression: {exc}"
             ]
+    if kind == "llm_judge" and not schema_errors(metric, METRIC_SCHEMAS[kind], []):
+        try:
+            validate_judge(metric)  # the URL, {{env:NAME}} in headers: what a schema cannot say
+        except InvalidJudge as exc:
+            return [f"{where}.{exc.key}: {exc.problem}"]
     if kind == "json_path_equals" and isinstance(metric.get("path"), str):
         try:
             compile_json_path(metric["path"])
