@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
+import sys
 from typing import Any
 
 import aiohttp
@@ -422,3 +424,24 @@ def test_a_bad_judge_in_a_suite_is_exit_2_and_one_line(
     problems = [x for x in result.stderr.splitlines() if x.strip() and not x.startswith(noise)]
     assert len(problems) == 1 and line in problems[0], result.stderr
     assert scalar("SELECT count(*) FROM rhesis.test_runs") == 0
+
+
+def test_the_fake_judge_serves_from_the_command_line():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rhesis_pipeline.demo_judge", "--port", "0", "--throttle-first", "1"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "fake judge at URL" once it answers
+        url = line.rsplit(" ", 1)[-1].strip()
+        assert line.startswith("fake judge at http://127.0.0.1:"), line
+        with pytest.raises(RateLimited):
+            ask(spec(url), "Paris")
+        assert ask(spec(url), "Paris").passed
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert code == 0  # Ctrl-C stops it cleanly
