@@ -52,6 +52,7 @@ def test_the_top_level_holds_only_entry_points_and_what_every_layer_shares() -> 
         "__init__.py",
         "actors.py",
         "demo.py",
+        "demo_judge.py",  # the demo's fake LLM judge, beside its fake chat endpoint
         "demo_target.py",
         "errors.py",
         "identity.py",

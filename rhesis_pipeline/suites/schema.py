@@ -36,7 +36,7 @@ from rhesis_pipeline.execution.metrics import BUILTIN_TYPES
 if TYPE_CHECKING:
     from jsonschema import ValidationError
 
-METRIC_TYPES = (*BUILTIN_TYPES, "python")
+METRIC_TYPES = (*BUILTIN_TYPES, "python", "llm_judge")
 #: Longest backoff a suite may ask for, in milliseconds (one day).
 MAX_BACKOFF_MS = 86_400_000
 #: Longest time limit of one attempt a suite may ask for, in seconds (one day).
@@ -108,6 +108,30 @@ METRIC_SCHEMAS = {
     ),
     # Your own: "module:function" called with a MetricInput; other keys are its params.
     "python": _metric("python", {"target": _TEXT}, ["target"], params=True),
+    # The judge's spec (execution.judge_spec.validate_judge checks the rest: the URL,
+    # {{env:NAME}} in headers).
+    "llm_judge": _metric(
+        "llm_judge",
+        {
+            "rubric": {"type": "string", "minLength": 1},
+            "endpoint": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string", "minLength": 1},
+                    "model": {"type": "string", "minLength": 1},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                    "max_concurrency": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    "requests_per_minute": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    "limit_key": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "json_mode": {"type": "boolean"},
+                },
+                "required": ["url"],
+                "additionalProperties": False,
+            },
+        },
+        ["endpoint", "rubric"],
+    ),
 }
 
 #: The schema of the whole file; an endpoint and each metric are checked further with

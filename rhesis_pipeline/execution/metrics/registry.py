@@ -4,18 +4,18 @@ evaluated. A type is one :class:`AsyncMetric` in :data:`ASYNC_METRICS`; evaluati
 :class:`~.calls.MetricCalls`.
 
 ``llm_judge`` is registered here. Its implementation is
-:mod:`rhesis_pipeline.execution.judge` (``validate_judge``, ``judge``), imported when the
-metric is first used so that this module does not depend on it being installed.
+:mod:`rhesis_pipeline.execution.judge` (``judge``: the call and its strict reading) and
+:mod:`rhesis_pipeline.execution.judge_spec` (``validate_judge``, ``judge_limit_spec``).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rhesis_pipeline.execution.attempt import InvalidExecutor
+from rhesis_pipeline.execution.judge import JudgeVerdict, judge
+from rhesis_pipeline.execution.judge_spec import judge_limit_spec, validate_judge
 from rhesis_pipeline.execution.metrics.calls import MetricCalls
 from rhesis_pipeline.execution.metrics.python_metric import MetricInput
 
@@ -45,37 +45,24 @@ class AsyncMetric:
     evaluate: Callable[[dict[str, Any], MetricInput, MetricCalls], Awaitable[Judged]]
 
 
-def _judge_module() -> Any:
-    try:
-        return importlib.import_module("rhesis_pipeline.execution.judge")
-    except ImportError as exc:
-        raise InvalidExecutor(
-            f"metric type 'llm_judge' needs rhesis_pipeline.execution.judge ({exc})"
-        ) from None
-
-
 def _validate_llm_judge(metric: Mapping[str, Any]) -> dict[str, Any]:
-    validated: dict[str, Any] = _judge_module().validate_judge(metric)
-    return validated
+    return validate_judge(metric)
 
 
 async def _evaluate_llm_judge(
     metric: dict[str, Any], given: MetricInput, calls: MetricCalls
 ) -> Judged:
-    judge = _judge_module()
-
-    async def ask() -> Any:
-        return await judge.judge(
-            metric, test=given.test, answer=given.answer, session=calls.session
-        )
+    async def ask() -> JudgeVerdict:
+        return await judge(metric, test=given.test, answer=given.answer, session=calls.session)
 
     # The judge's budget key: its endpoint's origin, or its limit_key (judge_limit_spec).
-    limits = getattr(judge, "judge_limit_spec", lambda m: m["endpoint"])(metric)
-    verdict = await calls.limited(limits, ask)
-    score = None if verdict.score is None else float(verdict.score)
-    threshold = getattr(verdict, "threshold", None)
-    return Judged(passed=bool(verdict.passed), score=score, reason=str(verdict.reason),
-                  threshold=None if threshold is None else float(threshold))  # fmt: skip
+    verdict = await calls.limited(judge_limit_spec(metric), ask)
+    return Judged(
+        passed=verdict.passed,
+        score=verdict.score,
+        reason=verdict.reason,
+        threshold=verdict.threshold,
+    )
 
 
 #: The asynchronous metric types by name.

@@ -45,11 +45,13 @@ def metric_problems(metric: Mapping[str, Any], where: str) -> list[str]:
                 resolve_target(target)
             except InvalidExecutor as exc:
                 problems.append(f"{where}.target: {str(exc).removeprefix('executor.target ')}")
-    elif isinstance(kind, str) and kind in ASYNC_METRICS:
+    elif isinstance(kind, str) and kind in ASYNC_METRICS and not problems:
         try:
             ASYNC_METRICS[kind].validate(metric)
         except InvalidSubmission as exc:
-            problems.append(f"{where}: {exc}")
+            # A judge's error names the key inside the metric (endpoint.url): one path.
+            key, problem = getattr(exc, "key", None), getattr(exc, "problem", None)
+            problems.append(f"{where}.{key}: {problem}" if key and problem else f"{where}: {exc}")
     return problems
 
 
