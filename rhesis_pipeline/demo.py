@@ -17,6 +17,7 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -71,7 +72,24 @@ class Workers:
                 self.proc.wait(10)
 
 
+def _judged_by(test: dict[str, Any], url: str) -> dict[str, Any]:
+    """*test* with every llm_judge metric's endpoint pointed at the local fake judge."""
+    metrics = test.get("metrics")
+    if not isinstance(metrics, list):
+        return test
+    return {
+        **test,
+        "metrics": [
+            {**m, "endpoint": {**m["endpoint"], "url": url}}
+            if isinstance(m, dict) and m.get("type") == "llm_judge"
+            else m
+            for m in metrics
+        ],
+    }
+
+
 def run_demo(*, suite_path: str | None = None, processes: int = 2, threads: int = 8) -> int:
+    from rhesis_pipeline.demo_judge import FakeJudge
     from rhesis_pipeline.demo_target import ChatTarget
     from rhesis_pipeline.runs.read import get_results, running_members
     from rhesis_pipeline.runs.report import ProgressPrinter, summary_text, wait_for
@@ -84,8 +102,8 @@ def run_demo(*, suite_path: str | None = None, processes: int = 2, threads: int 
     suite = load_suite(suite_path or bundled_suite())
     workers = Workers(processes=processes, threads=threads, database_url=engine.database_url())
     try:
-        with ChatTarget() as target:
-            click.echo(f"2. chat endpoint at {target.url}", err=True)
+        with ChatTarget() as target, FakeJudge() as judge:
+            click.echo(f"2. chat endpoint at {target.url}, fake LLM judge at {judge.url}", err=True)
             workers.wait_ready()
             click.echo(
                 f"3. {processes} worker processes x {threads} threads ready (log: {workers.log})",
@@ -95,7 +113,7 @@ def run_demo(*, suite_path: str | None = None, processes: int = 2, threads: int 
             if endpoint["type"] == "http":
                 endpoint["url"] = target.url
             run_id = launch_test_run(
-                suite.tests,
+                [_judged_by(test, judge.url) for test in suite.tests],
                 executor=endpoint,
                 name=suite.name,
                 organization_id="demo-org",

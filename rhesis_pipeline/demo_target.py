@@ -111,3 +111,16 @@ class ChatTarget:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def keyword_score(given: Any) -> dict[str, Any]:
+    """A python metric of the demo suite (``{type: python, target:
+    "rhesis_pipeline.demo_target:keyword_score", keywords: [...]}``): the share of the
+    metric's ``keywords`` that the answer contains, case-insensitively, as its score.
+    *given* is the :class:`~rhesis_pipeline.execution.metrics.python_metric.MetricInput`
+    (typed loosely here: this module sits below the execution layer)."""
+    keywords = [str(k) for k in given.params.get("keywords", [])]
+    answer = str(given.answer).lower()
+    found = [k for k in keywords if k.lower() in answer]
+    score = len(found) / len(keywords) if keywords else 1.0
+    return {"score": score, "reason": f"{len(found)} of {len(keywords)} keywords: {found}"}

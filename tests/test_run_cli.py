@@ -1,6 +1,7 @@
 """`rhesis-pipeline run/show/runs/demo` as real subprocesses, with real workers."""
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -208,3 +209,7 @@ def test_demo_runs_as_designed(database_url):
     assert "demo ran as designed" in out.stderr
     assert "model-missing  error" in out.stdout
     assert scalar("SELECT count(*) FROM rhesis.test_runs WHERE status = 'PARTIAL'") == 1
+    # The scored metrics: a python metric and the local fake LLM judge, in the summary table
+    assert re.search(r"^judge +llm_judge +67% \(2/3\) +0\.833$", out.stdout, re.M), out.stdout
+    assert re.search(r"^keywords +python +100% \(2/2\) +1\.000$", out.stdout, re.M)
+    assert "sky            failed  1         judge: the answer lacks 'Rayleigh'" in out.stdout
