@@ -227,3 +227,23 @@ def test_the_dashboard_compares_with_the_previous_run_of_the_name_or_the_one_ask
         assert bad.status_code == 400 and "is not a run id" in bad.text
         gone = http.get(f"/runs/{run_b}/compare", params={"with": "ffffffff"})
         assert gone.status_code == 404
+
+
+def test_the_compare_page_escapes_reasons_and_shows_a_tenant_only_its_runs(database_url):
+    base = launch_test_run([{"id": "t1"}], executor=EXECUTOR, name="n", organization_id="acme")
+    record_outcome(base, "t1", status="passed")
+    worse = launch_test_run([{"id": "t1"}], executor=EXECUTOR, name="n", organization_id="acme")
+    record_outcome(worse, "t1", status="error", error="<script>alert(1)</script>")
+    other = launch_test_run([{"id": "t1"}], executor=EXECUTOR, name="n", organization_id="globex")
+    with asgi_client(create_app(DashboardConfig(organization="acme"))) as http:
+        page = http.get(f"/runs/{worse}/compare")
+        assert page.status_code == 200 and "1 regression," in page.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        assert "<script>alert" not in page.text
+        # Another organization's run is not there, as a baseline or as the run compared.
+        assert http.get(f"/runs/{worse}/compare", params={"with": other}).status_code == 404
+        assert http.get(f"/runs/{other}/compare").status_code == 404
+    with asgi_client(create_app(DashboardConfig(organization="globex"))) as http:
+        # The previous run named "n" is acme's: globex's run has none before it.
+        page = http.get(f"/runs/{other}/compare")
+        assert page.status_code == 200 and "no earlier run named" in page.text
