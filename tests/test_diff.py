@@ -5,7 +5,9 @@ computed in Postgres and streamed; exit 1 only when a test regressed, 2 for bad 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -247,3 +249,22 @@ def test_the_compare_page_escapes_reasons_and_shows_a_tenant_only_its_runs(datab
         # The previous run named "n" is acme's: globex's run has none before it.
         page = http.get(f"/runs/{other}/compare")
         assert page.status_code == 200 and "no earlier run named" in page.text
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(database_url):
+    # 400 regressions: more JSON than a pipe holds, so the command writes after `head` left;
+    # click turns the broken pipe into exit 1 (a partial read is no pass).
+    run_a = launch_test_run([{"id": i} for i in range(400)], executor=EXECUTOR)
+    run_b = launch_test_run([{"id": i} for i in range(400)], executor=EXECUTOR)
+    store(run_a, {str(i): "passed" for i in range(400)})
+    store(run_b, {str(i): "failed" for i in range(400)})
+    command = f"'{cli.script('rhesis-pipeline')}' diff {run_a} {run_b} --json | head -c 100"
+    done = subprocess.run(
+        ["bash", "-c", command + " >/dev/null; echo ${PIPESTATUS[0]}"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "1"
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

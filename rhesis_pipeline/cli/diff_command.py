@@ -33,7 +33,7 @@ from rhesis_pipeline.runs.record import Run
 EXIT_CODES = """\b
 Exit codes:
   0   no test regressed (none passed in RUN_A and failed or errored in RUN_B)
-  1   at least one test regressed
+  1   at least one test regressed (or --json's reader closed the pipe early)
   2   bad input: a run id malformed, ambiguous, unknown, or (with --org)
       another organization's
   3   database unreachable (or the embedded server did not start)
