@@ -7,7 +7,8 @@ streamed from a generator) and stores every outcome with one bulk UPDATE per run
 workers: what is measured is the diff). In run B, 1 test in 100 that passed in A fails (a
 regression) and 1 in 200 that failed in A passes (a fix); in run C every test fails (the
 JSON lists nearly every test); every test carries a metric verdict with a score. Then runs
-``rhesis-pipeline diff A B --json > /dev/null``, the text form and ``diff A C --json`` as
+``rhesis-pipeline diff A B --json > /dev/null``, the text form, the same as the runs'
+organization's tenant (``--org``: row-level security) and ``diff A C --json`` as
 subprocesses and prints, per trial, the wall time and the command's peak RSS
 (``ru_maxrss`` from ``os.wait4``; the command is started by a small process, see SPAWN),
 beside ``rhesis-pipeline check`` (the same program with nothing to diff: imports,
@@ -31,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import fresh_database, machine, submit_noop
+from benchmarks.common import fresh_database, machine
 
 #: In run A, tests whose position is 2 modulo 200 fail; in run B, those whose position is
 #: 1 modulo 100 (the others pass): B has N/100 regressions and N/200 fixes.
@@ -61,14 +62,25 @@ WHERE r.id = :run_id
 """
 
 
+#: The organization of the runs: ``diff --org`` reads them as its tenant (row-level security).
+ORG = "org-bench"
+
+
 def make_run(n: int, modulo: int, rest: int) -> str:
     """A finished run of *n* tests in which those whose position is *rest* modulo *modulo*
     failed and the others passed (one bulk UPDATE, no worker)."""
     from sqlalchemy import text
 
+    from rhesis_pipeline.runs.submit import launch_test_run
     from rhesis_pipeline.storage import db
 
-    run_id = submit_noop(n, "diff-bench")
+    run_id = launch_test_run(
+        ({"id": i} for i in range(n)),
+        executor="benchmarks.targets:noop",
+        name="diff-bench",
+        organization_id=ORG,
+        options={"max_retries": 0},
+    )
     with db.begin() as conn:
         conn.execute(text(STORE_OUTCOMES), {"run_id": run_id, "modulo": modulo, "rest": rest})
     with db.begin() as conn:
@@ -100,6 +112,9 @@ def one_size(url: str, n: int, trials: int) -> None:
         said = text_out.read()
         assert f"B against A: {regressions} regressions, {fixes} fixes," in said, said[:2000]
         print(f"  diff A B (text):                       {wall:6.2f} s  peak RSS {rss:6.1f} MiB")
+        wall, rss, code = timed_command(url, ["diff", run_a, run_b, "--json", "--org", ORG], None)
+        assert code == 1, f"diff --org exited {code}, expected 1 (regressions)"
+        print(f"  diff A B --json --org (a tenant):      {wall:6.2f} s  peak RSS {rss:6.1f} MiB")
     with tempfile.NamedTemporaryFile("r", suffix=".json") as json_out:
         wall, rss, code = timed_command(url, ["diff", run_a, run_c, "--json"], json_out.name)
         assert code == 1, f"diff --json exited {code}, expected 1 (regressions)"
