@@ -59,3 +59,19 @@ def test_fanin_benchmark_runs_small(database_url):
         "WAL of one run of 50 tests by record type (bytes per test" in result.stdout
         or "unavailable: WAL of one run of 50 tests by record type" in result.stdout
     ), result.stdout
+
+
+@pytest.mark.slow
+def test_diff_benchmark_runs_small(database_url):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/diff.py", "--sizes", "1000", "--trials", "1"],
+        cwd=REPO,
+        env={**os.environ, "BENCH_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "A to B: 10 regressions, 5 fixes; A to C: 995 regressions" in result.stdout
+    assert "diff A C --json (every test listed):" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -69,6 +69,8 @@ def test_every_response_carries_the_headers_and_pages_need_no_inline_code(a_run)
             f"/runs/{a_run}?filter=failed",
             f"/runs/{a_run}/revoke",
             f"/runs/{a_run}/rerun",
+            f"/runs/{a_run}/compare",
+            f"/runs/{a_run}/compare?with={a_run}",
             "/workers",
             "/queues",
         ]

@@ -12,6 +12,7 @@ from rhesis_pipeline.cli.common import (
     org_option,
     use_database,
 )
+from rhesis_pipeline.cli.diff_command import diff
 from rhesis_pipeline.cli.idle_notice import IdleNotice
 from rhesis_pipeline.cli.params import TEXT, TIMEOUT_SECONDS, count
 from rhesis_pipeline.cli.text_runs import recent_runs_table
@@ -33,6 +34,9 @@ def main() -> None:
     unset. Every command says on stderr which one it uses.
     """
     configure_logging(engine.settings().log_level, engine.settings().log_format)
+
+
+main.add_command(diff)
 
 
 @main.command(epilog=PIPELINE_EXIT_CODES)

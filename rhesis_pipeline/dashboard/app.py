@@ -6,6 +6,7 @@ URL                            Method  Route
 ``/``                          GET     :func:`.pages.overview`
 ``/runs``                      GET     :func:`.pages.runs_list`
 ``/runs/{run_id}``             GET     :func:`.pages.run_detail`
+``/runs/{run_id}/compare``     GET     :func:`.pages.compare` (``?with=RUN_ID``)
 ``/runs/{run_id}/{action}``    GET     :func:`.actions.confirm` (revoke, rerun)
 ``/runs/{run_id}/{action}``    POST    :func:`.actions.act`
 ``/workers``                   GET     :func:`.pages.workers`
@@ -46,6 +47,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         Route("/api/active-runs", threaded(api.active_runs)),
         Route("/runs", threaded(pages.runs_list)),
         Route("/runs/{run_id}", threaded(pages.run_detail)),
+        Route("/runs/{run_id}/compare", threaded(pages.compare)),
         Route("/runs/{run_id}/{action}", threaded(actions.confirm), methods=["GET"]),
         Route("/runs/{run_id}/{action}", bound(actions.act), methods=["POST"]),
         Route("/workers", threaded(pages.workers)),

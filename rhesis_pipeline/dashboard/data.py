@@ -18,8 +18,10 @@ from typing import Any, TypedDict
 from rhesis_pipeline.errors import RunNotFound
 from rhesis_pipeline.monitor import RunInspection, Status, inspect_run, status
 from rhesis_pipeline.monitor.status import RUN_STATUSES
+from rhesis_pipeline.runs import diff, states
 from rhesis_pipeline.runs import ids as run_ids
-from rhesis_pipeline.runs import states
+from rhesis_pipeline.runs.read import get_run
+from rhesis_pipeline.runs.record import Run
 from rhesis_pipeline.runs.scores import MetricSummary, metric_summary
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
@@ -266,9 +268,51 @@ def run_page(run_id: str, organization_id: str | None, *, only_failed: bool, aft
     )
 
 
+#: Tests of each kind of change the compare page lists (``rhesis-pipeline diff --json`` has all).
+COMPARE_SHOWN = 200
+
+
+@dataclass
+class ComparePage:
+    """The compare page of run B (``run``): against ``baseline`` (run A: the run asked
+    for, else the previous run of the same name; None when there is none), the comparison
+    and the tests that differ (the first :data:`COMPARE_SHOWN` of each kind); both None
+    without a baseline."""
+
+    run: Run
+    baseline: str | None
+    comparison: diff.Comparison | None
+    digest: diff.Digest | None
+
+
+def previous_run(run_id: str, organization_id: str | None) -> str | None:
+    """The run of the same name created last before *run_id*, as *organization_id* sees
+    runs (None: there is none)."""
+    with tenancy.connect(organization_id) as conn:
+        found = conn.execute(Q["previous_run_of_name"], {"run_id": run_id}).scalar()
+    return None if found is None else str(found)
+
+
+def compare_page(run_b: str, baseline: str | None, organization_id: str | None) -> ComparePage:
+    """Run *run_b* against *baseline* (a UUID or unique prefix; None or empty: the previous
+    run of the same name); raises InvalidRunId, AmbiguousRunId (400) or RunNotFound (404)."""
+    run = get_run(run_b, organization_id=organization_id)
+    run_a = (
+        resolve_run_id(baseline, organization_id)
+        if baseline
+        else previous_run(run_b, organization_id)
+    )
+    if run_a is None:
+        return ComparePage(run=run, baseline=None, comparison=None, digest=None)
+    comparison = diff.compare(run_a, run_b, organization_id=organization_id)
+    digest = diff.summarize(run_a, run_b, organization_id=organization_id, shown=COMPARE_SHOWN)
+    return ComparePage(run=run, baseline=run_a, comparison=comparison, digest=digest)
+
+
 __all__ = [
     "ActiveRunJson",
     "BadRequest",
+    "ComparePage",
     "HistogramBar",
     "RunFilters",
     "RunNotFound",
@@ -276,8 +320,10 @@ __all__ = [
     "RunRow",
     "TestRow",
     "active_runs",
+    "compare_page",
     "overview",
     "parse_run_id",
+    "previous_run",
     "resolve_run_id",
     "run_page",
     "runs_page",

@@ -1,6 +1,7 @@
 """The dashboard's pages (GET, HTML): ``/`` overview, ``/runs`` (filters, keyset pages),
 ``/runs/{run_id}`` (one run: summary, duration histogram, tests with verdicts, messages,
-callback), ``/workers``, ``/queues``.
+callback), ``/runs/{run_id}/compare`` (the run against another: what changed),
+``/workers``, ``/queues``.
 
 Each is a plain function of the :class:`~.state.Dashboard` and the request, run in a
 worker thread (it reads the database): :func:`.app.create_app` wraps it with
@@ -16,6 +17,7 @@ from starlette.responses import Response
 from rhesis_pipeline.dashboard import data
 from rhesis_pipeline.dashboard.state import Dashboard
 from rhesis_pipeline.monitor.status import RUN_STATUSES
+from rhesis_pipeline.runs.diff import HEADINGS
 
 
 def overview(dashboard: Dashboard, request: Request) -> Response:
@@ -61,6 +63,20 @@ def run_detail(dashboard: Dashboard, request: Request) -> Response:
     page = data.run_page(run_id, organization, only_failed=only_failed, after=after)
     return dashboard.render(
         request, "run.html", page=page, run=page.inspection.run, only_failed=only_failed
+    )
+
+
+def compare(dashboard: Dashboard, request: Request) -> Response:
+    """The run against run ``with`` (its id or a prefix; absent or empty: the previous run
+    of the same name): regressions, fixes, other changes, tests only in one run, and per
+    metric the change of mean score and pass rate (:mod:`rhesis_pipeline.runs.diff`). A
+    GET page: it changes nothing."""
+    organization = dashboard.organization(request)
+    run_b = data.resolve_run_id(request.path_params["run_id"], organization)
+    baseline = (request.query_params.get("with") or "").strip() or None
+    page = data.compare_page(run_b, baseline, organization)
+    return dashboard.render(
+        request, "compare.html", page=page, run=page.run, asked=baseline or "", headings=HEADINGS
     )
 
 

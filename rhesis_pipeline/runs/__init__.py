@@ -3,5 +3,5 @@
 A run is submitted in one transaction (its row, its group counter and one message per
 test), each member's outcome is stored and counted once, and the member that brings the
 counter to zero enqueues the one completion callback, which decides the run's status.
-Reading, re-running, reporting and the run's ids live here too.
+Reading, comparing two runs, re-running, reporting and the run's ids live here too.
 """

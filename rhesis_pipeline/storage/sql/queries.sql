@@ -887,6 +887,52 @@ WHERE r.run_id = :run_id AND jsonb_typeof(m.value) = 'object'
 GROUP BY 1
 ORDER BY 1;
 
+-- ===== Comparing runs =====
+-- Two runs side by side, test by test (rhesis_pipeline.runs.diff).
+
+-- name: diff_runs
+-- The tests of run :run_a and run :run_b, matched by test_id, whose status differs or that
+-- one run lacks, as change: regression (passed -> failed or error), fix (failed or error
+-- -> passed), changed (any other difference: -> lost, cancelled, failed <-> error ...),
+-- only_in_a, only_in_b. Regressions first, then fixes, changed, only in A, only in B; each
+-- in B's suite order (A's for tests only in A). The join reads two primary-key ranges;
+-- the caller reads the rows through a server-side cursor, so nothing holds both runs.
+SELECT d.test_id, d.change, d.status_a, d.status_b, d.position_a, d.position_b,
+       ra.error AS error_a, ra.metrics AS metrics_a, rb.error AS error_b, rb.metrics AS metrics_b
+FROM (
+    SELECT COALESCE(a.test_id, b.test_id) AS test_id,
+           CASE WHEN b.test_id IS NULL THEN 'only_in_a'
+                WHEN a.test_id IS NULL THEN 'only_in_b'
+                WHEN a.status = 'passed' AND b.status IN ('failed', 'error') THEN 'regression'
+                WHEN a.status IN ('failed', 'error') AND b.status = 'passed' THEN 'fix'
+                WHEN a.status <> b.status THEN 'changed'
+           END AS change,
+           a.status AS status_a, b.status AS status_b,
+           a.position AS position_a, b.position AS position_b
+    FROM (SELECT test_id, status, position FROM rhesis.test_results
+          WHERE run_id = CAST(:run_a AS uuid)) AS a
+    FULL JOIN (SELECT test_id, status, position FROM rhesis.test_results
+               WHERE run_id = CAST(:run_b AS uuid)) AS b ON a.test_id = b.test_id
+) AS d
+LEFT JOIN rhesis.test_results ra ON ra.run_id = CAST(:run_a AS uuid) AND ra.test_id = d.test_id
+LEFT JOIN rhesis.test_results rb ON rb.run_id = CAST(:run_b AS uuid) AND rb.test_id = d.test_id
+WHERE d.change IS NOT NULL
+ORDER BY CASE d.change WHEN 'regression' THEN 1 WHEN 'fix' THEN 2 WHEN 'changed' THEN 3
+                       WHEN 'only_in_a' THEN 4 ELSE 5 END,
+         COALESCE(d.position_b, d.position_a), d.test_id;
+
+-- name: previous_run_of_name
+-- The run created last before run :run_id among those with the same name (the
+-- dashboard's default "compare with"); none: NULL. Walks test_runs_name_idx.
+SELECT p.id
+FROM rhesis.test_runs r
+JOIN rhesis.test_runs p
+  ON lower(p.name) = lower(r.name) AND p.name = r.name
+ AND (p.created_at, p.id) < (r.created_at, r.id)
+WHERE r.id = CAST(:run_id AS uuid)
+ORDER BY p.created_at DESC, p.id DESC
+LIMIT 1;
+
 -- ===== Maintenance =====
 -- Rescue, expiry and retention, in LIMIT batches, one runner at a time under advisory
 -- locks (rhesis_pipeline.maintenance).
