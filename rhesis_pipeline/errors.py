@@ -65,9 +65,10 @@ class InvalidSubmission(RhesisError, ValueError):
 class RunNotFound(RhesisError, LookupError):
     """No test run has that id — or it belongs to another organization than the one the
     caller reads as (row-level security: for a tenant, another organization's run does
-    not exist)."""
+    not exist). Bad input, like a malformed id: exit code 2 in both CLIs, so that a script
+    (or ``diff``'s CI gate, whose 1 means "regressions") never takes a typo for a result."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class NothingToRerun(RhesisError):

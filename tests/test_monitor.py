@@ -398,7 +398,7 @@ def test_inspect_shows_counts_timing_and_messages_and_every_test_when_verbose(da
 
 def test_inspect_unknown_and_malformed_runs(database_url):
     unknown = invoke("inspect", str(uuid.uuid4()))
-    assert unknown.exit_code == 1 and "no test run with id" in unknown.output
+    assert unknown.exit_code == 2 and "no test run with id" in unknown.output
     malformed = invoke("inspect", "42")
     assert malformed.exit_code == 2 and "'42' is not a run id" in malformed.output
 

@@ -404,7 +404,7 @@ def test_inspect_as_a_subprocess_exit_codes(database_url):
     data = json.loads(monitor(database_url, "inspect", run_id, "--json").stdout)
     assert data["run_id"] == run_id and data["total"] == 2 and "tests" not in data
     missing = monitor(database_url, "inspect", "0c8a3c4e-0d7a-4c1e-9a43-2a4b1b2f5f00")
-    assert missing.returncode == 1 and "no test run with id" in missing.stderr
+    assert missing.returncode == 2 and "no test run with id" in missing.stderr
     malformed = monitor(database_url, "inspect", "nope")
     assert malformed.returncode == 2 and "'nope' is not a run id" in malformed.stderr
 

@@ -197,7 +197,7 @@ def test_malformed_suite_exits_2_names_the_problem_and_enqueues_nothing(
 def test_show_an_unknown_run(database_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", database_url)
     result = CliRunner().invoke(pipeline.main, ["show", "00000000-0000-0000-0000-000000000000"])
-    assert result.exit_code == 1 and "no test run with id" in result.output
+    assert result.exit_code == 2 and "no test run with id" in result.output
     bad = CliRunner().invoke(pipeline.main, ["show", "nope"])
     assert bad.exit_code == 2 and "is not a run id" in bad.output
 

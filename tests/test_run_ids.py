@@ -140,7 +140,7 @@ def test_bad_prefixes_are_one_line_each(three_runs, tool, args):
     assert TWINS[0] in line and TWINS[1] in line
 
     unknown = invoke(tool, *args, "ffffffff")
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2
     assert one_error_line(unknown).endswith("error: no test run with id ffffffff")
     assert not get_run(TWINS[0]).cancel_requested  # nothing was revoked
 

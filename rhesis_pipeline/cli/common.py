@@ -18,7 +18,7 @@ PIPELINE_EXIT_CODES = """\b
 Exit codes:
   0   success
   1   failure (an operation failed or problems were found)
-  2   usage error or invalid setting
+  2   usage error, invalid setting, or an unknown run id
   3   database unreachable (or the embedded server did not start)
   4   database not migrated (run `rhesis-pipeline migrate`)
   130 interrupted (Ctrl-C)
@@ -29,8 +29,8 @@ MONITOR_EXIT_CODES = """\b
 Exit codes:
   0   success, nothing wrong found
   1   problems found (check, health, fix, clean without --force), or an
-      operation failed (database unreachable or not migrated, unknown run)
-  2   usage error or invalid setting
+      operation failed (database unreachable or not migrated)
+  2   usage error, invalid setting, or an unknown run id
   130 interrupted (Ctrl-C); a revocation under way is rolled back whole
 """
 

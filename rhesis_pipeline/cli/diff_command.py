@@ -3,7 +3,7 @@ as text or streamed JSON, with an exit code CI can gate on (1: a test regressed)
 
 The comparison is :mod:`rhesis_pipeline.runs.diff`'s, streamed from Postgres: ``--json``
 writes every changed test as the cursor yields it, the text keeps the first few of each
-kind. An unknown run id is bad input here (exit 2, not 1 as for ``show``): exit 1 means
+kind. An unknown run id is bad input (exit 2, as in every command): exit 1 means
 "a test regressed", and a CI job must not read a typo as a regression.
 """
 
