@@ -461,7 +461,7 @@ def test_the_clis_with_org_show_only_that_organization(world, database_url):
     env = {"DATABASE_URL": database_url}
 
     shown = cli.run("rhesis-pipeline", "show", a.runs[0], "--org", B, env=env)
-    assert shown.returncode == 1, shown.stderr
+    assert shown.returncode == 2, shown.stderr  # an unknown run id is bad input
     assert (
         shown.stderr.strip().splitlines()[-1]
         == f"rhesis-pipeline: error: no test run with id {a.runs[0]}"
@@ -486,7 +486,7 @@ def test_the_clis_with_org_show_only_that_organization(world, database_url):
     assert revoked.returncode == 1 and f"run {a.runs[1]}: no such run" in revoked.stdout
     assert not get_run(a.runs[1]).cancel_requested
     inspected = cli.run("rhesis-monitor", "inspect", a.runs[1], "--org", B, env=env)
-    assert inspected.returncode == 1 and f"no test run with id {a.runs[1]}" in inspected.stderr
+    assert inspected.returncode == 2 and f"no test run with id {a.runs[1]}" in inspected.stderr
 
     checked = cli.run("rhesis-monitor", "check", "--max-hours", "0", "--org", B, "--json", env=env)
     assert checked.returncode == 1, checked.stderr
