@@ -186,7 +186,7 @@ def test_probes_mean_something(objects):
 def test_workers_wait_for_the_migration_and_a_drain_takes_one_at_a_time(objects):
     job = one(objects, "Job", "rhesis-migrate")
     assert container(job, "migrate")["args"] == ["migrate"]
-    for name in ("rhesis-worker",):
+    for name in ("rhesis-worker", "rhesis-scheduler"):
         (init,) = one(objects, "Deployment", name)["spec"]["template"]["spec"]["initContainers"]
         assert "rhesis-pipeline check" in " ".join(init["command"])
     pdb = one(objects, "PodDisruptionBudget", "rhesis-worker")
@@ -240,6 +240,9 @@ def test_keda_query_names_a_bad_queue_in_one_line():
     assert "is not a valid queue name" in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+    done = run("rhesis-monitor", "keda-query", "--queue", "rhesis-tests.DQ")
+    assert done.returncode == 2
+    assert "name the queue itself" in done.stderr
 
 
 def test_yamllint_passes_on_deploy_and_fails_on_a_bad_manifest(tmp_path):

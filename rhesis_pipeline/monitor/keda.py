@@ -38,6 +38,11 @@ def waiting_tests_query(queues: Iterable[str] = ()) -> str:
                 f"{name!r} is not a valid queue name "
                 "(letters, digits, '.', '_' and '-'; not starting with a digit)"
             )
-    served = [q for name in chosen for q in (name, f"{name}.DQ") if not name.endswith(".DQ")]
+        if name.endswith((".DQ", ".XQ")):
+            raise ValueError(
+                f"{name!r} is a delay or dead-letter queue: name the queue itself "
+                "(its delay queue is counted with it)"
+            )
+    served = [q for name in chosen for q in (name, f"{name}.DQ")]
     literals = ", ".join(f"'{q}'" for q in served)
     return " ".join(Q["keda_waiting_tests"].text.replace("{queues}", literals).split())
