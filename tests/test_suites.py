@@ -5,6 +5,8 @@ import textwrap
 
 import pytest
 
+from rhesis_pipeline.errors import InvalidSubmission
+from rhesis_pipeline.runs.options import MAX_TIME_LIMIT_MS, RunOptions
 from rhesis_pipeline.suites.load import load_suite
 from rhesis_pipeline.suites.schema import InvalidSuite
 
@@ -254,3 +256,12 @@ def test_a_near_miss_that_a_placeholder_uses_is_a_field(tmp_path):
     from rhesis_pipeline.execution.http_endpoint import render
 
     assert render(suite.endpoint["body"], suite.tests[1]) == {"m": "rouge", "t": "y"}
+
+
+def test_a_time_limit_beyond_the_longest_allowed_is_refused(tmp_path):
+    # The longest time limit bounds a worker's shutdown (the Kubernetes grace period).
+    assert RunOptions.parse({"time_limit_ms": MAX_TIME_LIMIT_MS}).time_limit_ms == 300_000
+    with pytest.raises(InvalidSubmission, match=r"options\.time_limit_ms must be 1\.\.300000"):
+        RunOptions.parse({"time_limit_ms": MAX_TIME_LIMIT_MS + 1})
+    with pytest.raises(InvalidSuite, match="time_limit_s"):
+        load_suite(write(tmp_path, GOOD.replace("time_limit_s: 2", "time_limit_s: 301")))

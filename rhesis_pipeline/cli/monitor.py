@@ -17,7 +17,7 @@ from __future__ import annotations
 import click
 
 from rhesis_pipeline import __version__
-from rhesis_pipeline.cli import monitor_read, monitor_repair, monitor_serve
+from rhesis_pipeline.cli import monitor_keda, monitor_read, monitor_repair, monitor_serve
 from rhesis_pipeline.cli.common import MONITOR_EXIT_CODES, MonitorGroup
 from rhesis_pipeline.logs import configure_logging
 from rhesis_pipeline.storage import engine
@@ -49,5 +49,6 @@ for _command in (
     monitor_repair.sweep,
     monitor_serve.serve_health,
     monitor_serve.dashboard,
+    monitor_keda.keda_query,
 ):
     main.add_command(_command)

@@ -15,6 +15,11 @@ from rhesis_pipeline.errors import InvalidSubmission
 
 #: Most retries a run may ask for after a member's failed attempt.
 MAX_RETRIES = 20
+#: Longest time limit of one attempt a run may ask for, in milliseconds (5 minutes, the
+#: completion callback's own limit). A stopping worker waits for the attempts it executes
+#: to end, so this bounds how long a shutdown may take: the Kubernetes worker's
+#: terminationGracePeriodSeconds is derived from it (tests/test_kubernetes.py).
+MAX_TIME_LIMIT_MS = 300_000
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,8 @@ class RunOptions:
     min_backoff_ms / max_backoff_ms: exponential backoff between attempts, in
         milliseconds, with jitter (dramatiq's: the delay is min_backoff * 2**retry,
         capped at max_backoff, then jittered).
-    time_limit_ms: the most one attempt may take, in milliseconds; exceeding it fails
-        the attempt (which is retried like any failure).
+    time_limit_ms: the most one attempt may take, in milliseconds (1..300,000); exceeding
+        it fails the attempt (which is retried like any failure).
     """
 
     max_retries: int = 2
@@ -69,8 +74,11 @@ class RunOptions:
             raise InvalidSubmission("options.min_backoff_ms must be at least 1")
         if self.max_backoff_ms < self.min_backoff_ms:
             raise InvalidSubmission("options.max_backoff_ms must be at least min_backoff_ms")
-        if self.time_limit_ms < 1:
-            raise InvalidSubmission("options.time_limit_ms must be at least 1")
+        if not 1 <= self.time_limit_ms <= MAX_TIME_LIMIT_MS:
+            raise InvalidSubmission(
+                f"options.time_limit_ms must be 1..{MAX_TIME_LIMIT_MS} "
+                f"(at most {MAX_TIME_LIMIT_MS // 60_000} minutes), got {self.time_limit_ms}"
+            )
 
     def message_options(self) -> dict[str, int]:
         """The options dramatiq's Retries and TimeLimit middleware read from a message

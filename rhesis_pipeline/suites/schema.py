@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from rhesis_pipeline.errors import InvalidSubmission
 from rhesis_pipeline.execution.http_endpoint import MAX_LIMIT
 from rhesis_pipeline.execution.metrics import BUILTIN_TYPES
+from rhesis_pipeline.runs.options import MAX_TIME_LIMIT_MS
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 METRIC_TYPES = (*BUILTIN_TYPES, "python", "llm_judge")
 #: Longest backoff a suite may ask for, in milliseconds (one day).
 MAX_BACKOFF_MS = 86_400_000
-#: Longest time limit of one attempt a suite may ask for, in seconds (one day).
-MAX_TIME_LIMIT_S = 86_400
+#: Longest time limit of one attempt a suite may ask for, in seconds: the runs' own
+#: maximum (rhesis_pipeline.runs.options.MAX_TIME_LIMIT_MS, 5 minutes).
+MAX_TIME_LIMIT_S = MAX_TIME_LIMIT_MS // 1000
 #: Keys of a test that are not its data: its id, its metrics, and ``vars`` (a mapping of
 #: data fields that are never checked).
 TEST_KEYS = ("id", "metrics", "vars")

@@ -1327,6 +1327,20 @@ SELECT COALESCE(sum(passed), 0) AS passed, COALESCE(sum(failed), 0) AS failed,
 FROM rhesis.test_runs;
 
 
+-- ===== Autoscaling =====
+-- What KEDA's postgresql scaler runs (rhesis-monitor keda-query prints it; the worker
+-- ScaledObject in deploy/kubernetes carries it verbatim, and a test checks both agree).
+
+-- name: keda_waiting_tests
+-- Messages waiting (queued, also in their delay queues) or claimed (running) on the
+-- queues {queues} (a list of quoted literals: the queues a worker Deployment serves and
+-- their .DQ): one integer, the work its replicas hold. Claimed ones count so that KEDA
+-- never scales away the workers still executing a run. Each count is an index-only scan
+-- of a partial index (queue_claim, queue_claimed_by_organization): it never reads the
+-- done rows, however many.
+SELECT (SELECT count(*) FROM dramatiq.queue WHERE "state" = 'queued' AND queue_name IN ({queues})) + (SELECT count(*) FROM dramatiq.queue WHERE "state" = 'consumed' AND queue_name IN ({queues})) AS tests;
+
+
 -- ===== Revocation and cleaning =====
 -- Operators revoke runs and delete waiting messages (rhesis-monitor revoke, clean).
 
