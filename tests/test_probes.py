@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,6 +38,7 @@ from .support.faults import frozen
 from .support.waiting import wait_until
 from .support.workers import WorkerPool
 
+REPO = Path(__file__).resolve().parent.parent
 #: Heartbeat every 0.2 s: the lock grace (3 intervals) is 0.6 s, so the tests are short.
 INTERVAL_S = 0.2
 GRACE_S = 3 * INTERVAL_S
@@ -108,6 +112,50 @@ def test_the_command_fails_with_one_line_and_exit_1_and_answers_within_a_second(
     done, took = run_probe(tmp_path)
     assert (done.returncode, done.stdout) == (0, "ok: 1 worker process(es) heartbeating\n")
     assert took < 1.0, took
+
+
+def entrypoint_probe(run_dir: Path):
+    """``rhesis-entrypoint probe worker`` (the image's fast path): (result, seconds)."""
+    venv_bin = str(Path(sys.executable).parent)
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(REPO / "bin" / "entrypoint"), "probe", "worker"],
+        env={
+            **os.environ,
+            "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
+            "RHESIS_RUN_DIR": str(run_dir),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done, time.monotonic() - started
+
+
+def test_the_entry_points_fast_probe_says_what_the_cli_says_without_importing_the_package(
+    tmp_path,
+):
+    for write in (None, HOLDING, DB_WAITING):
+        if write:
+            LivenessFile("d" * 36, grace_s=5.0, directory=tmp_path).write(write)
+        fast, fast_s = entrypoint_probe(tmp_path)
+        slow, _ = run_probe(tmp_path)
+        assert (fast.returncode, fast.stdout, fast.stderr) == (
+            slow.returncode,
+            slow.stdout,
+            slow.stderr,
+        )
+        assert fast_s < 0.5, fast_s
+    assert fast.returncode == 0
+    # A silent file fails both the same way.
+    stale = json.loads((tmp_path / f"worker-{os.getpid()}.json").read_text())
+    stale["beat_at"] -= 60
+    (tmp_path / f"worker-{os.getpid()}.json").write_text(json.dumps(stale))
+    fast, _ = entrypoint_probe(tmp_path)
+    assert fast.returncode == 1 and "silent for 6" in fast.stderr
+    seconds = re.compile(r"silent for [0-9.]+ s")
+    assert seconds.sub("", fast.stderr) == seconds.sub("", run_probe(tmp_path)[0].stderr)
 
 
 # -- real worker processes (slow) --------------------------------------------------------
@@ -235,30 +283,49 @@ def silent_server():
         server.close()
 
 
-def test_readyz_is_503_in_about_a_second_when_the_database_does_not_answer(
+def test_readyz_is_503_in_about_a_second_when_the_database_does_not_answer_and_the_loop_serves_on(
     database_url, silent_server
 ):
+    import anyio
+
     from rhesis_pipeline.dashboard.app import create_app
     from rhesis_pipeline.dashboard.state import DashboardConfig
 
     app = create_app(DashboardConfig())
+    timings: dict[str, float] = {}
+    responses: dict[str, httpx.Response] = {}
+
+    async def timed(client: httpx.AsyncClient, path: str, delay: float = 0.0) -> None:
+        # Timed from when it was due: a blocked loop would delay the sleep's end too.
+        due = time.monotonic() + delay
+        await anyio.sleep(delay)
+        responses[path] = await client.get(path)
+        timings[path] = time.monotonic() - due
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        client = httpx.AsyncClient(transport=transport, base_url="http://d.test")
+        async with client, anyio.create_task_group() as tasks:
+            tasks.start_soon(timed, client, "/readyz")
+            # While /readyz waits for the database, the event loop serves a static file.
+            tasks.start_soon(timed, client, "/static/dashboard.css", 0.3)
+
     engine.configure(url=f"postgresql+psycopg2://postgres@127.0.0.1:{silent_server}/nothing")
     try:
-        with asgi_client(app) as client:
-            started = time.monotonic()
-            response = client.get("/readyz")
-            took = time.monotonic() - started
+        anyio.run(main)
     finally:
         engine.configure(url=database_url)
-    assert response.status_code == 503
-    assert response.text == "not ready: the database did not answer SELECT 1 within 1 s\n"
-    assert 0.9 < took < 1.5, took
+    assert responses["/readyz"].status_code == 503
+    assert responses["/readyz"].text == (
+        "not ready: the database did not answer SELECT 1 within 1 s\n"
+    )
+    assert 0.9 < timings["/readyz"] < 1.5, timings
+    assert responses["/static/dashboard.css"].status_code == 200
+    assert timings["/static/dashboard.css"] < 0.5, timings
 
 
 @pytest.mark.slow
-def test_readyz_of_a_served_dashboard_follows_the_database_and_never_stalls_the_loop(
-    owned_server, owned_database_url
-):
+def test_readyz_of_a_served_dashboard_follows_the_database(owned_server, owned_database_url):
     with dashboard(owned_database_url, env={"RHESIS_DASHBOARD_TOKEN": "s3cret"}) as (_, url):
         assert httpx.get(url + "readyz", timeout=5).status_code == 200
         owned_server.stop()

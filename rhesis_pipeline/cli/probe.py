@@ -39,11 +39,6 @@ def worker() -> None:
     import sys
 
     from rhesis_pipeline.storage import engine
-    from rhesis_pipeline.worker.liveness_file import probe as judge
+    from rhesis_pipeline.worker.liveness_file import report
 
-    live, line = judge(engine.settings().run_dir)
-    if live:
-        click.echo(line)
-        return
-    click.echo(f"rhesis-pipeline: probe worker failed: {line}", err=True)
-    sys.exit(1)
+    sys.exit(report(engine.settings().run_dir))

@@ -24,6 +24,11 @@ grace of 15 s.
 Files live in ``RHESIS_RUN_DIR`` (one per process, ``worker-<pid>.json``, written
 atomically by rename); a clean stop removes its file, and files of processes that no
 longer exist are ignored (and removed) by the probe.
+
+This module imports nothing but the standard library at its top, so that the image's
+entry point can load it by path and answer ``probe worker`` without importing the
+package (:func:`main`): ~0.05 s instead of ~0.5 s for the CLI on an idle 2-core machine,
+and three times that under load, against a probe timeout of a few seconds.
 """
 
 from __future__ import annotations
@@ -32,11 +37,10 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from rhesis_pipeline.storage import engine
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ _PREFIX, _SUFFIX = "worker-", ".json"
 
 def run_dir() -> Path:
     """The directory of the status files: ``RHESIS_RUN_DIR``."""
+    from rhesis_pipeline.storage import engine
+
     return engine.settings().run_dir
 
 
@@ -166,3 +172,19 @@ def probe(directory: Path, now: float | None = None) -> tuple[bool, str]:
     if waiting:
         line += f", {waiting} waiting for the database or its lock"
     return True, line
+
+
+def report(directory: Path) -> int:
+    """Print :func:`probe`'s line as ``rhesis-pipeline probe worker`` does; its exit code."""
+    live, line = probe(directory)
+    if live:
+        print(line)
+        return 0
+    print(f"rhesis-pipeline: probe worker failed: {line}", file=sys.stderr)
+    return 1
+
+
+def main() -> int:
+    """The entry point's fast ``probe worker``: ``RHESIS_RUN_DIR`` must be set (the image
+    sets it); loaded by path, so the package is not imported."""
+    return report(Path(os.environ["RHESIS_RUN_DIR"]).expanduser())
