@@ -142,6 +142,13 @@ def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigurationError(f"{name}={raw!r} must be on or off")
 
 
+def _default_run_dir() -> Path:
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"rhesis-pipeline-{uid}"
+
+
 def _default_data_dir() -> Path:
     import platformdirs
 
@@ -226,6 +233,10 @@ class Settings:
     unfinished tests as `lost` (the run ends PARTIAL or FAILED, with its callback)."""
     worker_retention_hours: float = 24.0
     """RHESIS_WORKER_RETENTION_HOURS, hours: how long dead workers' rows are kept."""
+    run_dir: Path = field(default_factory=_default_run_dir)
+    """RHESIS_RUN_DIR, directory: where each worker process's heartbeat thread writes its
+    liveness file, read by `rhesis-pipeline probe worker` without the database. Default:
+    `rhesis-pipeline-<uid>` in the system's temporary directory."""
     tenant_max_running: int = 0
     """RHESIS_TENANT_MAX_RUNNING, tests: the most tests one organization may have claimed
     at once (executing, or held by a worker about to execute them), so that a tenant with
@@ -289,6 +300,8 @@ class Settings:
 
         data_dir_raw = env.get("RHESIS_DATA_DIR", "").strip()
         data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else _default_data_dir()
+        run_dir_raw = env.get("RHESIS_RUN_DIR", "").strip()
+        run_dir = Path(run_dir_raw).expanduser() if run_dir_raw else _default_run_dir()
 
         hooks = tuple(h for h in re.split(r"[\s,]+", env.get("RHESIS_RUN_HOOKS", "")) if h)
         for hook in hooks:
@@ -315,6 +328,7 @@ class Settings:
             member_grace_s=_float(env, "RHESIS_MEMBER_GRACE_S", 30.0),
             run_max_age_hours=_float(env, "RHESIS_RUN_MAX_AGE_HOURS", 24.0, minimum=0.001),
             worker_retention_hours=_float(env, "RHESIS_WORKER_RETENTION_HOURS", 24.0),
+            run_dir=run_dir,
             database_url=database_url,
             data_dir=data_dir,
             log_level=level,

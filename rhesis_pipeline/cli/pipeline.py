@@ -15,6 +15,7 @@ from rhesis_pipeline.cli.common import (
 from rhesis_pipeline.cli.diff_command import diff
 from rhesis_pipeline.cli.idle_notice import IdleNotice
 from rhesis_pipeline.cli.params import TEXT, TIMEOUT_SECONDS, count
+from rhesis_pipeline.cli.probe import probe
 from rhesis_pipeline.cli.text_runs import recent_runs_table
 from rhesis_pipeline.logs import configure_logging
 from rhesis_pipeline.storage import engine
@@ -37,6 +38,7 @@ def main() -> None:
 
 
 main.add_command(diff)
+main.add_command(probe)
 
 
 @main.command(epilog=PIPELINE_EXIT_CODES)

@@ -14,6 +14,7 @@ URL                            Method  Route
 ``/api/active-runs``           GET     :func:`.api.active_runs` (JSON)
 ``/metrics``                   GET     :func:`.api.metrics` (Prometheus)
 ``/login``                     both    :func:`.login.login`
+``/readyz``                    GET     :func:`.readiness.readyz` (open, no token)
 ``/static/…``                  GET     the package's static files
 =============================  ======  ==============================================
 
@@ -30,7 +31,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from rhesis_pipeline.dashboard import actions, api, pages
+from rhesis_pipeline.dashboard import actions, api, pages, readiness
 from rhesis_pipeline.dashboard.errors import ErrorPages
 from rhesis_pipeline.dashboard.gate import Gate
 from rhesis_pipeline.dashboard.login import login
@@ -54,6 +55,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         Route("/queues", threaded(pages.queues)),
         Route("/metrics", threaded(api.metrics)),
         Route("/login", bound(login), methods=["GET", "POST"]),
+        Route("/readyz", readiness.readyz),
         Mount("/static", StaticFiles(directory=package_dir("static")), name="static"),
     ]
     return Starlette(

@@ -21,7 +21,7 @@ from rhesis_pipeline.dashboard.security import AUTH_COOKIE, SESSION_COOKIE
 from rhesis_pipeline.dashboard.state import Dashboard
 
 #: Paths served without the access token.
-OPEN_PATHS = ("/login", "/static/")
+OPEN_PATHS = ("/login", "/static/", "/readyz")
 
 
 class Gate(BaseHTTPMiddleware):

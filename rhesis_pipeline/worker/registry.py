@@ -23,6 +23,10 @@ A worker is **dead** when it stopped, when its heartbeat is older than
 claim tokens refuse), or when its lock is not held *and* its heartbeat is older than the
 lock grace (it died, and did not reconnect either). "Lock not held" alone means "dead or
 reconnecting" — see ``find_orphans`` in sql/queries.sql.
+
+The heartbeat thread also writes this process's liveness file before and after every
+round (:mod:`rhesis_pipeline.worker.liveness_file`): the pod's liveness probe reads it
+without the database, so a worker that only waits for the database is not restarted.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from rhesis_pipeline.errors import DatabaseUnavailable
 from rhesis_pipeline.storage import broker_pool, driver_errors, engine, queries
 from rhesis_pipeline.storage.locks import WORKER_LOCK_CLASS
 from rhesis_pipeline.storage.outage import Outage
+from rhesis_pipeline.worker.liveness_file import DB_WAITING, HOLDING, LOCK_WAITING, LivenessFile
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class Registration:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._outage = Outage(f"worker {self.worker_id[:8]} heartbeat", max_s=self._interval())
+        self.liveness = LivenessFile(self.worker_id, engine.settings().lock_grace_s)
 
     @staticmethod
     def _interval() -> float:
@@ -76,6 +82,7 @@ class Registration:
         the database cannot be reached now (the worker does not start)."""
         with self._conn_lock:
             self._beat()
+        self.liveness.write(self._state())
         _current["registration"] = self
         self._thread = threading.Thread(target=self._loop, name="rhesis-heartbeat", daemon=True)
         self._thread.start()
@@ -89,18 +96,29 @@ class Registration:
     def _loop(self) -> None:
         delay = self._interval()
         while not self._stop.wait(delay):
+            # Before the round too: a connect attempt may take its whole timeout.
+            self.liveness.write(self._state())
             try:
                 with self._conn_lock:
                     self._beat()
             except DatabaseUnavailable as exc:
                 delay = self._outage.failed(exc)
+                self.liveness.write(DB_WAITING)
                 continue
             except Exception:
                 logger.exception("heartbeat of worker %s failed", self.worker_id)
                 delay = self._interval()
+                self.liveness.write(self._state())
                 continue
             self._outage.ok()
+            self.liveness.write(self._state())
             delay = self._interval()
+
+    def _state(self) -> str:
+        """What the liveness file says: the lock held, the lock awaited, or the database."""
+        if self._outage.down:
+            return DB_WAITING
+        return HOLDING if self.lock_held else LOCK_WAITING
 
     def _beat(self) -> None:
         """One round: (re)connect, (re)register, (re)take the lock, heartbeat."""
@@ -172,6 +190,7 @@ class Registration:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        self.liveness.remove()
         _current["registration"] = None
         with self._conn_lock:
             for attempt in (1, 2):  # a connection found dead is replaced once

@@ -57,3 +57,15 @@ def record_hook_call(summary) -> None:
     _record(f"hook:{summary.id}:{uuid.uuid4()}", summary.as_dict())
     if summary.name == "hook-raises":
         raise RuntimeError("hook failed on purpose")
+
+
+@dramatiq.actor(queue_name=SMOKE_QUEUE, max_retries=0)
+def stop_heartbeat() -> None:
+    """Stop this worker process's heartbeat thread (the process lives on): what a crashed
+    heartbeat thread looks like to the liveness probe."""
+    from rhesis_pipeline.worker import registry
+
+    registration = registry._current["registration"]
+    registration._stop.set()
+    registration._thread.join(10)
+    logger.info("heartbeat thread of worker %s stopped", registration.worker_id)

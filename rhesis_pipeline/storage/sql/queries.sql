@@ -26,6 +26,10 @@ SELECT to_regclass('rhesis.alembic_version') IS NOT NULL;
 -- The Alembic revision the database is at.
 SELECT version_num FROM rhesis.alembic_version;
 
+-- name: ping
+-- Whether the server answers a query at all (the dashboard's /readyz).
+SELECT 1;
+
 
 -- ===== Sessions and statements =====
 -- What rhesis_pipeline.storage runs around the other queries: the tenant of a
