@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -254,3 +255,49 @@ def test_the_grace_is_the_longest_time_limit_plus_the_drain():
     drain = shutdown.grace_s(0)
     assert drain >= shutdown.INFLIGHT_DRAIN_S + shutdown.DRAIN_TIMEOUT_S
     assert shutdown.grace_s(60) == 60 + drain
+
+
+@pytest.mark.slow
+def test_a_grace_shorter_than_the_tests_loses_nothing_and_reruns_only_what_was_cut(
+    workers, tmp_path
+):
+    # Given: an old and a new worker, ready, executing 20 tests of 1.5 s on their event
+    # loops. (Few: a rescued test that was running is a suspect, and suspects run one at a
+    # time per process on the careful path — 300 cut tests of 3 s took about 3 s each to
+    # run again.)
+    exec_log = tmp_path / "executions.log"
+    env = {**FAST, "RHESIS_TEST_EXEC_LOG": str(exec_log)}
+    old = workers.start(processes=1, threads=2, env=env)
+    workers.start(processes=1, threads=2, env=env)
+    (old_child,) = Path(f"/proc/{old.pid}/task/{old.pid}/children").read_text().split()
+    run_id = launch_test_run(
+        [{"id": f"a{i:03d}", "sleep_s": 1.5} for i in range(20)],
+        executor="tests.support.targets:timed_async",
+        options={"max_retries": 2, "time_limit_ms": 10_000},
+    )
+    wait_until(lambda: sum(executions(exec_log).values()) >= 20, timeout=30, what="20 running")
+    # When: the platform's grace (0.5 s) is shorter than the tests: SIGTERM, then SIGKILL.
+    old.proc.terminate()
+    with pytest.raises(subprocess.TimeoutExpired):
+        old.proc.wait(0.5)
+    old.kill()
+    # Then: every test has one outcome, passed; one callback; nothing left behind.
+    run = wait_finished(run_id, timeout=120)
+    assert (run.status, run.passed, run.collected_count) == ("COMPLETED", 20, 1), run
+    assert scalar("SELECT count(*) FROM dramatiq.queue WHERE state IN ('queued', 'consumed')") == 0
+    # Re-executions: only tests the old worker was executing and did not finish (its pid
+    # logged their execution, another worker stored their outcome).
+    results = results_by_id(run_id)
+    lines = [line.split() for line in exec_log.read_text().splitlines() if line]
+    cut = {
+        test_id
+        for test_id, pid in lines
+        if pid == old_child and not str(results[test_id]["worker"]).endswith(f":{old_child}")
+    }
+    ran = executions(exec_log)
+    again = {test_id for test_id, count in ran.items() if count > 1}
+    counted = {test_id for test_id, r in results.items() if r["attempts"] > 1}
+    print(f"cut by SIGKILL: {len(cut)}; ran again: {len(again)}; attempts counted: {len(counted)}")
+    assert cut, "the grace was meant to cut tests short"
+    assert again <= cut and counted <= cut
+    assert max(ran.values()) <= 2
