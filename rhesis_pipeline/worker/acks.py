@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from rhesis_pipeline.runs.messages import channel
 from rhesis_pipeline.storage import driver_errors
-from rhesis_pipeline.worker import registry
+from rhesis_pipeline.worker import registry, shutdown
 from rhesis_pipeline.worker.connection import ConsumerConnection
 from rhesis_pipeline.worker.held import Held, PendingAck
 
@@ -134,7 +134,13 @@ def release_unheld(
         held.reconcile = True
         raise
     released = ReleasedRow._make(rows[0]).released if rows else 0
-    if released:
+    if released and shutdown.stopping():
+        logger.info(
+            "returned %d messages on %s to their queue unstarted: this worker is stopping",
+            released,
+            queue_name,
+        )
+    elif released:
         logger.warning(
             "returned %d messages this worker had claimed on %s but no longer held "
             "(dropped from memory with a lost connection) to their queue",

@@ -40,7 +40,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from rhesis_pipeline.runs.messages import MEMBER
 from rhesis_pipeline.storage import driver_errors
 from rhesis_pipeline.storage.outage import Outage
-from rhesis_pipeline.worker import acks, inflight, registry
+from rhesis_pipeline.worker import acks, inflight, registry, shutdown
 from rhesis_pipeline.worker.claims import MAX_BATCH, Claimed, Claimer
 from rhesis_pipeline.worker.connection import ConsumerConnection, Waker
 from rhesis_pipeline.worker.delivery import Delivery, deliveries
@@ -94,6 +94,13 @@ class RhesisConsumer(Consumer):
                 acks.release_unheld(
                     self._connection, self._held, self.queue_name, self._buffered_ids()
                 )
+            if shutdown.stopping():
+                # SIGTERM: claim and hand out nothing more; what was claimed and not
+                # handed out goes back to its queue now, for the workers that stay.
+                self._give_back_buffer()
+                self._outage.ok()
+                self._wait()
+                return None
             if not self._buffer:
                 self._maybe_claim()
             self._outage.ok()
@@ -147,10 +154,9 @@ class RhesisConsumer(Consumer):
         self._closed = True
         try:
             acks.flush(self._connection, self._held, self.queue_name)
-            if self._buffer:
-                ids = self._buffered_ids()
-                self._buffer.clear()
-                acks.requeue(self._connection, self._held, self.queue_name, ids)
+            self._give_back_buffer()
+            if self._held.reconcile:  # members released unstarted by a stopping worker
+                acks.release_unheld(self._connection, self._held, self.queue_name, ())
         except Exception as exc:
             logger.warning(
                 "could not flush acks or requeue on close of %s: %s", self.queue_name, exc
@@ -206,20 +212,35 @@ class RhesisConsumer(Consumer):
         )
         return proxy
 
+    def _give_back_buffer(self) -> None:
+        """Return what was claimed and not handed out to its queue (uncounted)."""
+        if self._buffer:
+            ids = self._buffered_ids()
+            self._buffer.clear()
+            acks.requeue(self._connection, self._held, self.queue_name, ids)
+
     def _buffered_ids(self) -> list[str]:
         return [claimed.message.message_id for claimed in self._buffer]
 
     def _release(self, delivery: Delivery) -> None:
         """Return *delivery*'s message to its queue instead of finishing it: processing
-        failed because the database was unreachable (see ``Delivery.release``)."""
+        failed because the database was unreachable, or this worker is stopping and did
+        not start it (see ``Delivery.release``)."""
         self._held.forget([delivery.message_id])
         self._held.reconcile = True
-        logger.warning(
-            "message %s on %s goes back to its queue: the database was unreachable while "
-            "it was processed (no attempt counted)",
-            delivery.message_id,
-            self.queue_name,
-        )
+        if delivery.unstarted:
+            logger.info(
+                "message %s on %s goes back to its queue unstarted: this worker is stopping",
+                delivery.message_id,
+                self.queue_name,
+            )
+        else:
+            logger.warning(
+                "message %s on %s goes back to its queue: the database was unreachable "
+                "while it was processed (no attempt counted)",
+                delivery.message_id,
+                self.queue_name,
+            )
         self._waker.signal()
 
     # -- waiting -------------------------------------------------------------------------

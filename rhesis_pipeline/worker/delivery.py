@@ -76,6 +76,8 @@ class Delivery:
     #: Processing failed because the database was unreachable: ``ack``/``nack`` return
     #: the message to its queue instead (no attempt counted; see RhesisRetries).
     release: bool = False
+    #: Released without being started: its worker was stopping (SIGTERM).
+    unstarted: bool = False
 
     @property
     def message_id(self) -> str:

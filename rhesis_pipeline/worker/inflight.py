@@ -57,6 +57,7 @@ from rhesis_pipeline.execution.attempt import (
 from rhesis_pipeline.worker import cancellation
 from rhesis_pipeline.worker.endpoint_limits import Budget, Deferred, EndpointLimit, limit_for
 from rhesis_pipeline.worker.metric_calls import judged
+from rhesis_pipeline.worker.shutdown import INFLIGHT_CANCEL_S
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ class InFlight:
             for task in still:
                 task.cancel()
             if still:
-                await asyncio.wait(still, timeout=5)
+                await asyncio.wait(still, timeout=INFLIGHT_CANCEL_S)
                 logger.warning(
                     "stopped %d tests in flight after %.0fs; they run again elsewhere "
                     "(returned by the rescuer, no attempt counted)",

@@ -23,7 +23,7 @@ from rhesis_pipeline.identity import worker_id
 from rhesis_pipeline.maintenance.sweeper import Sweeper
 from rhesis_pipeline.runs import complete, members
 from rhesis_pipeline.runs.messages import MEMBER
-from rhesis_pipeline.worker import cancellation, inflight, metric_calls
+from rhesis_pipeline.worker import cancellation, inflight, metric_calls, shutdown
 from rhesis_pipeline.worker.delivery import Delivery, deliveries
 from rhesis_pipeline.worker.held import settle
 
@@ -50,6 +50,11 @@ def execute_single_test(run_id: str, test_id: str) -> None:
     message = CurrentMessage.get_current_message()
     assert message is not None, "CurrentMessage middleware is missing"
     delivery = deliveries.of(message)
+    if delivery is not None and shutdown.stopping():
+        # SIGTERM came after the consumer handed it out: back to its queue, unstarted
+        # and uncounted, for a worker that stays (the consumer releases it on ack).
+        delivery.release = delivery.unstarted = True
+        return
     # The fast path: the test came with its claim (Delivery.preloaded); its start is
     # marked, and its outcome stored, by the outcome writer without this thread waiting.
     # Else the careful path: both written before going on (see messages.UNSTARTED), and

@@ -156,3 +156,21 @@ async def async_crash_if_asked(test):
         os._exit(1)
     await asyncio.sleep(float(test.get("sleep_s", 0.02)))
     return True
+
+
+def timed(test):
+    """A thread target for rolling updates: logs "id pid" to $RHESIS_TEST_EXEC_LOG (one line
+    per execution: re-executions are visible without the database), sleeps sleep_s, and
+    passes unless the test has "expect_pass": false."""
+    _log_line("RHESIS_TEST_EXEC_LOG", f"{test['id']} {os.getpid()}")
+    time.sleep(float(test.get("sleep_s", 0.05)))
+    return {"passed": test.get("expect_pass", True)}
+
+
+async def timed_async(test):
+    """:func:`timed` as an ``async def`` target: it runs on the worker's event loop."""
+    import asyncio
+
+    _log_line("RHESIS_TEST_EXEC_LOG", f"{test['id']} {os.getpid()}")
+    await asyncio.sleep(float(test.get("sleep_s", 0.05)))
+    return {"passed": test.get("expect_pass", True)}

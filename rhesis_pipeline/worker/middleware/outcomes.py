@@ -28,6 +28,7 @@ from rhesis_pipeline.runs.outcomes import writer
 from rhesis_pipeline.storage import statements
 from rhesis_pipeline.worker import inflight
 from rhesis_pipeline.worker.delivery import deliveries
+from rhesis_pipeline.worker.shutdown import DRAIN_TIMEOUT_S, INFLIGHT_DRAIN_S
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +61,9 @@ def _claim_token(message: MessageProxy) -> str | None:
     return None if delivery is None else delivery.claim_token
 
 
-#: Seconds a stopping worker waits for outcomes handed to its outcome writer.
-DRAIN_TIMEOUT_S = 30.0
-#: Seconds a stopping worker waits for the tests in flight on its event loop
-#: (rhesis_pipeline.worker.inflight) before it cancels them (they run again elsewhere).
-INFLIGHT_DRAIN_S = 15.0
+# The drain times are the shutdown's (rhesis_pipeline.worker.shutdown: the grace a
+# platform must allow is derived from them); re-exported here, where they are used.
+__all__ = ["DRAIN_TIMEOUT_S", "INFLIGHT_DRAIN_S", "MemberOutcomes", "describe"]
 
 
 class MemberOutcomes(Middleware):

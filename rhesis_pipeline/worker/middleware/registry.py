@@ -9,7 +9,9 @@ of its own so that neither can delay the heartbeat:
 * revocation checks (:func:`rhesis_pipeline.worker.cancellation.interrupt_revoked`), every
   heartbeat interval: members of a revoked run executing here are interrupted.
 
-``after_worker_shutdown``: stops them and deregisters.
+``before_worker_shutdown`` (and SIGTERM itself, through the handler installed at boot):
+the process claims nothing more (:mod:`rhesis_pipeline.worker.shutdown`).
+``after_worker_shutdown``: stops the services and deregisters.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dramatiq.worker import Worker
 from rhesis_pipeline.maintenance.rescue import Rescuer
 from rhesis_pipeline.maintenance.service import ServiceThread
 from rhesis_pipeline.storage import engine
-from rhesis_pipeline.worker import cancellation
+from rhesis_pipeline.worker import cancellation, shutdown
 from rhesis_pipeline.worker.registry import Registration
 
 
@@ -32,6 +34,8 @@ class WorkerRegistry(Middleware):
         self.services: list[ServiceThread] = []
 
     def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
+        shutdown.reset()
+        shutdown.install_signal_handlers()
         declared = {q_name(q) for q in broker.get_declared_queues()}
         queues = (
             sorted(set(worker.consumer_whitelist) & declared)
@@ -49,6 +53,9 @@ class WorkerRegistry(Middleware):
             ).start(),
         ]
 
+    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        shutdown.stop_claiming()  # already done if a signal stopped it
+
     def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         for service in self.services:
             service.stop()
@@ -56,3 +63,5 @@ class WorkerRegistry(Middleware):
         if self.registration is not None:
             self.registration.stop()
             self.registration = None
+        # Stopped: a worker started anew in this process (an embedded one) claims again.
+        shutdown.reset()
