@@ -9,14 +9,12 @@ import inspect
 import subprocess
 from typing import Any
 
-import dramatiq
 import kubernetes_validate
 import pytest
-from dramatiq.middleware import TimeLimit
 
 from rhesis_pipeline.runs.messages import CALLBACK, MEMBER
 from rhesis_pipeline.runs.options import MAX_TIME_LIMIT_MS
-from rhesis_pipeline.worker.middleware.outcomes import DRAIN_TIMEOUT_S, INFLIGHT_DRAIN_S
+from rhesis_pipeline.worker.shutdown import grace_s
 
 from .support.cli import run, script
 from .support.kubernetes import REPO, container, keda_replicas, one, render
@@ -45,22 +43,13 @@ def _default(callable_: Any, parameter: str) -> float:
 
 
 def required_grace_s() -> float:
-    """Seconds a SIGTERMed worker may need before it exits, from the code:
-    the longest time limit a test (or callback) may run under, TimeLimit's check interval
-    (an attempt is interrupted at most that late), the consumer's poll (dramatiq stops its
-    consumers after its worker threads), the in-flight drain (tests on the event loop)
-    and the outcome drain (outcomes not yet committed). The sweep is left out: it is
-    locked, idempotent, never retried and runs again within a minute if it is cut."""
+    """Seconds a SIGTERMed worker may need before it exits, from the code: the worker's
+    own bound (:func:`rhesis_pipeline.worker.shutdown.grace_s`: the drains) for the longest
+    time limit a test or the callback may run under."""
     longest_ms = max(
         MAX_TIME_LIMIT_MS, MEMBER.options["time_limit"], CALLBACK.options["time_limit"]
     )
-    time_limit_check_ms = _default(TimeLimit.__init__, "interval")
-    consumer_poll_ms = _default(dramatiq.Worker.__init__, "worker_timeout")
-    return (
-        (longest_ms + time_limit_check_ms + consumer_poll_ms) / 1000
-        + INFLIGHT_DRAIN_S
-        + DRAIN_TIMEOUT_S
-    )
+    return grace_s(longest_ms / 1000)
 
 
 def grace_problem(worker: dict[str, Any]) -> str | None:
