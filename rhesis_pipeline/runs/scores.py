@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from rhesis_pipeline.runs.read import read_run
 from rhesis_pipeline.storage import tenancy
 from rhesis_pipeline.storage.queries import Q
@@ -44,7 +46,13 @@ def metric_summary(run_id: str, *, organization_id: str | None = None) -> list[M
     :func:`~rhesis_pipeline.runs.read.get_run`, also for another organization's run."""
     with tenancy.connect(organization_id) as conn:
         read_run(conn, run_id)
-        rows = conn.execute(Q["run_metric_summary"], {"run_id": str(run_id)}).all()
+        return read_metric_summary(conn, run_id)
+
+
+def read_metric_summary(conn: Connection, run_id: str) -> list[MetricSummary]:
+    """:func:`metric_summary` read on *conn* (as whatever role it acts, in its transaction:
+    an export reads it in the same snapshot as the results)."""
+    rows = conn.execute(Q["run_metric_summary"], {"run_id": str(run_id)}).all()
     return [
         MetricSummary(
             name=r.name,

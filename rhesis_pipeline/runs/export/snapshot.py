@@ -22,7 +22,7 @@ from typing import Any
 
 from rhesis_pipeline.runs.read import RESULTS_BATCH, read_run
 from rhesis_pipeline.runs.record import Run
-from rhesis_pipeline.runs.scores import MetricSummary
+from rhesis_pipeline.runs.scores import MetricSummary, read_metric_summary
 from rhesis_pipeline.storage import db, tenancy
 from rhesis_pipeline.storage.queries import Q
 
@@ -55,18 +55,7 @@ def run_snapshot(
         if organization_id is not None:
             tenancy.act_as_tenant(conn, organization_id)
         run = read_run(conn, run_id)
-        summary = conn.execute(Q["run_metric_summary"], {"run_id": run.id}).all()
-        metrics = [
-            MetricSummary(
-                name=r.name,
-                type=r.type,
-                judged=int(r.judged),
-                passed=int(r.passed),
-                scored=int(r.scored),
-                mean_score=None if r.mean_score is None else float(r.mean_score),
-            )
-            for r in summary
-        ]
+        metrics = read_metric_summary(conn, run.id)
         rows = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
             Q["get_results"], {"run_id": run.id}
         )
