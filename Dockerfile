@@ -19,7 +19,7 @@ COPY pyproject.toml README.md ./
 COPY rhesis_pipeline ./rhesis_pipeline
 COPY migrations ./migrations
 COPY examples ./examples
-RUN pip wheel --wheel-dir /wheels ".[dashboard]"
+RUN pip wheel --wheel-dir /wheels ".[dashboard,otel]"
 
 # ---- runtime: the wheels installed, no compilers, no pip cache, not root ---------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -43,7 +43,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     RHESIS_DATA_DIR=/home/rhesis/data
 # The wheels come from the builder through a bind mount: no copy of them stays in a layer.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels "rhesis-pipeline[dashboard]"
+    pip install --no-index --find-links /wheels "rhesis-pipeline[dashboard,otel]"
 COPY --chmod=0755 bin/entrypoint /usr/local/bin/rhesis-entrypoint
 USER 10001:10001
 WORKDIR /home/rhesis

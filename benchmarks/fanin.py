@@ -31,6 +31,9 @@ they stay there): a claim on the callback queue must not walk them. ``--wal-brea
 ends with one more run of N tests and its WAL by record type (pg_walinspect, which reads
 the whole server's WAL: run it on a quiet server).
 
+``--tracing`` measures instead the cost of tracing (OpenTelemetry): the same runs with
+tracing off and on, exporting to a local OTLP/HTTP receiver (benchmarks/tracing_cost.py).
+
 Uses BENCH_DATABASE_URL, else the local server, else an embedded one; makes and drops its
 own database. Targets (issue #13; 2 worker processes on a 2-core machine): >= 3,000
 tests/s for 10,000 and 100,000 tests; submission >= 50,000 tests/s; <= 0.2 commits and
@@ -50,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg2
 
+from benchmarks import tracing_cost
 from benchmarks.common import (
     COUNTER_READ_COMMITS,
     ENABLE_CONTRIB,
@@ -202,7 +206,18 @@ def latencies(url: str, runs: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="run sizes (default: 1000 10000 100000; with --tracing 1000 10000)",
+    )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="tracing off vs on (OTLP to a local receiver): its cost per test",
+    )
     parser.add_argument("--trials", type=int, default=3, help="trials of each size")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=12)
@@ -219,9 +234,17 @@ def main() -> int:
         help="end with a run of N tests and its WAL by record type (pg_walinspect)",
     )
     args = parser.parse_args()
+    if args.sizes is None:
+        args.sizes = [1000, 10000] if args.tracing else [1000, 10000, 100000]
     if min(args.sizes) < 1 or args.trials < 1 or args.latency_runs < 1 or args.backlog < 0:
         parser.error("--sizes, --trials and --latency-runs must be positive, --backlog >= 0")
 
+    if args.tracing:
+        with fresh_database() as (url, where):
+            print(f"machine: {machine()}")
+            print(f"database: {where}")
+            print(server(url))
+            return tracing_cost.main(url, args)
     with (
         fresh_database() as (url, where),
         workers(url, processes=args.processes, threads=args.threads),

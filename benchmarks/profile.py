@@ -1,7 +1,7 @@
 """Where the time goes: the fan-in workload under py-spy and pg_stat_statements.
 
     python benchmarks/profile.py [--size 30000] [--processes 2] [--threads 12]
-                                 [--rate 50] [--all-threads] [--svg] [--top 15]
+                                 [--rate 50] [--all-threads] [--svg] [--top 15] [--tracing]
 
 Starts the worker processes, warms them up (a run of 1,000), then attaches
 ``py-spy record`` to each worker process (non-blocking sampling at --rate Hz) and runs
@@ -14,6 +14,9 @@ stacks: one ``frame;frame;... count`` line per stack, what flamegraph.pl, infern
 speedscope read) and, with --svg, ``worker-<i>.svg`` (py-spy's flame graph, from a second
 sampler). On 2 cores py-spy falls behind above ~50 Hz with 2 samplers (it says so in
 ``worker-<i>.txt.log``): the share of each frame is still right, the sample count lower.
+
+--tracing: the workers trace (OpenTelemetry), exporting to a local OTLP/HTTP receiver in
+this process (benchmarks/otlp_receiver.py).
 
 Prints the run's tests/s, then: the top statements of the benchmark's database by total
 execution time (pg_stat_statements, reset for this database only before the run; needs
@@ -55,6 +58,7 @@ from benchmarks.common import (
     worker_pids,
     workers,
 )
+from benchmarks.otlp_receiver import OtlpReceiver
 
 OUT = REPO / "artifacts" / "profile"
 
@@ -174,6 +178,11 @@ def main() -> int:
     parser.add_argument("--all-threads", action="store_true", help="not only the GIL holder")
     parser.add_argument("--svg", action="store_true", help="flame graphs too (2nd sampler)")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="workers trace, exporting to a local OTLP/HTTP receiver",
+    )
     args = parser.parse_args()
     if args.size < 1 or args.rate < 1 or args.top < 1:
         parser.error("--size, --rate and --top must be positive")
@@ -182,9 +191,12 @@ def main() -> int:
         old.unlink()
 
     with (
+        OtlpReceiver() as receiver,
         fresh_database() as (url, where),
-        workers(url, processes=args.processes, threads=args.threads) as proc,
-    ):
+        workers(url, processes=args.processes, threads=args.threads,
+                env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint} if args.tracing
+                else None) as proc,
+    ):  # fmt: skip
         print(f"machine: {machine()}")
         print(f"database: {where}; workers: {args.processes} processes x {args.threads} threads")
         print(server(url, ("shared_preload_libraries",)))

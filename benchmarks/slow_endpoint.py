@@ -2,7 +2,7 @@
 
     python benchmarks/slow_endpoint.py [--tests 2000] [--latency-s 1.0] [--rate-per-s R]
         [--cap 400] [--workers 1] [--processes P] [--threads T] [--max-retries 3]
-        [--max-concurrency C] [--requests-per-minute R] [--limit-key K]
+        [--max-concurrency C] [--requests-per-minute R] [--limit-key K] [--tracing]
 
 The real workload is slow I/O (docs: DESIGN "The real workload is slow I/O"): a test is an
 HTTP call that waits 0.5-30 s, behind a provider's rate limit. One invocation starts the
@@ -24,6 +24,8 @@ stand-in endpoint (benchmarks/endpoint.py, its own process), then:
 
 ``--max-concurrency``, ``--requests-per-minute`` and ``--limit-key`` go into the executor
 spec; a version that does not accept them gets one ``unavailable:`` line and no rhesis phase.
+``--tracing`` runs the rhesis phase twice, tracing off then on (the workers export by
+OTLP/HTTP to a local receiver in this process): the cost of tracing on the real workload.
 Prints, asserts nothing. Uses BENCH_DATABASE_URL, else the local server, else an embedded one.
 """
 
@@ -50,6 +52,7 @@ import aiohttp
 
 from benchmarks.common import child_pids, fresh_database, machine, rss_mib, service
 from benchmarks.endpoint import SlowEndpoint
+from benchmarks.otlp_receiver import OtlpReceiver
 
 READY = "Worker process is ready for action."
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -150,7 +153,10 @@ def executor_spec(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], l
     return {**spec, **given}, list(given)
 
 
-def rhesis_phase(args: argparse.Namespace, ep: SlowEndpoint, yard_s: float) -> int:
+def rhesis_phase(
+    args: argparse.Namespace, ep: SlowEndpoint, yard_s: float, env: dict[str, str] | None = None
+) -> int:
+    """The rhesis run of the workload; *env*: the workers' extra environment."""
     from rhesis_pipeline.errors import InvalidSubmission
     from rhesis_pipeline.execution.executors import validate_executor
     from rhesis_pipeline.runs.read import get_run
@@ -189,7 +195,7 @@ def rhesis_phase(args: argparse.Namespace, ep: SlowEndpoint, yard_s: float) -> i
                 commands.append(
                     stack.enter_context(
                         service(url, [str(script), "worker", *extra], log_name=log_name,
-                                ready=READY, count=processes)
+                                ready=READY, count=processes, env=env)
                     )
                 )  # fmt: skip
             except RuntimeError:
@@ -257,6 +263,11 @@ def main() -> int:
     parser.add_argument("--requests-per-minute", type=int, default=None)
     parser.add_argument("--limit-key", default=None)
     parser.add_argument("--timeout-s", type=float, default=900, help="for the rhesis run")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="the rhesis run twice: tracing off, then on (OTLP to a local receiver)",
+    )
     args = parser.parse_args()
     if min(args.tests, args.cap, args.workers) < 1 or args.latency_s < 0:
         parser.error("--tests, --cap and --workers must be positive, --latency-s >= 0")
@@ -295,7 +306,17 @@ def main() -> int:
                 f"requests {stats['requests']:,}, 429s {stats['answered_429']:,}",
                 flush=True,
             )
-            return rhesis_phase(args, ep, yard_s)
+            if not args.tracing:
+                return rhesis_phase(args, ep, yard_s)
+            with OtlpReceiver() as receiver:  # the same run, tracing off then on
+                failed = 0
+                traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+                for mode, env in (("off", {}), ("on", traced)):
+                    print(f"tracing {mode}:", flush=True)
+                    failed |= rhesis_phase(args, ep, yard_s, env)
+                print(f"receiver: {len(receiver.spans()):,} spans in "
+                      f"{receiver.requests:,} export requests")  # fmt: skip
+                return failed
     except KeyboardInterrupt:
         print("interrupted (workers, endpoint and database cleaned up)")
         return 130

@@ -13,26 +13,29 @@ read from the ``X-Organization-Id`` and ``X-User-Id`` headers, which a trusted p
 your session middleware) must set; never take them from an untrusted client.
 
 * ``POST /runs`` ``{"name", "tests": [...], "executor": ..., "options": {...}}``: launches
-  the run inside the request's database transaction, as the caller's organization
-  (``tenant_session`` + ``launch_test_run(session=...)``): the run exists only if the
-  request commits. 201 ``{"run_id"}``. (A backend with its own SQLAlchemy session calls
+  the run in a database transaction of the request, as the caller's organization
+  (``tenant_session`` + ``launch_test_run(session=...)``), committed before the answer:
+  201 ``{"run_id"}`` means the run exists. (A backend with its own SQLAlchemy session calls
   ``act_as_tenant(session, organization_id, user_id)`` in it instead.)
 * ``GET /runs/{run_id}``: the run's progress and counts, 404 for another organization's run.
 * ``GET /runs/{run_id}/results``: every test's status, error and duration, 404 for another
   organization's run.
 
 Everything comes from ``rhesis_pipeline`` itself: its public API is what this needs.
+
+Tracing (OpenTelemetry): with ``rhesis-pipeline[otel]`` and
+``opentelemetry-instrumentation-fastapi`` installed and ``OTEL_EXPORTER_OTLP_ENDPOINT``
+set, every request is a span, and a run launched by ``POST /runs`` gets a trace of its own
+whose root span links to the request's (``RHESIS_TRACE_PARENT=child``: inside it).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from rhesis_pipeline import (
     InvalidSubmission,
@@ -41,9 +44,18 @@ from rhesis_pipeline import (
     get_run,
     launch_test_run,
     tenant_session,
+    tracing_enabled,
 )
 
 app = FastAPI(title="rhesis-pipeline web backend example")
+
+if tracing_enabled():  # the OTEL_* variables set up the tracer provider: request spans too
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError:  # without the instrumentation, runs are traced, requests are not
+        pass
+    else:
+        FastAPIInstrumentor.instrument_app(app)
 
 
 class Caller(BaseModel):
@@ -61,12 +73,6 @@ def caller(
     return Caller(organization_id=x_organization_id, user_id=x_user_id)
 
 
-def request_session(who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
-    """The request's database transaction, acting as the caller's organization."""
-    with tenant_session(who.organization_id, who.user_id) as session:
-        yield session
-
-
 class NewRun(BaseModel):
     name: str | None = None
     tests: list[dict[str, Any]] = Field(min_length=1)
@@ -75,21 +81,21 @@ class NewRun(BaseModel):
 
 
 @app.post("/runs", status_code=201)
-def launch(
-    body: NewRun,
-    who: Annotated[Caller, Depends(caller)],
-    session: Annotated[Session, Depends(request_session)],
-) -> dict[str, str]:
+def launch(body: NewRun, who: Annotated[Caller, Depends(caller)]) -> dict[str, str]:
+    # The request's transaction, acting as the caller's organization; committed before the
+    # 201 is sent (a dependency with yield would commit after the response: a client's
+    # immediate GET could miss the run).
     try:
-        run_id = launch_test_run(
-            body.tests,
-            executor=body.executor,
-            name=body.name,
-            organization_id=who.organization_id,
-            user_id=who.user_id,
-            options=body.options,
-            session=session,
-        )
+        with tenant_session(who.organization_id, who.user_id) as session:
+            run_id = launch_test_run(
+                body.tests,
+                executor=body.executor,
+                name=body.name,
+                organization_id=who.organization_id,
+                user_id=who.user_id,
+                options=body.options,
+                session=session,
+            )
     except InvalidSubmission as exc:
         raise HTTPException(422, str(exc)) from None
     return {"run_id": run_id}

@@ -6,6 +6,7 @@ The Python API — what a web backend needs, every name typed::
     from rhesis_pipeline import tenant_session, tenant_context, on_run_finished
     from rhesis_pipeline import RunNotFound, InvalidSubmission   # and the other errors
     from rhesis_pipeline import check_health, find_stuck_runs    # operations
+    from rhesis_pipeline import tracing_enabled                  # OpenTelemetry
 
 (the rest of what ``rhesis-monitor`` calls is in :mod:`rhesis_pipeline.monitor`).
 
@@ -40,6 +41,7 @@ from rhesis_pipeline.runs.states import RunStatus, TestStatus
 from rhesis_pipeline.runs.submit import launch_test_run
 from rhesis_pipeline.storage.tenancy import act_as_tenant, tenant_session
 from rhesis_pipeline.storage.tenant_context import tenant_context
+from rhesis_pipeline.tracing.setup import tracing_enabled
 
 __version__ = "0.1.0.dev0"
 
@@ -72,4 +74,5 @@ __all__ = [
     "revoke_runs",
     "tenant_context",
     "tenant_session",
+    "tracing_enabled",
 ]

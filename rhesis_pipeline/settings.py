@@ -32,6 +32,7 @@ NORMALISED_SCHEME = "postgresql+psycopg2"
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMATS = ("text", "json")
+_TRACE_PARENTS = ("link", "child", "none")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _QUEUE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]*$")
 
@@ -255,6 +256,11 @@ class Settings:
     rate_limited_max_s: float = 900.0
     """RHESIS_RATE_LIMITED_MAX_S, seconds: how long a test may spend rate limited (429s)
     in all before it ends as `error` ("rate limited by KEY for N s"); at least 1."""
+    trace_parent: str = "link"
+    """RHESIS_TRACE_PARENT, mode: how a run's trace relates to the span current where it is
+    launched (the web request), when tracing is on (OpenTelemetry, the `otel` extra):
+    `link` (its root span links to that span: one trace per run), `child` (the run is
+    inside the request's trace: for small runs), or `none` (no relation)."""
     dashboard_token: str | None = field(default=None, repr=False)
     """RHESIS_DASHBOARD_TOKEN, secret: when set, every page of `rhesis-monitor dashboard`
     needs it: `Authorization: Bearer <token>`, or the login form (whose cookie holds an
@@ -288,6 +294,12 @@ class Settings:
         if log_format not in _LOG_FORMATS:
             raise ConfigurationError(
                 f"RHESIS_LOG_FORMAT={log_format!r} is not one of {', '.join(_LOG_FORMATS)}"
+            )
+
+        trace_parent = env.get("RHESIS_TRACE_PARENT", "link").strip().lower() or "link"
+        if trace_parent not in _TRACE_PARENTS:
+            raise ConfigurationError(
+                f"RHESIS_TRACE_PARENT={trace_parent!r} is not one of {', '.join(_TRACE_PARENTS)}"
             )
 
         queues = tuple(q for q in re.split(r"[\s,]+", env.get("RHESIS_QUEUES", "")) if q)
@@ -333,6 +345,7 @@ class Settings:
             data_dir=data_dir,
             log_level=level,
             log_format=log_format,
+            trace_parent=trace_parent,
             worker_processes=_int(env, "RHESIS_WORKER_PROCESSES", os.cpu_count() or 1, minimum=1),
             worker_threads=_int(env, "RHESIS_WORKER_THREADS", 8, minimum=1),
             queues=queues,

@@ -5,6 +5,7 @@ line, not a traceback)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +19,50 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+def test_fanin_benchmark_measures_the_cost_of_tracing(database_url):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/fanin.py", "--tracing", "--sizes", "100", "--trials", "1"],
+        cwd=REPO,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+            "BENCH_DATABASE_URL": database_url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "OpenTelemetry modules loaded: none" in out
+    # Every span of the traced run reached the local receiver: 100 attempts, root, callback.
+    assert re.search(r"^\s+100\s+1\s+on\s+.* 102 of 102$", out, re.M), out
+    assert re.search(r"^\s+100: [+-]\d+ us wall/test, [+-]\d+ us worker CPU/test", out, re.M), out
+
+
+@pytest.mark.slow
 def test_fanin_benchmark_runs_small(database_url):
     result = subprocess.run(
-        [sys.executable, "benchmarks/fanin.py", "--sizes", "200", "--trials", "1",
-         "--latency-runs", "2", "--backlog", "100", "--no-counters", "--wal-breakdown", "50"],
+        [
+            sys.executable,
+            "benchmarks/fanin.py",
+            "--sizes",
+            "200",
+            "--trials",
+            "1",
+            "--latency-runs",
+            "2",
+            "--backlog",
+            "100",
+            "--no-counters",
+            "--wal-breakdown",
+            "50",
+        ],
         cwd=REPO,
         env={**os.environ, "BENCH_DATABASE_URL": database_url},
         capture_output=True,
         text=True,
         timeout=90,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "summary (median of trials):" in result.stdout
     assert "with 100 messages of another run waiting: p50" in result.stdout

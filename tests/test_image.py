@@ -126,13 +126,13 @@ def test_the_dockerfile_keeps_every_rule():
     assert dockerfile_problems((REPO / "Dockerfile").read_text()) == []
 
 
-def test_the_final_stage_installs_the_wheel_with_its_dashboard_extra_and_no_pip_cache():
+def test_the_final_stage_installs_the_wheel_with_its_extras_and_no_pip_cache():
     text = (REPO / "Dockerfile").read_text()
     final = stages(text)[-1]
     runs = " ".join(rest for keyword, rest in final if keyword == "RUN")
     envs = " ".join(rest for keyword, rest in final if keyword == "ENV")
     assert re.search(
-        r"pip install --no-index --find-links /wheels \"rhesis-pipeline\[dashboard\]\"", runs
+        r"pip install --no-index --find-links /wheels \"rhesis-pipeline\[dashboard,otel\]\"", runs
     )
     assert "PIP_NO_CACHE_DIR=1" in envs
     assert "rm -rf /var/lib/apt/lists/*" in runs

@@ -31,6 +31,7 @@ STAGES = [
     "monitor",
     "dashboard",
     "cli",
+    "tracing",
 ]
 
 

@@ -28,6 +28,8 @@ PUBLIC = {
     "tenant_session", "act_as_tenant", "tenant_context",
     # operations
     "check_health", "HealthReport", "find_stuck_runs",
+    # traces (OpenTelemetry): whether this process traces, its provider set up
+    "tracing_enabled",
     # the errors a caller catches
     "RhesisError", "InvalidSubmission", "RunNotFound", "NothingToRerun", "PermissionDenied",
     "DatabaseUnavailable", "NotMigrated", "ConfigurationError", "MessageTooLarge",

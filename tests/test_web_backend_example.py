@@ -4,65 +4,18 @@ client; a real worker runs the runs it launches."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 import pytest
 
 from .support.waiting import wait_until
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .support.web_backend import serve_backend
 
 
 @pytest.fixture
 def backend(web_user, tmp_path):
     """The example app on 127.0.0.1, as the web user; its base URL."""
-    port = _free_port()
-    log = tmp_path / "web.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "examples.web_backend:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=REPO,
-            env={**os.environ, "DATABASE_URL": web_user, "PYTHONPATH": str(REPO)},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(log.read_text())
-        try:
-            return httpx.get(f"{base}/docs", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(up, timeout=30, what="the web backend answering")
+    with serve_backend(web_user, tmp_path / "web.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ the worker's event loop the loop's aiohttp session does (:func:`execute_http_asy
 httpx's AsyncClient needed 51.7 s for 2,000 requests in flight that aiohttp sends in
 5.4 s. What the answer means (a 429, a 5xx, ``response_path``) is decided once for both,
 in :mod:`rhesis_pipeline.execution.http_answer`. Latency is recorded as the test's
-duration.
+duration. When the worker traces, each request is a client span whose context goes to the
+endpoint in the ``traceparent`` header (:class:`rhesis_pipeline.tracing.spans.HttpRequest`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rhesis_pipeline.execution.attempt import (
 )
 from rhesis_pipeline.execution.http_answer import http_execution
 from rhesis_pipeline.execution.values import short_repr
+from rhesis_pipeline.tracing.http import HttpRequest
 
 if TYPE_CHECKING:
     import aiohttp
@@ -205,8 +207,12 @@ def execute_http(
         else:
             kwargs["json"] = body
     started = time.perf_counter()
+    method = spec.get("method", "POST")
     try:
-        response = _http_client().request(spec.get("method", "POST"), url, **kwargs)
+        with HttpRequest(method, url) as span:
+            span.inject(headers)
+            response = _http_client().request(method, url, **kwargs)
+            span.answered(response.status_code)
     except httpx.TimeoutException as exc:
         if limited:
             raise RetryableExecutionError(
@@ -247,10 +253,18 @@ async def execute_http_async(
         else:
             kwargs["json"] = body
     started = time.perf_counter()
+    method = spec.get("method", "POST")
     try:
-        async with session.request(spec.get("method", "POST"), url, **kwargs) as response:
-            raw = await response.read()
-            code, reason, answer_headers = response.status, response.reason or "", response.headers
+        with HttpRequest(method, url) as span:
+            span.inject(headers)
+            async with session.request(method, url, **kwargs) as response:
+                raw = await response.read()
+                code, reason, answer_headers = (
+                    response.status,
+                    response.reason or "",
+                    response.headers,
+                )
+            span.answered(code)
     except asyncio.TimeoutError:
         raise RetryableExecutionError(
             f"timeout after {spec.get('timeout_s', DEFAULT_TIMEOUT_S)}s"

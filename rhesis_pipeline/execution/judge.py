@@ -46,6 +46,7 @@ from rhesis_pipeline.execution.judge_spec import (
     validate_judge,
 )
 from rhesis_pipeline.execution.values import short_repr
+from rhesis_pipeline.tracing.http import HttpRequest
 
 if TYPE_CHECKING:
     import aiohttp
@@ -282,9 +283,14 @@ async def judge(
     body = request_body(spec, test=test, answer=answer)
     timeout = aiohttp.ClientTimeout(total=endpoint["timeout_s"])
     try:
-        async with session.post(endpoint["url"], json=body, headers=headers, timeout=timeout) as r:
-            raw = await r.read()
-            code, reason, answer_headers = r.status, r.reason or "", r.headers
+        with HttpRequest("POST", endpoint["url"]) as span:  # the judge's call, when tracing
+            span.inject(headers)
+            async with session.post(
+                endpoint["url"], json=body, headers=headers, timeout=timeout
+            ) as r:
+                raw = await r.read()
+                code, reason, answer_headers = r.status, r.reason or "", r.headers
+            span.answered(code)
     except asyncio.TimeoutError:
         raise RetryableExecutionError(
             f"{label(spec)}: no answer from the judge within {endpoint['timeout_s']:g}s"

@@ -33,6 +33,10 @@ may finish its run.
 
 Other actors' messages (callbacks, sweeps) go back with their attempt counted.
 
+When the rescuer's process traces, a started member's lost attempt becomes a span of its
+run's trace (``test_attempt``, ``rhesis.test.verdict=lost``, from its start to the rescue),
+which the dead worker could not end itself.
+
 The zombie case — a worker cut off from the database that later reports a result — is
 handled by claim tokens: the rescued message is claimed again under a new token, and the
 old holder's outcome and ack are refused (see ``record_outcomes`` and ``ack_messages``).
@@ -57,6 +61,8 @@ from rhesis_pipeline.runs.outcomes import Outcome, write_batch
 from rhesis_pipeline.storage import engine
 from rhesis_pipeline.storage.locks import RESCUE_LOCK_KEY, WORKER_LOCK_CLASS
 from rhesis_pipeline.storage.queries import Q
+from rhesis_pipeline.tracing.attempts import lost_attempt
+from rhesis_pipeline.tracing.setup import tracing_enabled
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Row
@@ -132,6 +138,7 @@ class Rescuer(Service):
         started = time.monotonic()
         result = RescueResult()
         now = self.clock()
+        lost: list[tuple[Row[Any], bool]] = []  # started members: (row, attempt counted)
 
         def rescue_batch(conn: Connection) -> int:
             rows = conn.execute(
@@ -153,6 +160,8 @@ class Rescuer(Service):
             ended_ids, again, counted = [], [], []
             for row in rows:
                 verdict = self._verdict(row, now)
+                if row.started_at is not None and row.actor_name == messages.MEMBER.name:
+                    lost.append((row, verdict is not False))
                 if isinstance(verdict, Outcome):
                     ended.append(verdict)
                     ended_ids.append(str(row.message_id))
@@ -184,6 +193,15 @@ class Rescuer(Service):
         )
         result.skipped, result.batches = run.skipped, run.batches
         result.duration_s = time.monotonic() - started
+        if not dry_run and tracing_enabled():
+            for row, counted in lost:  # their workers could not end their attempts' spans
+                run_id, test_id = row.args
+                lost_attempt(
+                    row.options, str(run_id), str(test_id),
+                    attempt=(row.options or {}).get("retries", 0) + 1,
+                    started_at=row.started_at, worker=row.worker_name or str(row.worker_id),
+                    counted=counted,
+                )  # fmt: skip
         if result.requeued or result.timed_out or result.crashed:
             logger.warning(
                 "rescue%s: %d messages of dead workers back in their queue, %d members timed "

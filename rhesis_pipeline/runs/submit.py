@@ -25,9 +25,10 @@ from rhesis_pipeline.execution.executors import validate_executor
 from rhesis_pipeline.execution.metrics import check_test_metrics
 from rhesis_pipeline.runs import messages
 from rhesis_pipeline.runs.options import RunOptions
-from rhesis_pipeline.storage import bulk, db, driver_errors
+from rhesis_pipeline.storage import bulk, db, driver_errors, engine
 from rhesis_pipeline.storage.queries import Q
 from rhesis_pipeline.storage.tenant_context import current_tenant
+from rhesis_pipeline.tracing.launch import Launch
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -85,6 +86,9 @@ def launch_test_run(
     message_options: dict[str, Any] = {**run_options.message_options(), **tenant_option}
     context: dict[str, Any] = {}
     total = 0
+    # The run's trace (when this process traces): on the run's row, and on every member
+    # message as traceparent (see rhesis_pipeline.tracing.context).
+    launch = Launch(run_id, engine.settings().trace_parent)
 
     def write(conn: Connection) -> None:
         nonlocal total
@@ -102,6 +106,7 @@ def launch_test_run(
                 "executor": json.dumps(spec),
                 "options": json.dumps(asdict(run_options)),
                 "total": 1,
+                "trace_context": json.dumps(launch.trace.to_json()) if launch.trace else None,
             },
         )
         checked = _checked_tests(tests)
@@ -133,13 +138,17 @@ def launch_test_run(
         messages.enqueue_run_members(conn, run_id, message_options, total)
 
     try:
-        if session is None:
-            with db.begin() as conn:
-                write(conn)
-        else:
-            conn = session if isinstance(session, Connection) else session.connection()
-            with driver_errors.translate_errors(), conn.begin_nested():
-                write(conn)
+        with launch:
+            if launch.trace is not None:
+                message_options.update(launch.trace.message_options())
+            if session is None:
+                with db.begin() as conn:
+                    write(conn)
+            else:
+                conn = session if isinstance(session, Connection) else session.connection()
+                with driver_errors.translate_errors(), conn.begin_nested():
+                    write(conn)
+            launch.submitted(total, str(org) if org else None)
     except PermissionDenied as exc:
         refusal = _refused(org, context)
         if refusal is None:

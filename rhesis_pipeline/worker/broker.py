@@ -61,6 +61,7 @@ from rhesis_pipeline.worker.middleware import (
     RhesisRetries,
     SchemaCheck,
     TenantContext,
+    Tracing,
     WorkerRegistry,
 )
 from rhesis_pipeline.worker.rate_limits import PostgresRateLimiterBackend
@@ -79,8 +80,11 @@ def middleware_list() -> list[dramatiq.Middleware]:
 
     ``before_*`` hooks run in this order, ``after_*`` hooks in reverse. Therefore:
 
-    1. LogContext first: its before hook sets the message id/actor for every later
-       hook's log lines, and its after hook, running last, clears them.
+    0. Tracing before all: it has no message hooks, and its ``after_worker_shutdown``
+       (the flush of the process's spans) runs after every other one.
+    1. LogContext first of the message hooks: its before hook sets the message id/actor
+       for every later hook's log lines, and its after hook, running last of them,
+       clears them.
     2. TenantContext: restores the message's tenant before any other hook and keeps it
        until every other after-hook (MemberOutcomes writes with it) has run. Its
        ``before_enqueue`` adds the tenant to every message sent, retries included.
@@ -102,6 +106,7 @@ def middleware_list() -> list[dramatiq.Middleware]:
     dramatiq's Prometheus middleware is left out: it binds a fixed HTTP port per host.
     """
     return [
+        Tracing(),
         LogContext(),
         TenantContext(),
         PoolSizing(),

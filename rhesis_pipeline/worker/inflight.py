@@ -42,8 +42,8 @@ import logging
 import os
 import random
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rhesis_pipeline.execution import executors
@@ -54,41 +54,14 @@ from rhesis_pipeline.execution.attempt import (
     RateLimited,
     RetryableExecutionError,
 )
+from rhesis_pipeline.tracing.attempts import Attempt
 from rhesis_pipeline.worker import cancellation
 from rhesis_pipeline.worker.endpoint_limits import Budget, Deferred, EndpointLimit, limit_for
+from rhesis_pipeline.worker.loop_job import Job
 from rhesis_pipeline.worker.metric_calls import judged
 from rhesis_pipeline.worker.shutdown import INFLIGHT_CANCEL_S
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Job:
-    """One member handed to the event loop."""
-
-    run_id: str
-    test_id: str
-    executor: Mapping[str, Any]
-    test: Mapping[str, Any]
-    #: Attempts already made (the message's ``retries``); this one is the next.
-    attempts_before: int
-    max_retries: int
-    time_limit_s: float
-    min_backoff_ms: float
-    max_backoff_ms: float
-    #: Stores a terminal outcome (the fast path's store: non-blocking, thread-safe).
-    store: Callable[..., None]
-    started_at: Any = None
-    #: Gives the member back to its queue for *delay_s* seconds, uncounted (True if it
-    #: went back): blocking, run in a thread. None: it is never deferred.
-    defer: Callable[[float], bool] | None = None
-    #: Times it was deferred before (options.rhesis_deferrals).
-    deferrals: int = 0
-
-    def log_context(self) -> dict[str, str]:
-        """The log fields a worker thread takes from its current message (the loop has
-        none): run and test ids."""
-        return {"run_id": str(self.run_id), "test_id": str(self.test_id)}
 
 
 #: The share of its capacity a process holds when it is *full* (see InFlight.full).
@@ -249,51 +222,57 @@ class InFlight:
         )
         try:
             while True:
-                try:
-                    execution = await self._attempt(job, limit)
-                    status, fields = await judged(job.test, execution, self, job.time_limit_s)
-                except Deferred as deferred:
-                    delay = deferred.delay_s * random.uniform(0.75, 1.25)
-                    if job.defer is not None and await asyncio.get_running_loop().run_in_executor(
-                        None, job.defer, delay
-                    ):
-                        return  # back in its queue; another claim runs it
-                    job.defer = None  # it could not go back: it waits here
-                    continue
-                except RateLimited as exc:
-                    limited_for += exc.retry_after_s
-                    if limited_for > self.rate_limited_max_s:
-                        job.store(
-                            "error",
-                            error=f"rate limited by {limit.key if limit else 'the target'} "
-                            f"for {limited_for:.0f} s: {exc}",
-                            attempts=attempt,
-                            started_at=job.started_at,
-                        )
-                        return
-                    continue  # put back: the budget waits out the pause; not an attempt
-                except RetryableExecutionError as exc:
-                    if attempt > job.max_retries:
-                        job.store("error", error=str(exc)[:10_000], attempts=attempt,
-                                  started_at=job.started_at)  # fmt: skip
+                with job.span(attempt) as span:
+                    try:
+                        execution = await self._attempt(job, limit, span)
+                        status, fields = await judged(job.test, execution, self, job.time_limit_s)
+                    except Deferred as deferred:
+                        span.outcome("deferred", reason=f"endpoint busy {deferred.delay_s:.1f} s")
+                        delay = deferred.delay_s * random.uniform(0.75, 1.25)
+                        if job.defer is not None and await asyncio.get_running_loop(
+                        ).run_in_executor(None, job.defer, delay):  # fmt: skip
+                            return  # back in its queue; another claim runs it
+                        job.defer = None  # it could not go back: it waits here
+                        continue
+                    except RateLimited as exc:
+                        limited_for += exc.retry_after_s
+                        if limited_for > self.rate_limited_max_s:
+                            error = (f"rate limited by {limit.key if limit else 'the target'} "
+                                     f"for {limited_for:.0f} s: {exc}")  # fmt: skip
+                            span.outcome("error", reason=error)
+                            job.store("error", error=error, attempts=attempt,
+                                      started_at=job.started_at)  # fmt: skip
+                            return
+                        span.outcome("rate_limited", reason=str(exc))
+                        continue  # put back: the budget waits out the pause; not an attempt
+                    except RetryableExecutionError as exc:
+                        if attempt > job.max_retries:
+                            span.outcome("error", reason=str(exc))
+                            job.store("error", error=str(exc)[:10_000], attempts=attempt,
+                                      started_at=job.started_at)  # fmt: skip
+                            logger.warning(
+                                "test %s of run %s errored after %d attempt(s): %s",
+                                job.test_id, job.run_id, attempt, exc, extra=job.log_context(),
+                            )  # fmt: skip
+                            return
+                        span.outcome("retry", reason=str(exc))
                         logger.warning(
-                            "test %s of run %s errored after %d attempt(s): %s",
+                            "test %s of run %s: attempt %d failed: %s",
                             job.test_id, job.run_id, attempt, exc, extra=job.log_context(),
                         )  # fmt: skip
+                    except PermanentExecutionError as exc:
+                        span.outcome("error", reason=str(exc))
+                        job.store("error", error=str(exc)[:10_000], attempts=attempt,
+                                  started_at=job.started_at)  # fmt: skip
                         return
-                    logger.warning(
-                        "test %s of run %s: attempt %d failed: %s",
-                        job.test_id, job.run_id, attempt, exc, extra=job.log_context(),
-                    )  # fmt: skip
-                    await asyncio.sleep(self._backoff(job, attempt))
-                    attempt += 1
-                    continue
-                except PermanentExecutionError as exc:
-                    job.store("error", error=str(exc)[:10_000], attempts=attempt,
-                              started_at=job.started_at)  # fmt: skip
-                    return
-                job.store(status, attempts=attempt, started_at=job.started_at, **fields)
-                return
+                    else:
+                        span.outcome(status, latency_ms=execution.duration_ms,
+                                     reason=fields.get("error"),
+                                     metrics=fields.get("metrics"))  # fmt: skip
+                        job.store(status, attempts=attempt, started_at=job.started_at, **fields)
+                        return
+                await asyncio.sleep(self._backoff(job, attempt))  # a retry, after its backoff
+                attempt += 1
         except asyncio.CancelledError:
             if cancellation.was_revoked(job.run_id):
                 job.store("cancelled", error="run revoked while this test was executing")
@@ -303,7 +282,7 @@ class InFlight:
             job.store("error", error=f"{type(exc).__name__}: {exc}"[:10_000], attempts=attempt,
                       started_at=job.started_at)  # fmt: skip
 
-    async def _attempt(self, job: Job, limit: EndpointLimit | None) -> Execution:
+    async def _attempt(self, job: Job, limit: EndpointLimit | None, span: Attempt) -> Execution:
         budget = self.budget
         assert budget is not None
         if limit is not None:
@@ -311,7 +290,9 @@ class InFlight:
                 delay = budget.deferral(limit)
                 if delay is not None:
                     raise Deferred(delay)
+            waiting_since = time.time_ns()
             await budget.acquire(limit, evictable=job.defer is not None)
+            span.budget_waited(waiting_since, limit.key)
         succeeded, throttled = False, None
         sent = asyncio.get_running_loop().time()
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -18,14 +19,20 @@ from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage
 
 from rhesis_pipeline.execution import executors, metrics
-from rhesis_pipeline.execution.attempt import RetryableExecutionError, TargetRaised
+from rhesis_pipeline.execution.attempt import (
+    PermanentExecutionError,
+    RetryableExecutionError,
+    TargetRaised,
+)
 from rhesis_pipeline.identity import worker_id
 from rhesis_pipeline.maintenance.sweeper import Sweeper
-from rhesis_pipeline.runs import complete, members
+from rhesis_pipeline.runs import complete, members, trace
 from rhesis_pipeline.runs.messages import MEMBER
+from rhesis_pipeline.tracing.attempts import Attempt
 from rhesis_pipeline.worker import cancellation, inflight, metric_calls, shutdown
 from rhesis_pipeline.worker.delivery import Delivery, deliveries
 from rhesis_pipeline.worker.held import settle
+from rhesis_pipeline.worker.loop_job import Job
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +141,7 @@ def _run_member(
     if on_loop and executors.runs_async(start.executor) and inflight.enabled():
         settled_by_writer()
         inflight.runner().submit(
-            inflight.Job(
+            Job(
                 run_id=run_id,
                 test_id=test_id,
                 executor=start.executor,
@@ -148,14 +155,39 @@ def _run_member(
                 started_at=start.started_at,
                 defer=partial(_defer, message, str(token)),
                 deferrals=int(message.options.get("rhesis_deferrals", 0)),
+                trace=message.options,
+                queued_ms=_queued_ms(message),
             )
         )
         return
     deadline = started + limit_ms / 1000
+    max_retries = message.options.get("max_retries", MEMBER.options["max_retries"])
+    span = Attempt(
+        message.options, run_id, test_id, attempt=attempts,
+        executor=str(start.executor.get("type", "python")), queued_ms=_queued_ms(message),
+    )  # fmt: skip
+    with span:
+        _execute_here(span, start, (run_id, test_id), deadline, (attempts, max_retries), store)
+
+
+def _execute_here(
+    span: Attempt,
+    start: members.MemberStart,
+    member: tuple[str, str],
+    deadline: float,
+    attempts_of: tuple[int, int],
+    store: Callable[..., None],
+) -> None:
+    """Execute *member* (run id, test id) on this thread, evaluate its metrics and *store*
+    the outcome; a failed attempt raises (dramatiq retries it). *span*: the attempt's
+    span; *attempts_of*: (this attempt's number, the run's max_retries)."""
+    run_id, test_id = member
+    attempts, max_retries = attempts_of
     try:
         with cancellation.executing(run_id):
             execution = executors.execute(start.executor, start.test, deadline=deadline)
     except RetryableExecutionError as exc:
+        span.outcome("retry" if attempts <= max_retries else "error", reason=str(exc))
         # Expected (connection, 5xx, 429, a target that raised): one line, no traceback;
         # dramatiq retries it and MemberOutcomes stores the error when the attempts are
         # used up.
@@ -175,8 +207,12 @@ def _run_member(
         # The run was revoked while this member executed: its test is already stored as
         # cancelled (so this outcome is refused); what matters is the ack.
         logger.warning("test %s of run %s interrupted: the run was revoked", test_id, run_id)
+        span.outcome("cancelled", reason="run revoked while this test was executing")
         store("cancelled", error="run revoked while this test was executing")
         return
+    except PermanentExecutionError as exc:
+        span.outcome("error", reason=str(exc))
+        raise
     if metrics.needs_loop(start.test.get("metrics")):  # an LLM judge: the loop's limits
         loop = inflight.runner() if inflight.enabled() else None
         status, fields = metric_calls.outcome_on_loop(
@@ -184,7 +220,16 @@ def _run_member(
         )
     else:
         status, fields = metrics.outcome(start.test, execution)
+    span.outcome(status, latency_ms=execution.duration_ms, reason=fields.get("error"),
+                 metrics=fields.get("metrics"))  # fmt: skip
     store(status, attempts=attempts, started_at=start.started_at, **fields)
+
+
+def _queued_ms(message: Message[Any]) -> float:
+    """Milliseconds *message* waited in its queue: since it was enqueued, or due (a retry's
+    or a deferral's eta)."""
+    since = max(message.message_timestamp, int(message.options.get("eta") or 0))
+    return time.time() * 1000 - since
 
 
 def _defer(message: Message[Any], token: str, delay_s: float) -> bool:
@@ -201,9 +246,11 @@ def collect_results(run_id: str) -> None:
 
     Harmless if delivered twice: a run already final is left as it is.
     """
-    summary = complete.finish_run(run_id)
-    if summary is not None:
-        complete.run_hooks(summary)
+    with trace.completion(run_id) as span:  # the run's root span ends with it
+        summary = complete.finish_run(run_id)
+        span.finished(None if summary is None else trace.root_attributes(summary))
+        if summary is not None:
+            complete.run_hooks(summary)
 
 
 def sweep() -> None:

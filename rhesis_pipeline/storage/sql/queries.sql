@@ -90,10 +90,11 @@ SELECT row_security_active('rhesis.test_runs') OR row_security_active('rhesis.te
        NULLIF(current_setting('app.current_organization', true), '') AS organization_id;
 
 -- name: insert_run
--- Create a run in status QUEUED.
-INSERT INTO rhesis.test_runs (id, organization_id, user_id, name, executor, options, total)
+-- Create a run in status QUEUED (:trace_context: its W3C trace context, or NULL).
+INSERT INTO rhesis.test_runs (id, organization_id, user_id, name, executor, options, total,
+                              trace_context)
 VALUES (:id, :organization_id, :user_id, :name, CAST(:executor AS jsonb),
-        CAST(:options AS jsonb), :total);
+        CAST(:options AS jsonb), :total, CAST(:trace_context AS jsonb));
 
 -- name: insert_results
 -- Create result rows (status queued) of run :run_id, one per element of :test_ids, at
@@ -154,6 +155,11 @@ SELECT pg_notify(:channel, :payload);
 -- name: run_tenant
 -- The tenant (organization and user) of one run.
 SELECT organization_id, user_id FROM rhesis.test_runs WHERE id = :run_id;
+
+-- name: run_trace
+-- What the callback of a traced run needs for the run's root span: the trace context
+-- stored at launch (NULL if none), when the run was launched, and its name.
+SELECT trace_context, created_at, name FROM rhesis.test_runs WHERE id = :run_id;
 
 
 -- ===== Re-runs =====
@@ -969,7 +975,7 @@ WITH me AS (
 )
 SELECT q.message_id, q.queue_name, q.message->>'actor_name' AS actor_name,
        q.message->'args' AS args, q.message->'options' AS options,
-       c.claimed_at, c.started_at, c.worker_id
+       c.claimed_at, c.started_at, c.worker_id, w.host || ':' || w.pid AS worker_name
 FROM dramatiq.queue q
 JOIN rhesis.claims c ON c.message_id = q.message_id
 LEFT JOIN rhesis.workers w ON w.id = c.worker_id

@@ -10,6 +10,7 @@ from rhesis_pipeline.worker.middleware.registry import WorkerRegistry
 from rhesis_pipeline.worker.middleware.retries import RhesisRetries
 from rhesis_pipeline.worker.middleware.schema_check import SchemaCheck
 from rhesis_pipeline.worker.middleware.tenant import TenantContext
+from rhesis_pipeline.worker.middleware.tracing import Tracing
 
 __all__ = [
     "LogContext",
@@ -18,5 +19,6 @@ __all__ = [
     "RhesisRetries",
     "SchemaCheck",
     "TenantContext",
+    "Tracing",
     "WorkerRegistry",
 ]
