@@ -174,3 +174,25 @@ def test_the_web_example_request_is_linked_from_the_run_or_its_parent(web_user, 
             assert root.parent_span_id == request.span_id and root.links == ()
             attempts = received(receiver, request.trace_id, "test_attempt", 5)
             assert {s.parent_span_id for s in attempts} == {root.span_id}
+
+
+@pytest.mark.slow
+def test_a_stopping_worker_flushes_the_spans_it_still_holds(workers):
+    with OtlpReceiver() as receiver:
+        # Given: a worker whose batch processor would export only every 10 minutes.
+        env = {**otel_env(receiver, "rhesis-workers"), "OTEL_BSP_SCHEDULE_DELAY": "600000"}
+        worker = workers.start(processes=1, threads=2, env=env)
+        run_id = launch_test_run(
+            [{"id": i} for i in range(5)], executor="tests.support.targets:noop"
+        )
+        assert wait_finished(run_id, timeout=60).passed == 5
+        trace_id = uuid.UUID(run_id).hex
+        assert not [s for s in receiver.spans() if s.trace_id == trace_id]  # still held
+        # When: it stops (SIGTERM), then: its 7 spans reach the receiver before it exits.
+        assert worker.stop() == 0
+        spans = [s for s in receiver.spans() if s.trace_id == trace_id]
+        assert sorted(s.name for s in spans) == [
+            "collect_results",
+            *["test_attempt"] * 5,
+            "test_run",
+        ]

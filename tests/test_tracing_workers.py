@@ -264,3 +264,44 @@ def test_python_targets_on_threads_one_span_per_delivery(workers, tmp_path):
     (root,) = [s for s in spans if s["name"] == "test_run"]
     assert root["attributes"]["rhesis.run.status"] == "PARTIAL"
     assert root["status"]["status_code"] == "UNSET"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "target", ["tests.support.targets:echo", "tests.support.metrics:async_echo"]
+)
+def test_the_llm_judge_call_is_a_client_span_of_its_attempt(workers, tmp_path, target):
+    # Given: tests judged by an LLM judge (the local FakeJudge), on a worker thread (echo:
+    # the metrics go to the event loop) or on the event loop (an async target).
+    from rhesis_pipeline.demo_judge import FakeJudge
+
+    folder = tmp_path / "spans"
+    folder.mkdir()
+    worker = workers.start(
+        processes=1,
+        threads=2,
+        modules=(*TRACED_MODULES, "tests.support.metrics"),
+        env={"RHESIS_TEST_SPANS": str(folder)},
+    )
+    with FakeJudge(latency_s=0.01) as judge:
+        metric = {
+            "type": "llm_judge",
+            "name": "judge",
+            "rubric": 'names "Paris"',
+            "threshold": 0.7,
+            "endpoint": {"url": judge.url, "model": "fake"},
+        }
+        tests = [{"id": f"j{i}", "prompt": "Paris", "metrics": [metric]} for i in range(4)]
+        run_id = launch_test_run(tests, executor=target, options={"max_retries": 0})
+        assert wait_finished(run_id, timeout=60).passed == 4
+    assert worker.stop() == 0
+    # Then: each judge request is a client span inside its test's attempt, in the run's
+    # trace (never a trace of its own).
+    spans = read_spans(folder)
+    trace_id = hexid(uuid.UUID(run_id).int, 32)
+    clients = [s for s in spans if s["kind"] == "SpanKind.CLIENT"]
+    attempts = {s["context"]["span_id"] for s in spans if s["name"] == "test_attempt"}
+    assert len(clients) == 4 and len(attempts) == 4
+    assert {s["context"]["trace_id"] for s in clients} == {trace_id}
+    assert {s["parent_id"] for s in clients} == attempts
+    assert {s["attributes"]["server.address"] for s in clients} == {"127.0.0.1"}
