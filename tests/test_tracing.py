@@ -11,19 +11,22 @@ import subprocess
 import sys
 import uuid
 
+import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from rhesis_pipeline import launch_test_run
+from rhesis_pipeline import get_run, launch_test_run
 from rhesis_pipeline.errors import ConfigurationError
+from rhesis_pipeline.runs.report import run_json, summary_text
 from rhesis_pipeline.settings import Settings
 from rhesis_pipeline.storage import engine
 from rhesis_pipeline.tracing import setup
 from rhesis_pipeline.tracing.context import RunTrace, SpanRef, root_span_id, run_trace_id
 
+from .support import cli
 from .support.runs import scalar
 from .support.web_backend import REPO
 
@@ -152,8 +155,10 @@ def test_off_nothing_of_opentelemetry_is_imported_by_a_launch_or_a_worker_module
     )
     assert done.returncode == 0, done.stderr
     run_id = done.stdout.split()[0]
-    # Nothing stored either: no trace context on the run or its message.
+    # Nothing stored either: no trace context on the run or its message, no trace id shown.
     assert scalar("SELECT trace_context FROM rhesis.test_runs WHERE id = :r", r=run_id) is None
+    assert get_run(run_id).trace_id is None and run_json(run_id)["trace_id"] is None
+    assert "trace" not in summary_text(run_id)
     options = scalar("SELECT message->'options' FROM dramatiq.queue LIMIT 1")
     assert "traceparent" not in options
 
@@ -238,6 +243,13 @@ def test_link_mode_a_run_is_a_trace_of_its_own_linked_to_the_request(database_ur
     assert launch.attributes["rhesis.run.id"] == run_id
     assert launch.attributes["rhesis.run.total"] == 3
     assert launch.attributes["rhesis.organization.id"] == "org-t"
+    # Where an operator finds the trace: show (text and --json), the dashboard's run page.
+    trace_hex = uuid.UUID(run_id).hex
+    assert get_run(run_id).trace_id == trace_hex
+    assert run_json(run_id)["trace_id"] == trace_hex
+    assert f"\n  trace {trace_hex}" in summary_text(run_id)
+    with cli.dashboard(database_url) as (_proc, url), httpx.Client(base_url=url) as http:
+        assert f"trace <code>{trace_hex}</code>" in http.get(f"/runs/{run_id}").text
 
 
 def test_child_mode_a_run_is_inside_the_request_trace(database_url, spans_here):

@@ -86,6 +86,9 @@ class Run:
     callback_latency_ms: float | None = None
     #: The run this one re-ran (rhesis_pipeline.runs.rerun), if it is a re-run.
     rerun_of: str | None = None
+    #: The id (32 hex digits) of the run's OpenTelemetry trace, when it was launched by a
+    #: process that traces (see rhesis_pipeline.tracing); read by get_run.
+    trace_id: str | None = None
     #: Free for hooks and callers; finish_run leaves it empty.
     extra: dict[str, Any] = field(default_factory=dict)
     #: The fields :meth:`as_dict` gives by default (the reader's JSON shape); None: all.

@@ -30,6 +30,7 @@ def run_json(run_id: str, *, organization_id: str | None = None) -> dict[str, An
         "errored": run.errored + run.lost,
         "cancelled": run.cancelled,
         "duration_s": duration_s(run),
+        "trace_id": run.trace_id,
         "results": [
             {
                 "test_id": r["test_id"],
@@ -107,6 +108,8 @@ def summary_text(run_id: str, *, organization_id: str | None = None) -> str:
         + (f", {data['cancelled']} cancelled" if data["cancelled"] else "")
         + f" in {format_duration(data['duration_s'])}",
     ]
+    if data["trace_id"]:
+        lines.append(f"  trace {data['trace_id']}")
     if data["metrics"]:
         lines += ["", metrics_table([MetricSummary(**_fields(m)) for m in data["metrics"]])]
     bad = [r for r in data["results"] if r["status"] != TestStatus.PASSED]

@@ -831,10 +831,12 @@ UPDATE rhesis.workers SET stopped_at = now(), heartbeat_at = now() WHERE id = CA
 
 -- name: get_run
 -- One run, every column a reader needs (the fields of run_record.Run); its counters are
--- its progress, read without counting result rows.
+-- its progress, read without counting result rows; trace_id: its trace's id (hex) when
+-- it was launched by a process that traces, from the traceparent stored then.
 SELECT id, name, status, organization_id, user_id, total, done, passed, failed, errored,
        lost, cancelled, cancel_requested, created_at, started_at, finished_at,
-       last_progress_at, collected_count, summary, rerun_of
+       last_progress_at, collected_count, summary, rerun_of,
+       substring(trace_context->>'traceparent' from 4 for 32) AS trace_id
 FROM rhesis.test_runs
 WHERE id = :run_id;
 
