@@ -14,8 +14,11 @@ Other processes (CLI, web application) call :func:`configure_logging`.
 
 ``RHESIS_LOG_FORMAT=json`` makes every line one JSON object (:class:`JsonFormatter`):
 ``time``, ``level``, ``logger``, ``message``, ``pid``, ``thread``, and where known
-``message_id``, ``actor``, ``run_id``, ``test_id``, ``organization``, ``worker_id``; a
-traceback is the ``exc_info`` field, never lines of its own. The run and test come from
+``message_id``, ``actor``, ``run_id``, ``test_id``, ``organization``, ``worker_id``, and
+when the process traces (:mod:`rhesis_pipeline.tracing`) ``trace_id`` and ``span_id`` of
+the span current where the line was written (a test's attempt: the line is found from its
+trace, and the other way round); a traceback is the ``exc_info`` field, never lines of its
+own. The run and test come from
 the message being processed, or from ``extra={"run_id": …}`` of a line written outside
 one (the outcome writer's).
 """
@@ -27,6 +30,8 @@ import logging
 import threading
 from datetime import datetime, timezone
 from typing import Any
+
+from rhesis_pipeline.tracing.spans import current_ids
 
 #: Format of every worker line: time, level, process, the message's id and actor, logger, text.
 WORKER_LOG_FORMAT = (
@@ -42,6 +47,8 @@ _installed = False
 
 #: Record attributes a JSON line carries when they are set (context or ``extra``).
 CONTEXT_FIELDS = ("run_id", "test_id", "organization")
+#: Record attributes set from the current span when the process traces.
+TRACE_FIELDS = ("trace_id", "span_id")
 
 
 def set_message_context(
@@ -88,7 +95,7 @@ class JsonFormatter(logging.Formatter):
         if message_id != "-":
             line["message_id"] = message_id
             line["actor"] = getattr(record, "actor_name", None)
-        for key in CONTEXT_FIELDS:
+        for key in (*CONTEXT_FIELDS, *TRACE_FIELDS):
             value = getattr(record, key, None)
             if value is not None:
                 line[key] = value
@@ -127,13 +134,17 @@ def _install_record_factory() -> None:
 
 class ContextFields(logging.Filter):
     """Adds the message's context fields (``run_id``, ``test_id``, ``organization``) to a
-    record that does not have them from ``extra``. A filter of every root handler: it
+    record that does not have them from ``extra``, and the current span's ids when the
+    process traces. A filter of every root handler: it
     runs in the thread that logs, after ``extra`` is applied, so ``extra`` wins."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in getattr(_context, "fields", {}).items():
             if getattr(record, key, None) is None:
                 setattr(record, key, value)
+        ids = current_ids()  # None unless the process traces and a span is current
+        if ids is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 

@@ -5,7 +5,9 @@ test_tracing_otlp.py."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,12 +20,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from rhesis_pipeline import get_run, launch_test_run
+from rhesis_pipeline import get_run, launch_test_run, logs
 from rhesis_pipeline.errors import ConfigurationError
 from rhesis_pipeline.runs.report import run_json, summary_text
 from rhesis_pipeline.settings import Settings
 from rhesis_pipeline.storage import engine
 from rhesis_pipeline.tracing import setup
+from rhesis_pipeline.tracing.attempts import Attempt
 from rhesis_pipeline.tracing.context import RunTrace, SpanRef, root_span_id, run_trace_id
 
 from .support import cli
@@ -44,6 +47,22 @@ def spans_here():
     finally:
         setup.use_tracer_provider(None)
         provider.shutdown()
+
+
+def run_python(
+    code: str, database_url: str, otel: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """*code* in a new interpreter on the test's database, with the OTEL_* variables *otel*
+    only (none of this process's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**env, **otel, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
 
 
 def _mode(database_url: str, mode: str) -> None:
@@ -144,15 +163,7 @@ def test_off_nothing_of_opentelemetry_is_imported_by_a_launch_or_a_worker_module
         "print(run, loaded)\n"
         "assert not loaded, loaded\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**env, **switches, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO)},
-        timeout=60,
-    )
+    done = run_python(code, database_url, switches)
     assert done.returncode == 0, done.stderr
     run_id = done.stdout.split()[0]
     # Nothing stored either: no trace context on the run or its message, no trace id shown.
@@ -269,3 +280,52 @@ def test_none_mode_and_a_launch_outside_any_span_relate_to_nothing(database_url,
     _mode(database_url, "link")  # no current span (a script, the CLI): no link
     run_id = launch_test_run([{"id": i} for i in range(3)], executor="tests.support.targets:noop")
     assert _stored(run_id).link is None
+
+
+# -- log lines and bad variables ------------------------------------------------------------
+
+
+def test_a_json_log_line_written_in_a_span_names_its_trace_and_span(spans_here):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    handler.addFilter(logs.ContextFields())
+    logger = logging.getLogger("tests.tracing.lines")
+    logger.addHandler(handler)
+    logger.propagate = False
+    run_id = str(uuid.uuid4())
+    try:
+        logger.warning("outside any span")
+        with Attempt({}, run_id, "t1", attempt=1, executor="python") as attempt:
+            logger.warning("inside the attempt")
+            span_id = f"{attempt.span.get_span_context().span_id:016x}"
+    finally:
+        logger.removeHandler(handler)
+    outside, inside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "trace_id" not in outside and "span_id" not in outside
+    assert (inside["trace_id"], inside["span_id"]) == (uuid.UUID(run_id).hex, span_id)
+
+
+def test_bad_batch_variables_are_one_line_each_and_tracing_stays_on(database_url):
+    code = (
+        "import logging\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "import rhesis_pipeline\n"
+        "run = rhesis_pipeline.launch_test_run([{'id': 1}], executor='tests.support.targets:noop')\n"
+        "print(rhesis_pipeline.tracing_enabled())\n"
+    )
+    bad = {
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_BSP_SCHEDULE_DELAY": "soon",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "-1",
+    }
+    done = run_python(code, database_url, bad)
+    assert done.returncode == 0, done.stderr
+    # Traced with the defaults: the console exporter printed the launch's span at exit.
+    assert "True" in done.stdout.splitlines() and '"name": "launch_test_run"' in done.stdout
+    assert "Traceback" not in done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "OTEL_BSP" in line]
+    assert warnings == [
+        "OTEL_BSP_SCHEDULE_DELAY='soon' is not a positive whole number; using 5000",
+        "OTEL_BSP_MAX_QUEUE_SIZE='-1' is not a positive whole number; using 2048",
+    ]

@@ -5,6 +5,7 @@ process launches the run inside a "request" span, through a private provider."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -227,7 +228,10 @@ def test_python_targets_on_threads_one_span_per_delivery(workers, tmp_path):
     folder = tmp_path / "spans"
     folder.mkdir()
     worker = workers.start(
-        processes=2, threads=2, modules=TRACED_MODULES, env={"RHESIS_TEST_SPANS": str(folder)}
+        processes=2,
+        threads=2,
+        modules=TRACED_MODULES,
+        env={"RHESIS_TEST_SPANS": str(folder), "RHESIS_LOG_FORMAT": "json"},
     )
     tests = [{"id": "bad", "fail": True}, *({"id": f"ok{i}"} for i in range(3))]
     run_id = launch_test_run(
@@ -261,6 +265,19 @@ def test_python_targets_on_threads_one_span_per_delivery(workers, tmp_path):
         a["rhesis.wait.queue_ms"] >= 0 and a["rhesis.executor.type"] == "python"
         for a in (s["attributes"] for s in attempts)
     )
+    # The worker's log line of the failed attempt names its trace and span.
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    (failed_line,) = [
+        ln for ln in lines if ln.get("test_id") == "bad" and "attempt 1 failed" in ln["message"]
+    ]
+    (first,) = [
+        s
+        for s in attempts
+        if s["attributes"]["rhesis.test.id"] == "bad"
+        and s["attributes"]["rhesis.test.attempt"] == 1
+    ]
+    assert failed_line["trace_id"] == uuid.UUID(run_id).hex
+    assert failed_line["span_id"] == first["context"]["span_id"][2:]
     (root,) = [s for s in spans if s["name"] == "test_run"]
     assert root["attributes"]["rhesis.run.status"] == "PARTIAL"
     assert root["status"]["status_code"] == "UNSET"

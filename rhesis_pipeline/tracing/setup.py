@@ -43,7 +43,7 @@ SWITCHES = (
 #: The instrumentation scope of our spans.
 SCOPE = "rhesis_pipeline"
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 #: This process's tracer once decided: a Tracer, or False (tracing off by the variables).
 _tracer: Any = None
 #: The provider this module installed (it flushes and shuts it down), if any.
@@ -79,7 +79,18 @@ def tracer() -> Tracer | None:
     if found is None:
         with _lock:
             if _tracer is None:
-                _tracer = _decide()
+                # Off while deciding: deciding may log (a warning), and every log line asks
+                # for the current span (rhesis_pipeline.logs) — in this thread, re-entrantly.
+                _tracer = False
+                try:
+                    _tracer = _decide()
+                except Exception as exc:  # a bad OTEL_* value must not stop a launch or a test
+                    logger.warning(
+                        "tracing is off: the OpenTelemetry SDK could not be set up from the "
+                        "OTEL_* variables (%s: %s); fix them or unset them",
+                        type(exc).__name__,
+                        exc,
+                    )
             found = _tracer
     if found is not False:
         return found  # type: ignore[no-any-return]
@@ -181,10 +192,49 @@ def _install_provider() -> None:
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "rhesis-pipeline"}))
     provider = TracerProvider(resource=resource)
+    batching = _batch_settings()
     for exporter in _exporters():
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                exporter,
+                max_queue_size=batching["max_queue_size"],
+                schedule_delay_millis=batching["schedule_delay_millis"],
+                max_export_batch_size=batching["max_export_batch_size"],
+                export_timeout_millis=batching["export_timeout_millis"],
+            )
+        )
     trace.set_tracer_provider(provider)
     _provider = provider
+
+
+#: The batch span processor's variables, their SDK defaults and its parameters.
+BATCH_VARIABLES = (
+    ("OTEL_BSP_SCHEDULE_DELAY", 5000, "schedule_delay_millis"),
+    ("OTEL_BSP_MAX_QUEUE_SIZE", 2048, "max_queue_size"),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, "max_export_batch_size"),
+    ("OTEL_BSP_EXPORT_TIMEOUT", 30000, "export_timeout_millis"),
+)
+
+
+def _batch_settings() -> dict[str, int]:
+    """The OTEL_BSP_* variables, read here so that a bad value is one warning line and
+    its default (the SDK logs a traceback for it)."""
+    settings: dict[str, int] = {}
+    for name, default, parameter in BATCH_VARIABLES:
+        raw = os.environ.get(name, "").strip()
+        value = default
+        if raw:
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if value <= 0:
+                logger.warning("%s=%r is not a positive whole number; using %d", name, raw, default)
+                value = default
+        settings[parameter] = value
+    if settings["max_export_batch_size"] > settings["max_queue_size"]:
+        settings["max_export_batch_size"] = settings["max_queue_size"]
+    return settings
 
 
 def _exporters() -> list[Any]:
@@ -250,11 +300,15 @@ def flush(timeout_s: float = 10.0) -> None:
 
 
 def shutdown() -> None:
-    """Flush this process's spans; shut down the provider if this module installed it
-    (a worker process, when it stops: it exits without running atexit hooks)."""
-    flush()
+    """Export the spans this process still holds: shut down the provider if this module
+    installed it (its batch processors export what they hold, once), else flush the
+    process's own provider (a worker process, when it stops: it exits without running
+    atexit hooks). A collector that does not answer delays this by up to the exporter's
+    timeout (``OTEL_EXPORTER_OTLP_TIMEOUT``, 10 s)."""
     if _provider is not None:
         _provider.shutdown()
+    else:
+        flush()
 
 
 def _reset_after_fork() -> None:

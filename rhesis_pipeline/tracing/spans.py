@@ -100,3 +100,18 @@ class CurrentSpan:
         span.end()
         if self._token is not None:
             context.detach(self._token)
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace id, span id) in hex of the span current here, for log lines; None when the
+    process does not trace or no span is current."""
+    from rhesis_pipeline.tracing.setup import tracer
+
+    if tracer() is None:
+        return None
+    from opentelemetry import trace
+
+    current = trace.get_current_span().get_span_context()
+    if not current.is_valid:
+        return None
+    return f"{current.trace_id:032x}", f"{current.span_id:016x}"
