@@ -23,6 +23,10 @@ The sequence, and how long each step may take (the grace is their sum, :func:`gr
    makes this wait; what is not stored by then runs again).
 4. ``WorkerRegistry.after_worker_shutdown``: the row is marked stopped and the liveness
    lock released (``STOP_OVERHEAD_S`` covers this, the requeues and the exit).
+5. ``Tracing.after_worker_shutdown`` (when the process traces): the spans it still holds
+   are exported. Not part of the grace: everything that matters is stored by then, and
+   only a collector that does not answer makes it wait (up to the exporter's timeout); a
+   SIGKILL during it costs spans, nothing else.
 
 A platform's grace shorter than :func:`grace_s` of the longest time limit it allows
 loses nothing either — a SIGKILLed worker's claims are rescued — but a test cut short
