@@ -53,12 +53,17 @@ _provider: Any = None
 def configured(env: Mapping[str, str] | None = None) -> bool:
     """Whether the OTEL_* variables of *env* (default: the process's) switch tracing on."""
     env = os.environ if env is None else env
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if _disabled(env):
         return False
     exporters = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if exporters == "none":
         return False
     return any(env.get(name, "").strip() for name in SWITCHES)
+
+
+def _disabled(env: Mapping[str, str]) -> bool:
+    """``OTEL_SDK_DISABLED=true`` (any case): the SDK is off whatever else is set."""
+    return env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def installed() -> bool:
@@ -119,9 +124,7 @@ def use_tracer_provider(provider: Any) -> None:
 def _decide() -> Any:
     """The tracer when the variables switch tracing on (installing our provider unless
     the process has an SDK provider already); False when they do not."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    if not configured():
+    if not configured():  # OTEL_SDK_DISABLED=true included
         return False
     if not installed():
         logger.warning(
@@ -139,7 +142,7 @@ def _decide() -> Any:
 def _own_provider_tracer() -> Tracer | None:
     from opentelemetry import trace
 
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if _disabled(os.environ):
         return None
     provider = trace.get_tracer_provider()
     if not _is_sdk_provider(provider):
